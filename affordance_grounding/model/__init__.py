@@ -1,0 +1,1 @@
+"""Network modules shared by training and the PyTorch runtime."""

@@ -1,0 +1,82 @@
+"""Build an AffordanceGrounder from a config: backbones, prompt tables and head."""
+
+import dataclasses
+import logging
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from affordance_grounding.config import ModelConfig
+from affordance_grounding.model.backbones import (
+    build_clip_tokenizer, ClipDenseEncoder, DinoKeyEncoder, encode_prompts, load_clip_model,
+    load_dino_model)
+from affordance_grounding.model.grounding import AffordanceGrounder
+from affordance_grounding.model.head import AffordanceHead
+from affordance_grounding.vocabulary import build_item_prompt, build_person_prompt
+
+LOGGER = logging.getLogger(__name__)
+
+
+def build_prompt_tables(clip_model: torch.nn.Module, config: ModelConfig,
+                        labels: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
+    """Encode the item and person prompts of every label once (METHOD.md 2.2, 8.3).
+
+    Args:
+        clip_model: open_clip model with its text tower.
+        config: Model configuration (architecture name for the tokenizer, labels).
+        labels: Labels to encode; defaults to ``config.labels``.
+
+    Returns:
+        ``{'item': (C, E), 'person': (C, E)}`` float32 embeddings, not normalised.
+    """
+    labels = tuple(labels or config.labels)
+    tokenizer = build_clip_tokenizer(config)
+    return {
+        'item': encode_prompts(clip_model, tokenizer, [build_item_prompt(x) for x in labels]),
+        'person': encode_prompts(clip_model, tokenizer, [build_person_prompt(x) for x in labels]),
+    }
+
+
+def build_grounder(config: ModelConfig,
+                   head_state: Optional[Dict[str, torch.Tensor]] = None,
+                   item_text: Optional[torch.Tensor] = None,
+                   backbone_states: Optional[Dict[str, Dict[str, torch.Tensor]]] = None,
+                   ) -> AffordanceGrounder:
+    """Create the inference network.
+
+    Args:
+        config: Model configuration.
+        head_state: AffordanceHead state dict; None leaves the head randomly initialised.
+        item_text: (C, E) item-prompt embeddings; None encodes them with the CLIP text tower.
+        backbone_states: Optional ``{'clip': ..., 'dino': ...}`` state dicts that replace the
+            configured weight sources: ``clip`` is the CLIP image tower (``model.visual``),
+            ``dino`` the timm ViT (bundles with embedded backbones, official checkpoints).
+
+    Returns:
+        The grounder in eval mode on the CPU.
+    """
+    backbone_states = backbone_states or {}
+    clip_config = config
+    if 'clip' in backbone_states:
+        if item_text is None:
+            raise ValueError('embedded CLIP image-tower weights need a stored item-prompt table '
+                             '(the text tower is not part of an inference bundle)')
+        clip_config = dataclasses.replace(config, clip_weights=None)
+    clip_model = load_clip_model(clip_config)
+    if 'clip' in backbone_states:
+        clip_model.visual.load_state_dict(backbone_states['clip'], strict=True)
+    if item_text is None:
+        item_text = build_prompt_tables(clip_model, config)['item']
+    dino_config = config
+    if 'dino' in backbone_states:
+        dino_config = dataclasses.replace(config, dino_weights=None)
+    dino_model = load_dino_model(dino_config)
+    if 'dino' in backbone_states:
+        dino_model.load_state_dict(backbone_states['dino'], strict=True)
+    dino = DinoKeyEncoder(dino_model)
+    head = AffordanceHead(dino.width, len(config.labels), config.head_hidden_ratio)
+    if head_state is not None:
+        head.load_state_dict(head_state, strict=True)
+    grounder = AffordanceGrounder(config, ClipDenseEncoder(clip_model.visual), dino, head,
+                                  item_text)
+    return grounder.eval()

@@ -1,0 +1,1 @@
+"""Inference helpers shared by every backend: preprocessing and postprocessing."""

@@ -1,0 +1,98 @@
+"""Affordance label lists and the CLIP prompt builders of SelectiveCL.
+
+The list order is the label index used by the classifier and by the released checkpoints, so
+it must never be re-sorted.
+"""
+
+from typing import Dict, Tuple
+
+AGD20K_SEEN: Tuple[str, ...] = (
+    'beat', 'boxing', 'brush_with', 'carry', 'catch', 'cut', 'cut_with', 'drag', 'drink_with',
+    'eat', 'hit', 'hold', 'jump', 'kick', 'lie_on', 'lift', 'look_out', 'open', 'pack', 'peel',
+    'pick_up', 'pour', 'push', 'ride', 'sip', 'sit_on', 'stick', 'stir', 'swing', 'take_photo',
+    'talk_on', 'text_on', 'throw', 'type_on', 'wash', 'write',
+)
+
+AGD20K_UNSEEN: Tuple[str, ...] = (
+    'carry', 'catch', 'cut', 'cut_with', 'drink_with', 'eat', 'hit', 'hold', 'jump', 'kick',
+    'lie_on', 'open', 'peel', 'pick_up', 'pour', 'push', 'ride', 'sip', 'sit_on', 'stick',
+    'swing', 'take_photo', 'throw', 'type_on', 'wash',
+)
+
+HICO_IIF: Tuple[str, ...] = (
+    'cut_with', 'drink_with', 'hold', 'open', 'pour', 'sip', 'stick', 'stir', 'swing', 'type_on',
+)
+
+LABEL_SETS: Dict[str, Tuple[str, ...]] = {
+    'seen': AGD20K_SEEN,
+    'unseen': AGD20K_UNSEEN,
+    'hico_iif': HICO_IIF,
+}
+
+
+def get_label_set(name: str) -> Tuple[str, ...]:
+    """Return a named label list (``seen``, ``unseen`` or ``hico_iif``).
+
+    Args:
+        name: Label-set name, case-insensitive.
+
+    Returns:
+        The labels in classifier order.
+
+    Raises:
+        ValueError: If the name is unknown.
+    """
+    key = name.lower()
+    if key not in LABEL_SETS:
+        raise ValueError(
+            f'unknown label set {name!r}; expected one of {sorted(LABEL_SETS)}')
+    return LABEL_SETS[key]
+
+
+def build_item_prompt(label: str) -> str:
+    """Build the egocentric ("item") prompt, e.g. ``an item to hold with``.
+
+    Underscores are kept (``sit_on`` stays ``sit_on``) and `` with`` is appended unless the
+    substring ``with`` already occurs in the label, exactly as the reference prompts.
+
+    Args:
+        label: Raw affordance label.
+
+    Returns:
+        The prompt text.
+    """
+    suffix = '' if 'with' in label else ' with'
+    return f'an item to {label}{suffix}'
+
+
+def build_person_prompt(label: str) -> str:
+    """Build the exocentric ("person") prompt, e.g. ``a person hold an item``.
+
+    Args:
+        label: Raw affordance label (underscores kept).
+
+    Returns:
+        The prompt text.
+    """
+    return f'a person {label} an item'
+
+
+def resolve_label_index(labels: Tuple[str, ...], action: str) -> int:
+    """Return the classifier index of an action, with an error listing the known labels.
+
+    Args:
+        labels: The model's label list.
+        action: Requested affordance label.
+
+    Returns:
+        Index of ``action`` in ``labels``.
+
+    Raises:
+        ValueError: If the action is not in the label list.
+    """
+    try:
+        return labels.index(action)
+    except ValueError:
+        raise ValueError(
+            f'unknown action {action!r}; this model knows {len(labels)} labels: '
+            f'{", ".join(labels)}') from None
