@@ -1,4 +1,4 @@
-"""Convert a released SelectiveCL ``.pth`` state dict into our bundle format.
+r"""Convert a released SelectiveCL ``.pth`` state dict into our bundle format.
 
 Example::
 

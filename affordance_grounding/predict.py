@@ -1,4 +1,4 @@
-"""Predict where to act on one photo and write the heatmap overlay as a PNG.
+r"""Predict where to act on one photo and write the heatmap overlay as a PNG.
 
 Examples::
 
@@ -10,13 +10,9 @@ Examples::
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+import sys
 from typing import List, Optional
-
-import cv2
-import numpy as np
-import torch
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelConfig
 from affordance_grounding.model.backbones import WeightsUnavailableError
@@ -24,6 +20,9 @@ from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
 from affordance_grounding.model.factory import build_grounder
 from affordance_grounding.runtime.postprocess import render_overlay
 from affordance_grounding.runtime.predictor import AffordancePredictor
+import cv2
+import numpy as np
+import torch
 
 SAMPLE_PHOTOS = ('coffee', 'chelsea', 'astronaut')
 

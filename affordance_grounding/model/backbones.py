@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Sequence, Tuple
 
+from affordance_grounding.config import ModelConfig
 import torch
 from torch import nn
 import torch.nn.functional as F
-
-from affordance_grounding.config import ModelConfig
 
 LOGGER = logging.getLogger(__name__)
 
@@ -265,4 +264,3 @@ def build_clip_tokenizer(config: ModelConfig):
     if context is not None:
         return open_clip.get_tokenizer(config.clip_model, context_length=context)
     return open_clip.get_tokenizer(config.clip_model)
-

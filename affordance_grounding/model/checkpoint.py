@@ -20,12 +20,11 @@ from pathlib import Path
 import tempfile
 from typing import Any, Dict, Mapping, Optional
 
-import torch
-
 from affordance_grounding.config import config_from_dict, ModelConfig
 from affordance_grounding.model.backbones import load_clip_model
 from affordance_grounding.model.factory import build_grounder, build_prompt_tables
 from affordance_grounding.model.grounding import AffordanceGrounder
+import torch
 
 BUNDLE_FORMAT = 'affordance_grounding.bundle/1'
 REQUIRED_KEYS = ('format', 'config', 'labels', 'head', 'item_text')
@@ -63,7 +62,8 @@ def save_bundle(path: str, grounder: AffordanceGrounder, *,
     """
     backbones = {}
     if include_backbones:
-        backbones = {'clip': _cpu_state(grounder.clip.visual), 'dino': _cpu_state(grounder.dino.vit)}
+        backbones = {'clip': _cpu_state(grounder.clip.visual),
+                     'dino': _cpu_state(grounder.dino.vit)}
     bundle = {
         'format': BUNDLE_FORMAT,
         'config': grounder.config.to_dict(),
@@ -153,7 +153,7 @@ def grounder_from_bundle(bundle: Mapping[str, Any],
         raise CheckpointError(
             f'checkpoint was trained for {len(labels)} labels ({", ".join(labels[:5])}, ...), '
             f'but {len(expected_labels)} labels were requested; use a checkpoint for that '
-            f'label set or drop the labels setting to use the checkpoint\'s own')
+            f"label set or drop the labels setting to use the checkpoint's own")
     try:
         return build_grounder(config, head_state=bundle['head'], item_text=bundle['item_text'],
                               backbone_states=bundle.get('backbones') or None)

@@ -4,8 +4,6 @@ import dataclasses
 import logging
 from typing import Dict, Optional, Sequence
 
-import torch
-
 from affordance_grounding.config import ModelConfig
 from affordance_grounding.model.backbones import (
     build_clip_tokenizer, ClipDenseEncoder, DinoKeyEncoder, encode_prompts, load_clip_model,
@@ -13,6 +11,7 @@ from affordance_grounding.model.backbones import (
 from affordance_grounding.model.grounding import AffordanceGrounder
 from affordance_grounding.model.head import AffordanceHead
 from affordance_grounding.vocabulary import build_item_prompt, build_person_prompt
+import torch
 
 LOGGER = logging.getLogger(__name__)
 

@@ -7,14 +7,13 @@ and the exporter can trace one graph.
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-from torch import nn
-
 from affordance_grounding.config import CALIBRATIONS, ModelConfig
 from affordance_grounding.model.backbones import ClipDenseEncoder, DinoKeyEncoder
 from affordance_grounding.model.calibration import (
     cosine_affinity, local_mean_3x3, minmax_per_map, upsample_and_normalize)
 from affordance_grounding.model.head import AffordanceHead
+import torch
+from torch import nn
 
 
 @dataclass

@@ -4,8 +4,8 @@ Sub-module names (``aff_proj.norm/fc1/fc2``, ``aff_ego_proj.0..5``, ``aff_classi
 the released SelectiveCL state dicts so that importing them is a key filter, not a rename.
 """
 
-from torch import nn
 import torch
+from torch import nn
 
 
 class ProjectionMLP(nn.Module):

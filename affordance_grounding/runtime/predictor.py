@@ -3,13 +3,12 @@
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import numpy as np
-import torch
-
 from affordance_grounding.model.grounding import AffordanceGrounder, BackboneFeatures
 from affordance_grounding.runtime.postprocess import resize_to_input
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
 from affordance_grounding.vocabulary import resolve_label_index
+import numpy as np
+import torch
 
 
 @dataclass
