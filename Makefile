@@ -1,0 +1,35 @@
+# Two entry points do their own set-up on a fresh machine:
+#   make demo   run the model on a real photo and write the overlay PNG
+#   make test   run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
+DEMO_OUT ?= outputs/demo
+
+.PHONY: setup test demo lint clean
+
+setup: $(STAMP)
+
+# The virtual environment is rebuilt whenever a requirements file changes.
+$(STAMP): $(REQUIREMENTS)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+test: setup
+	$(VPY) -m pytest
+
+lint: setup
+	$(VPY) -m pytest -m linter
+
+demo: setup
+	$(VPY) -m affordance_grounding.predict --config config/model_tiny.yaml \
+		--sample coffee --action drink_with --out $(DEMO_OUT)/coffee_drink_with.png
+	$(VPY) -m affordance_grounding.predict --config config/model_tiny.yaml \
+		--sample chelsea --action hold --out $(DEMO_OUT)/chelsea_hold.png
+
+clean:
+	rm -rf $(VENV) build install log outputs

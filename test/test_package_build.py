@@ -1,0 +1,66 @@
+"""`colcon build` builds and installs the package like a ROS workspace would."""
+
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'affordance_grounding',
+                 'launch', 'config', 'rviz')
+
+
+@pytest.fixture(scope='module')
+def colcon_install(tmp_path_factory):
+    """Build a copy of the package in a throw-away workspace; return the install prefix."""
+    colcon = Path(sys.executable).with_name('colcon')
+    if not colcon.exists():
+        pytest.skip('colcon is not installed (make setup installs it)')
+    workspace = tmp_path_factory.mktemp('ws')
+    source = workspace / 'src' / 'affordance_grounding'
+    source.mkdir(parents=True)
+    for name in PACKAGE_FILES:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name,
+                            ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copy2(origin, source / name)
+    env = dict(os.environ, PATH=f'{colcon.parent}{os.pathsep}{os.environ.get("PATH", "")}')
+    result = subprocess.run([str(colcon), 'build', '--base-paths', 'src'], cwd=workspace,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workspace / 'install' / 'affordance_grounding'
+
+
+def test_colcon_build_installs_share_files(colcon_install):
+    share = colcon_install / 'share' / 'affordance_grounding'
+    for relative in ('package.xml', 'launch/node.launch.py', 'config/params.yaml',
+                     'config/model_tiny.yaml', 'rviz/affordance.rviz'):
+        assert (share / relative).is_file(), relative
+    marker = colcon_install / 'share/ament_index/resource_index/packages/affordance_grounding'
+    assert marker.is_file()
+
+
+def test_colcon_build_installs_console_scripts(colcon_install):
+    scripts = colcon_install / 'lib' / 'affordance_grounding'
+    assert (scripts / 'affordance_predict').is_file()
+    assert (scripts / 'affordance_import_official').is_file()
+
+
+def test_colcon_install_is_importable_and_indexed(colcon_install):
+    site = next(colcon_install.glob('lib/python3*/site-packages'))
+    code = ('from ament_index_python.packages import get_package_share_directory as share;'
+            'import affordance_grounding, os;'
+            'print(affordance_grounding.__file__);'
+            'print(share("affordance_grounding"))')
+    env = dict(os.environ, PYTHONPATH=str(site), AMENT_PREFIX_PATH=str(colcon_install))
+    result = subprocess.run([sys.executable, '-c', code], cwd='/', env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    module_file, share_dir = result.stdout.split()
+    assert Path(module_file).is_relative_to(site)
+    assert Path(share_dir) == colcon_install / 'share' / 'affordance_grounding'
