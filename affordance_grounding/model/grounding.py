@@ -125,10 +125,14 @@ class AffordanceGrounder(nn.Module):
         Returns:
             Backbone features.
         """
-        clip_input = image
-        if not self.shared_normalisation:
-            clip_input = (image * self.dino_std + self.dino_mean - self.clip_mean) / self.clip_std
-        return BackboneFeatures(clip_tokens=self.clip(clip_input), dino_keys=self.dino(image))
+        return BackboneFeatures(clip_tokens=self.clip(self.to_clip_input(image)),
+                                dino_keys=self.dino(image))
+
+    def to_clip_input(self, image: torch.Tensor) -> torch.Tensor:
+        """Re-normalise DINO-normalised images for CLIP (a no-op when both share statistics)."""
+        if self.shared_normalisation:
+            return image
+        return (image * self.dino_std + self.dino_mean - self.clip_mean) / self.clip_std
 
     def forward_head(self, features: BackboneFeatures,
                      class_index: Optional[torch.Tensor] = None) -> GroundingMaps:

@@ -1,0 +1,122 @@
+"""Training configuration: one frozen dataclass, a YAML file and ``key=value`` overrides."""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import yaml
+
+SELECTIONS = ('val', 'test')
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (defaults = the paper's SelectiveCL recipe).
+
+    Attributes:
+        data_root: Dataset root (AGD20K layout).
+        split: ``Seen``/``Unseen`` for AGD20K, None for HICO-IIF (no split level).
+        model_config: Model YAML (architectures, weights, labels).
+        num_exo: Exocentric images per sample (E).
+        batch_size: Egocentric images per step (B).
+        epochs: Training epochs.
+        lr: Base learning rate (SGD, Nesterov momentum).
+        momentum: SGD momentum.
+        weight_decay: Weight decay on every parameter group (reference behaviour).
+        gamma_exo: Exo region threshold for k-means input selection (gamma 1).
+        gamma_ego: Ego CLIP-foreground threshold (gamma 2).
+        pscore_threshold: Part-IoU acceptance threshold (alpha).
+        temperature: Contrastive temperature (tau).
+        base_temperature: Base temperature; tau / base_temperature scales both losses.
+        num_clusters: k-means clusters for part discovery.
+        kmeans_iters: Fixed Lloyd iterations (no tolerance check, so no host sync).
+        legacy_row_indexing: Reproduce the released code's exo row-indexing bug.
+        bn_momentum: BatchNorm momentum (0.19 equals the reference's double update).
+        use_proto_loss: Ablation switch for the prototype contrastive loss.
+        part_prototypes: False = object-level prototypes only (ablation).
+        use_pixel_loss: Ablation switch for the pixel contrastive loss.
+        selection: ``val`` selects on a held-out part of the test split and reports on the
+            rest; ``test`` selects on the whole test split (the paper's protocol).
+        val_fraction: Share of test images (per affordance) held out for selection.
+        calibration: Map used for model selection (``clip`` = map 2, the paper's choice).
+        seed: Seed for Python, NumPy, torch and the data order.
+        workers: DataLoader worker processes.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: Mixed precision on CUDA.
+        out_dir: Folder for checkpoints, the JSON-lines log and evaluation output.
+        max_steps_per_epoch: Cap on steps per epoch (0 = whole epoch); for smoke runs.
+        eval_limit: Cap on evaluated test images (0 = all).
+    """
+
+    data_root: str = 'data/AGD20K'
+    split: Optional[str] = 'Seen'
+    model_config: str = 'config/model_selectivecl.yaml'
+    num_exo: int = 3
+    batch_size: int = 8
+    epochs: int = 15
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    gamma_exo: float = 0.6
+    gamma_ego: float = 0.6
+    pscore_threshold: float = 0.6
+    temperature: float = 0.5
+    base_temperature: float = 0.07
+    num_clusters: int = 3
+    kmeans_iters: int = 100
+    legacy_row_indexing: bool = False
+    bn_momentum: float = 0.1
+    use_proto_loss: bool = True
+    part_prototypes: bool = True
+    use_pixel_loss: bool = True
+    selection: str = 'val'
+    val_fraction: float = 0.2
+    calibration: str = 'clip'
+    seed: int = 0
+    workers: int = 2
+    device: str = 'auto'
+    amp: bool = True
+    out_dir: str = 'outputs/train'
+    max_steps_per_epoch: int = 0
+    eval_limit: int = 0
+
+    def __post_init__(self):
+        """Reject values that cannot work, with the offending value in the message."""
+        if self.selection not in SELECTIONS:
+            raise ValueError(f'selection must be one of {SELECTIONS}, got {self.selection!r}')
+        if self.batch_size < 1 or self.num_exo < 1 or self.epochs < 1:
+            raise ValueError('batch_size, num_exo and epochs must be >= 1, got '
+                             f'{self.batch_size}, {self.num_exo}, {self.epochs}')
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+
+
+def parse_overrides(pairs: Sequence[str]) -> Dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``2``, ``true``, ``null``)."""
+    overrides = {}
+    for pair in pairs:
+        if '=' not in pair:
+            raise ValueError(f'override {pair!r} is not key=value')
+        key, value = pair.split('=', 1)
+        overrides[key.strip()] = yaml.safe_load(value) if value else ''
+    return overrides
+
+
+def build_train_config(path: Optional[str] = None,
+                       overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a YAML file (optional) and apply ``key=value`` overrides; unknown keys are errors."""
+    data: Dict[str, Any] = {}
+    if path:
+        config_path = Path(path)
+        if not config_path.is_file():
+            raise FileNotFoundError(f'training config not found: {config_path}')
+        data = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f'{config_path}: expected a mapping of TrainConfig fields')
+    data.update(parse_overrides(overrides))
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown training config keys {unknown}; known keys: {sorted(known)}')
+    return TrainConfig(**data)
