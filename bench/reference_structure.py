@@ -7,10 +7,9 @@ also return the weights, DINO's last block is run in full, and the 3x3 local mea
 196-iteration Python loop. Written from the specification, not from the reference code.
 """
 
+from affordance_grounding.vocabulary import build_item_prompt
 import torch
 import torch.nn.functional as F
-
-from affordance_grounding.vocabulary import build_item_prompt
 
 
 def _explicit_attention(query, key, value):

@@ -51,15 +51,21 @@ def load_clip_model(config: ModelConfig) -> nn.Module:
 
     weights = config.clip_weights
     kwargs: Dict[str, Any] = dict(config.clip_overrides)
-    if weights is not None and _looks_like_path(weights):
-        _require_file(weights, 'CLIP')
+    if weights is not None and not Path(weights).is_file():
+        known_tags = open_clip.list_pretrained_tags_by_model(config.clip_model)
+        if _looks_like_path(weights) or weights not in known_tags:
+            raise FileNotFoundError(
+                f'CLIP weights {weights!r} are neither an existing file nor a pretrained tag of '
+                f'{config.clip_model!r} (known tags: {", ".join(known_tags) or "none"}); fix '
+                f'clip_weights in the model config')
     try:
         model = open_clip.create_model(
             config.clip_model, pretrained=weights, cache_dir=config.cache_dir, **kwargs)
     except (RuntimeError, OSError) as error:
-        if weights is None or _looks_like_path(weights):
+        if weights is None or Path(weights).is_file():
             raise
         source = (open_clip.get_pretrained_cfg(config.clip_model, weights) or {}).get('hf_hub')
+        source = (source or '').rstrip('/') or 'unknown'
         raise WeightsUnavailableError(
             f'could not load CLIP weights {weights!r} for {config.clip_model!r}: {error}. '
             f'This machine may be offline. Either run once with network access '

@@ -43,7 +43,7 @@ class CheckpointError(RuntimeError):
 
 def save_bundle(path: str, grounder: AffordanceGrounder, *,
                 person_text: Optional[torch.Tensor] = None,
-                include_backbones: bool = False,
+                include_backbones: Optional[bool] = None,
                 training_state: Optional[Dict[str, torch.Tensor]] = None,
                 metadata: Optional[Dict[str, Any]] = None) -> Path:
     """Write a bundle atomically (temporary file + rename, so a crash never leaves half a file).
@@ -52,14 +52,22 @@ def save_bundle(path: str, grounder: AffordanceGrounder, *,
         path: Destination file.
         grounder: The network to save.
         person_text: Optional (C, E) person-prompt table (needed to resume training).
-        include_backbones: Embed the backbone weights (needed when they are not loadable by
-            name, e.g. random or locally trained backbones).
+        include_backbones: Embed the backbone weights. None (default) embeds them exactly when
+            the config cannot reload them by name (``clip_weights``/``dino_weights`` null,
+            i.e. random backbones); False then raises, since the loaded model would differ.
         training_state: Extra training-only weights to keep with the model.
         metadata: Plain-typed provenance (epoch, metrics, command line ...).
 
     Returns:
         The written path.
     """
+    config = grounder.config
+    unnamed = config.clip_weights is None or config.dino_weights is None
+    if include_backbones is None:
+        include_backbones = unnamed
+    elif unnamed and not include_backbones:
+        raise ValueError('the backbones were randomly initialised (weights null in the config) '
+                         'and cannot be rebuilt by name: save with include_backbones=True')
     backbones = {}
     if include_backbones:
         backbones = {'clip': _cpu_state(grounder.clip.visual),

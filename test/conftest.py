@@ -1,0 +1,42 @@
+"""Shared fixtures: the tiny random architecture of config/model_tiny.yaml, built once."""
+
+import os
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')  # hub look-ups fail fast instead of retrying
+
+from pathlib import Path  # noqa: E402
+
+from affordance_grounding.config import load_model_config  # noqa: E402
+from affordance_grounding.model.factory import build_grounder  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG_PATH = REPO / 'config' / 'model_tiny.yaml'
+TINY_SEED = 1234
+
+
+@pytest.fixture(scope='session')
+def tiny_config_path():
+    """Return the path of the tiny test architecture."""
+    return TINY_CONFIG_PATH
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+    """Return the tiny model configuration."""
+    return load_model_config(str(TINY_CONFIG_PATH))
+
+
+@pytest.fixture(scope='session')
+def tiny_grounder(tiny_config):
+    """Return a seeded tiny grounder in eval mode; tests must not modify it."""
+    torch.manual_seed(TINY_SEED)
+    return build_grounder(tiny_config).eval()
+
+
+@pytest.fixture(scope='session')
+def tiny_images():
+    """Return three fixed (3, 3, 224, 224) ImageNet-normalised-like random images."""
+    generator = torch.Generator().manual_seed(7)
+    return torch.randn(3, 3, 224, 224, generator=generator)
