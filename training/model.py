@@ -113,6 +113,10 @@ class SelectiveCLModel(nn.Module):
                               keys_ego=keys_ego, keys_exo=keys_exo,
                               cls_attention_ego=attention)
 
+    def forward(self, features: FrozenFeatures) -> HeadOutputs:
+        """Apply the trainable heads (``forward`` so a DDP wrapper can call it)."""
+        return self.forward_heads(features)
+
     def forward_heads(self, features: FrozenFeatures) -> HeadOutputs:
         """Apply the trainable heads (each conv stack once; see METHOD.md 2.4)."""
         head = self.grounder.head

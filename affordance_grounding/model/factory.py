@@ -1,8 +1,7 @@
 """Build an AffordanceGrounder from a config: backbones, prompt tables and head."""
 
 import dataclasses
-import logging
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from affordance_grounding.config import ModelConfig
 from affordance_grounding.model.backbones import (
@@ -12,8 +11,6 @@ from affordance_grounding.model.grounding import AffordanceGrounder
 from affordance_grounding.model.head import AffordanceHead
 from affordance_grounding.vocabulary import build_item_prompt, build_person_prompt
 import torch
-
-LOGGER = logging.getLogger(__name__)
 
 
 def build_prompt_tables(clip_model: torch.nn.Module, config: ModelConfig,
@@ -66,12 +63,30 @@ def build_grounder(config: ModelConfig,
         clip_model.visual.load_state_dict(backbone_states['clip'], strict=True)
     if item_text is None:
         item_text = build_prompt_tables(clip_model, config)['item']
+    return assemble_grounder(config, clip_model, item_text, head_state,
+                             backbone_states.get('dino'))
+
+
+def build_grounder_with_tables(
+        config: ModelConfig) -> Tuple[AffordanceGrounder, Dict[str, torch.Tensor]]:
+    """Create a grounder from named weights and return both prompt tables (for training)."""
+    clip_model = load_clip_model(config)
+    tables = build_prompt_tables(clip_model, config)
+    return assemble_grounder(config, clip_model, tables['item']), tables
+
+
+def assemble_grounder(config: ModelConfig, clip_model: torch.nn.Module,
+                      item_text: torch.Tensor,
+                      head_state: Optional[Dict[str, torch.Tensor]] = None,
+                      dino_state: Optional[Dict[str, torch.Tensor]] = None,
+                      ) -> AffordanceGrounder:
+    """Put a loaded CLIP model, the DINO backbone and a head together (eval mode, CPU)."""
     dino_config = config
-    if 'dino' in backbone_states:
+    if dino_state is not None:
         dino_config = dataclasses.replace(config, dino_weights=None)
     dino_model = load_dino_model(dino_config)
-    if 'dino' in backbone_states:
-        dino_model.load_state_dict(backbone_states['dino'], strict=True)
+    if dino_state is not None:
+        dino_model.load_state_dict(dino_state, strict=True)
     dino = DinoKeyEncoder(dino_model)
     head = AffordanceHead(dino.width, len(config.labels), config.head_hidden_ratio)
     if head_state is not None:
