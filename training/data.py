@@ -109,7 +109,7 @@ def read_rgb(path: Path) -> Image.Image:
 
 
 def normalise(tensor: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of a (3, H, W) tensor in [0, 1] (both backbones, METHOD 1.4)."""
+    """Apply the ImageNet normalisation to a (3, H, W) tensor in [0, 1] (METHOD 1.4)."""
     return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -294,7 +294,7 @@ class TestDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _readable(image_path: Path, gt_path: Path) -> bool:
-        """True when both files decode (checked once at index time)."""
+        """Return True when both files decode (checked once at index time)."""
         try:
             read_rgb(image_path)
         except READ_ERRORS:
@@ -317,7 +317,7 @@ class TestDataset(torch.utils.data.Dataset):
 
 
 def build_datasets(config, labels: Sequence[str]) -> Tuple[TrainDataset, TestDataset]:
-    """Training and test datasets from a TrainConfig and the model's label list."""
+    """Build the training and test datasets from a TrainConfig and the model labels."""
     layout = DatasetLayout(root=config.data_root, split=config.split, labels=tuple(labels),
                            num_exo=config.num_exo, seed=config.seed)
     return TrainDataset(layout), TestDataset(layout)

@@ -139,20 +139,22 @@ def assign_to_centroids(points: torch.Tensor, centroids: torch.Tensor) -> torch.
 
 
 def batched_kmeans(points: torch.Tensor, mask: torch.Tensor, init_centroids: torch.Tensor,
-                   num_iters: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                   num_iters: int, check_every: int = 10) -> Tuple[torch.Tensor, torch.Tensor]:
     """Lloyd k-means (euclidean) on a batch of masked point sets, fixed iteration count.
 
     Each iteration assigns every valid point to its nearest centroid and replaces each
     centroid by the mean of its points; a cluster without points becomes the zero vector (the
-    reference library's NaN -> 0 behaviour, METHOD 3.6 step 3). There is no tolerance check,
-    so the loop never waits for the device; a converged solution is a fixed point, so extra
-    iterations do not change it.
+    reference library's NaN -> 0 behaviour, METHOD 3.6 step 3). There is no per-iteration
+    tolerance check: every ``check_every`` iterations one host sync asks whether any centroid
+    still moves, and the loop stops when none does. A converged solution is a fixed point, so
+    stopping there gives exactly the result of running all ``num_iters`` iterations.
 
     Args:
         points: (B, N, D) point sets.
         mask: (B, N) bool, True for points that take part.
         init_centroids: (B, K, D) initial centroids.
-        num_iters: Number of Lloyd iterations (>= 0).
+        num_iters: Maximum number of Lloyd iterations (>= 0).
+        check_every: Iterations between convergence checks (0 = never check).
 
     Returns:
         ``(centroids, assignments)``: (B, K, D) final centroids and (B, N) int64 index of the
@@ -161,13 +163,16 @@ def batched_kmeans(points: torch.Tensor, mask: torch.Tensor, init_centroids: tor
     num_clusters = init_centroids.shape[1]
     centroids = init_centroids
     weights = mask.to(points.dtype)[..., None]  # (B, N, 1)
-    for _ in range(num_iters):
+    for iteration in range(1, num_iters + 1):
+        previous = centroids
         assignments = assign_to_centroids(points, centroids)  # (B, N)
         members = F.one_hot(assignments, num_clusters).to(points.dtype) * weights  # (B, N, K)
         sums = members.transpose(1, 2) @ points  # (B, K, D)
         counts = members.sum(dim=1)[..., None]  # (B, K, 1)
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1.0),
                                 torch.zeros_like(sums))  # (B, K, D)
+        if check_every and iteration % check_every == 0 and torch.equal(centroids, previous):
+            break
     assignments = assign_to_centroids(points, centroids).masked_fill(~mask, -1)  # (B, N)
     return centroids, assignments
 
