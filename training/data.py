@@ -236,7 +236,7 @@ class TrainDataset(torch.utils.data.Dataset):
             raise OSError(f'{path}: {error}') from error
 
     def _draw_exo(self, files: List[Path], anchor: int, rng: random.Random) -> List[Path]:
-        """The anchor plus E-1 draws: distinct when the folder has more than E files."""
+        """Draw the anchor plus E-1 files: distinct when the folder has more than E files."""
         chosen = [files[anchor]]
         while len(chosen) < self.layout.num_exo:
             candidate = rng.choice(files)

@@ -1,0 +1,273 @@
+"""The training loop: epochs, resumable checkpoints, JSON-lines log, evaluation, selection.
+
+Every random choice is a function of (seed, epoch, step): the data order
+(:func:`training.distributed.epoch_permutation`), each sample's augmentation and exo draws
+(the dataset's per-item generator) and the k-means initialisation (seeded per global step).
+So a run resumed from ``last.pt`` takes exactly the steps an uninterrupted run would.
+"""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+import random
+import time
+from typing import Any, Dict, List, Optional
+
+from affordance_grounding.config import load_model_config
+from affordance_grounding.model.checkpoint import save_bundle
+from affordance_grounding.model.factory import build_grounder_with_tables
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from training.checkpointing import load_train_state, restore_rng_state, save_train_state
+from training.config import TrainConfig
+from training.data import build_datasets, collate_train_items
+from training.distributed import (
+    barrier, DistributedContext, epoch_permutation, shard_for_rank)
+from training.evaluate import (
+    evaluate_features, extract_test_features, format_table, split_for_selection,
+    summaries_to_dict, write_contact_sheet)
+from training.losses import build_param_groups
+from training.model import SelectiveCLModel
+from training.step import SelectiveCLObjective, TrainBatch
+
+LOGGER = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; anything else is passed to torch.device."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class JsonLinesLog:
+    """Append-only JSON-lines log (one object per step or epoch)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        """Open ``path`` for appending (only on the main process)."""
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, record: Dict[str, Any]) -> None:
+        """Append one record with a wall-clock time stamp."""
+        if not self.enabled:
+            return
+        with self.path.open('a') as stream:
+            stream.write(json.dumps({'time': round(time.time(), 3), **record}) + '\n')
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands; saved in ``last.pt``."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_score: float = float('inf')
+    best_epoch: int = -1
+    finished: bool = False
+
+
+class Trainer:
+    """Owns the model, optimiser, data and bookkeeping of one training run."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext = DistributedContext()):
+        """Build everything from the config (datasets, model, optimiser, log)."""
+        self.config = config
+        self.context = context
+        self.device = resolve_device(config.device)
+        if self.device.type == 'cuda' and context.enabled:
+            self.device = torch.device('cuda', context.local_rank)
+        seed_everything(config.seed)
+        self.out_dir = Path(config.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        model_config = load_model_config(config.model_config)
+        self.train_set, self.test_set = build_datasets(config, model_config.labels)
+        grounder, tables = build_grounder_with_tables(model_config)
+        self.model = SelectiveCLModel(grounder, tables['person'], config.bn_momentum)
+        self.model.to(self.device).train()
+        self.heads = self.model
+        if context.enabled:
+            self.heads = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
+                find_unused_parameters=not (config.use_proto_loss and config.use_pixel_loss))
+        self.optimizer = torch.optim.SGD(
+            build_param_groups(self.model.trainable_modules(), config.lr, config.weight_decay),
+            lr=config.lr, momentum=config.momentum, nesterov=True)
+        self.objective = SelectiveCLObjective(config)
+        self.progress = Progress()
+        self.log = JsonLinesLog(self.out_dir / 'log.jsonl', context.is_main)
+        self.test_features = None
+        self.before_training: Dict[str, Any] = {}
+        self.selection_indices: Optional[List[int]] = None
+        self.report_indices: Optional[List[int]] = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def trainable_state(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        """State dicts of the trainable modules (BN running statistics included)."""
+        return {name: module.state_dict()
+                for name, module in self.model.trainable_modules().items()}
+
+    def save_last(self) -> None:
+        """Write ``last.pt`` (main process only)."""
+        if self.context.is_main:
+            save_train_state(self.out_dir / 'last.pt', trainable=self.trainable_state(),
+                             optimizer=self.optimizer,
+                             progress=dataclasses.asdict(self.progress),
+                             config=dataclasses.asdict(self.config))
+
+    def resume(self) -> bool:
+        """Continue from ``last.pt`` if present; returns whether a state was loaded."""
+        state = load_train_state(self.out_dir / 'last.pt')
+        if state is None:
+            return False
+        for name, module in self.model.trainable_modules().items():
+            module.load_state_dict(state['trainable'][name])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.progress = Progress(**state['progress'])
+        restore_rng_state(state['rng'])
+        LOGGER.info('resumed at epoch %d step %d', self.progress.epoch,
+                    self.progress.step_in_epoch)
+        return True
+
+    def save_best(self, metrics: Dict[str, Any]) -> Path:
+        """Write the current model as an inference bundle ``best.pt``."""
+        return save_bundle(str(self.out_dir / 'best.pt'), self.model.grounder,
+                           person_text=self.model.person_text,
+                           training_state=self.model.training_state(),
+                           metadata={'epoch': self.progress.epoch,
+                                     'global_step': self.progress.global_step,
+                                     'selection_metrics': metrics,
+                                     'train_config': dataclasses.asdict(self.config)})
+
+    # ----------------------------------------------------------------- training
+    def epoch_batches(self, epoch: int) -> List[List[int]]:
+        """Index lists of this process's batches for an epoch."""
+        order = shard_for_rank(epoch_permutation(len(self.train_set), self.config.seed, epoch),
+                               self.context).tolist()
+        size = self.config.batch_size
+        batches = [order[start:start + size] for start in range(0, len(order), size)]
+        if self.config.max_steps_per_epoch:
+            batches = batches[:self.config.max_steps_per_epoch]
+        return batches
+
+    def train_epoch(self, epoch: int, stop_after_steps: int = 0) -> bool:
+        """Run the rest of an epoch; returns False if stopped early by ``stop_after_steps``."""
+        self.train_set.set_epoch(epoch)
+        batches = self.epoch_batches(epoch)[self.progress.step_in_epoch:]
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=batches, num_workers=self.config.workers,
+            collate_fn=collate_train_items, pin_memory=self.device.type == 'cuda')
+        bar = tqdm(loader, desc=f'epoch {epoch}', disable=not self.context.is_main,
+                   initial=self.progress.step_in_epoch,
+                   total=self.progress.step_in_epoch + len(batches))
+        for items in bar:
+            started = time.perf_counter()
+            record = self.train_step(items, epoch)
+            record['samples_per_s'] = round(len(items.labels) * self.context.world_size
+                                            / (time.perf_counter() - started), 2)
+            bar.set_postfix({key: f'{value:.3g}' for key, value in record.items()
+                             if key in ('total', 'ce_ego', 'proto', 'pix', 'samples_per_s')})
+            self.log.write({'event': 'step', 'epoch': epoch,
+                            'step': self.progress.global_step, **record})
+            if stop_after_steps and self.progress.global_step >= stop_after_steps:
+                self.save_last()
+                return False
+        return True
+
+    def train_step(self, items, epoch: int) -> Dict[str, float]:
+        """One optimiser step; returns the logged loss components."""
+        batch = TrainBatch(ego=items.ego.to(self.device, non_blocking=True),
+                           exo=items.exo.to(self.device, non_blocking=True),
+                           labels=items.labels.to(self.device, non_blocking=True))
+        generator = torch.Generator(device=self.device).manual_seed(
+            self.config.seed * 1_000_003 + self.progress.global_step)
+        use_amp = self.config.amp and self.device.type == 'cuda'
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                            enabled=use_amp):
+            result = self.objective(self.model, batch, epoch, generator, self.heads)
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        self.optimizer.step()
+        self.progress.step_in_epoch += 1
+        self.progress.global_step += 1
+        return {name: float(value) for name, value in result.components.items()}
+
+    # ----------------------------------------------------------------- evaluation
+    def prepare_evaluation(self) -> None:
+        """Cache test-set features once and split them for model selection."""
+        self.model.grounder.eval()
+        self.test_features = extract_test_features(self.model.grounder, self.test_set,
+                                                   self.device, limit=self.config.eval_limit)
+        if self.config.selection == 'val':
+            self.selection_indices, self.report_indices = split_for_selection(
+                self.test_features, self.config.val_fraction, self.config.seed)
+        else:
+            everything = list(range(len(self.test_features)))
+            self.selection_indices, self.report_indices = everything, everything
+        self.model.eval()
+        initial = evaluate_features(self.model.grounder, self.test_features, self.report_indices)
+        self.model.train()
+        self.before_training = summaries_to_dict(initial)
+        self.log.write({'event': 'before_training', 'metrics': {
+            name: summary.mean for name, summary in initial.items()}})
+
+    def evaluate_epoch(self, epoch: int) -> None:
+        """Score the selection split, keep the best model, log the metrics."""
+        self.model.eval()
+        summaries = evaluate_features(self.model.grounder, self.test_features,
+                                      self.selection_indices)
+        self.model.train()
+        score = summaries[self.config.calibration].mean['kld']
+        improved = score < self.progress.best_score
+        if improved:
+            self.progress.best_score, self.progress.best_epoch = score, epoch
+            self.save_best({name: s.mean for name, s in summaries.items()})
+        self.log.write({'event': 'epoch', 'epoch': epoch, 'selection': self.config.selection,
+                        'metrics': {name: s.mean for name, s in summaries.items()},
+                        'improved': improved})
+        tqdm.write(f'epoch {epoch} ({self.config.selection} split)\n{format_table(summaries)}')
+
+    def final_report(self) -> Dict[str, Any]:
+        """Evaluate ``best.pt`` on the report split; write metrics JSON and a contact sheet."""
+        from affordance_grounding.model.checkpoint import load_grounder
+
+        best = load_grounder(str(self.out_dir / 'best.pt'), device=str(self.device))
+        summaries = evaluate_features(best, self.test_features, self.report_indices)
+        report = {'best_epoch': self.progress.best_epoch, 'selection': self.config.selection,
+                  'report_images': len(self.report_indices),
+                  'maps': summaries_to_dict(summaries),
+                  'before_training': self.before_training}
+        (self.out_dir / 'metrics.json').write_text(json.dumps(report, indent=2))
+        write_contact_sheet(self.out_dir / 'contact_sheet.png', best, self.test_features,
+                            self.report_indices[:8])
+        tqdm.write(f'best epoch {self.progress.best_epoch}, report split:\n'
+                   f'{format_table(summaries)}')
+        return report
+
+    def fit(self, stop_after_steps: int = 0) -> Optional[Dict[str, Any]]:
+        """Train to the end (or until ``stop_after_steps``); returns the final report."""
+        if self.context.is_main:
+            self.prepare_evaluation()
+        while self.progress.epoch < self.config.epochs:
+            if not self.train_epoch(self.progress.epoch, stop_after_steps):
+                return None
+            if self.context.is_main:
+                self.evaluate_epoch(self.progress.epoch)
+            barrier(self.context)
+            self.progress.epoch += 1
+            self.progress.step_in_epoch = 0
+            self.save_last()
+        self.progress.finished = True
+        self.save_last()
+        return self.final_report() if self.context.is_main else None
