@@ -165,8 +165,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     report = run(args.arch, args.batch, args.repeats, args.epoch)
     seconds = report['seconds']
-    print(f"{report['machine']['cpu']} ({report['machine']['cores']} cores), arch "
-          f"{args.arch}, batch {args.batch}, epoch {args.epoch}")
+    machine = report['machine']
+    print(f'{machine["cpu"]} ({machine["cores"]} cores), arch {args.arch}, batch '
+          f'{args.batch}, epoch {args.epoch}')
     header = ('', 'whole step s', 'non-backbone s')
     print(f'{header[0]:24s} {header[1]:>13s} {header[2]:>15s}')
     print(f"{'ours (batched)':24s} {seconds['ours_step_s']:13.3f} "

@@ -15,7 +15,7 @@ BATCH, NUM_EXO = 3, 3
 
 @pytest.fixture()
 def model(tiny_grounder):
-    """A fresh training model around a copy of the shared tiny grounder."""
+    """Return a fresh training model around a copy of the shared tiny grounder."""
     torch.manual_seed(0)
     person = torch.randn(tiny_grounder.item_text.shape)
     return SelectiveCLModel(copy.deepcopy(tiny_grounder), person).train()

@@ -18,7 +18,7 @@ CONFIG = str(REPO / 'training' / 'configs' / 'synthetic_tiny.yaml')
 
 @pytest.fixture(scope='module')
 def synthetic_root(tmp_path_factory):
-    """A small synthetic AGD20K-layout dataset."""
+    """Build a small synthetic AGD20K-layout dataset."""
     root = tmp_path_factory.mktemp('synthetic')
     build_synthetic_dataset(root, SyntheticConfig(seed=0))
     return root
@@ -84,7 +84,7 @@ def test_train_unknown_config_key_is_an_error(capsys):
 
 def test_train_resume_takes_the_same_next_steps(synthetic_root, tmp_path):
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
-    common = dict(epochs=2, max_steps_per_epoch=4)
+    common = {'epochs': 2, 'max_steps_per_epoch': 4}
     assert train.main(['--config', CONFIG] + overrides(synthetic_root, straight, **common)) == 0
     assert train.main(['--config', CONFIG, '--stop-after-steps', '6']
                       + overrides(synthetic_root, resumed, **common)) == 0
