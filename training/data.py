@@ -259,6 +259,8 @@ class TestItem:
         path: Image path relative to the test egocentric folder.
     """
 
+    __test__ = False  # not a pytest test class
+
     image: torch.Tensor
     label: int
     affordance: str
@@ -269,6 +271,8 @@ class TestItem:
 
 class TestDataset(torch.utils.data.Dataset):
     """Test images that have a GT map; GT read with OpenCV, resized like the reference."""
+
+    __test__ = False  # not a pytest test class
 
     def __init__(self, layout: DatasetLayout, gt_size: int = 224):
         """Index the test folders; raises DatasetLayoutError if nothing is usable."""
