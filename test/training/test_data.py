@@ -16,7 +16,7 @@ LABELS = ('cut_with', 'hold', 'pour')
 
 
 def write_image(path: Path, value: int, size=(40, 30)):
-    """A solid-grey JPEG whose grey level identifies the file."""
+    """Write a solid-grey JPEG whose grey level identifies the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path, quality=100)
 
