@@ -8,7 +8,7 @@ REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.t
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint clean train-synthetic
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ demo: setup
 		--sample coffee --action drink_with --out $(DEMO_OUT)/coffee_drink_with.png
 	$(VPY) -m affordance_grounding.predict --config config/model_tiny.yaml \
 		--sample chelsea --action hold --out $(DEMO_OUT)/chelsea_hold.png
+
+# Build the synthetic AGD20K-layout dataset, train the tiny model on it and evaluate it.
+train-synthetic: setup
+	$(VPY) -m training.synthetic --out data/synthetic --overwrite
+	rm -rf outputs/train_synthetic_tiny
+	$(VPY) -m training.train --config training/configs/synthetic_tiny.yaml epochs=4
+	$(VPY) -m training.evaluate --checkpoint outputs/train_synthetic_tiny/best.pt \
+		--data-root data/synthetic --out-dir outputs/eval_synthetic_tiny
 
 clean:
 	rm -rf $(VENV) build install log outputs
