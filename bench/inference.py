@@ -8,11 +8,7 @@ reports the fraction of the sgemm roofline (about 43 GFLOP per frame).
 """
 
 import argparse
-import json
-from pathlib import Path
-import statistics
-import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from affordance_grounding.config import ModelConfig
 from affordance_grounding.model.backbones import (
@@ -22,6 +18,7 @@ from affordance_grounding.model.grounding import AffordanceGrounder
 from affordance_grounding.model.head import AffordanceHead
 from bench.machine import describe_machine
 from bench.reference_structure import reference_test_forward
+from bench.timing import median_seconds, write_report
 import torch
 
 FLOP_PER_FRAME = 43.2e9  # METHOD.md 8.2: about 21.6 GMAC per 224x224 frame
@@ -40,18 +37,6 @@ def build_full_size(seed: int = 0):
     return grounder, clip_model, build_clip_tokenizer(config)
 
 
-def time_call(function: Callable[[], object], repeats: int, warmup: int = 2) -> List[float]:
-    """Wall-clock seconds of ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def run(repeats: int) -> dict:
     """Measure every row; returns the JSON-ready result."""
     grounder, clip_model, tokenizer = build_full_size()
@@ -61,12 +46,13 @@ def run(repeats: int) -> dict:
         image = torch.randn(batch, 3, 224, 224)
         index = torch.full((batch,), label)
         with torch.inference_mode():
-            samples = time_call(lambda: grounder(image, index), repeats if batch == 1 else 3)
-        rows.append(('ours: torch eager fp32', batch, statistics.median(samples) / batch))
+            seconds = median_seconds(lambda: grounder(image, index),
+                                     repeats if batch == 1 else 3, warmup=2)
+        rows.append(('ours: torch eager fp32', batch, seconds / batch))
     image = torch.randn(1, 3, 224, 224)
-    samples = time_call(
-        lambda: reference_test_forward(grounder, clip_model, tokenizer, image, label), repeats)
-    rows.append(('reference structure fp32', 1, statistics.median(samples)))
+    rows.append(('reference structure fp32', 1, median_seconds(
+        lambda: reference_test_forward(grounder, clip_model, tokenizer, image, label),
+        repeats, warmup=2)))
     with torch.inference_mode():
         ours = grounder(image, torch.tensor([label])).calibrated[0, 0]
     reference = reference_test_forward(grounder, clip_model, tokenizer, image, label)[1][0]
@@ -102,10 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     report = run(args.repeats)
     print_table(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f'wrote {out}')
+    write_report(report, args.out)
     return 0
 
 

@@ -14,10 +14,6 @@ backward) are timed separately, the rest on cached features; the whole step is t
 import argparse
 import contextlib
 import dataclasses
-import json
-from pathlib import Path
-import statistics
-import time
 from typing import List, Optional
 from unittest import mock
 
@@ -28,6 +24,7 @@ from affordance_grounding.model.saliency import compute_saliency
 from bench.machine import describe_machine
 from bench.reference_structure import (
     looped_local_mean, reference_clip_tokens, reference_dino_keys)
+from bench.timing import median_seconds, write_report
 import torch
 from training import parts as parts_module
 from training.config import TrainConfig
@@ -107,17 +104,6 @@ def build_model(arch: str) -> SelectiveCLModel:
     return SelectiveCLModel(grounder, tables['person']).train()
 
 
-def timed(function, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def reference_backbones(model, ego, exo):
     """Backbone pass of the reference structure (ordinary last blocks also computed)."""
     with torch.no_grad():
@@ -146,14 +132,16 @@ def run(arch: str, batch_size: int, repeats: int, epoch: int) -> dict:
     def reference():
         reference_step(model, objective, batch, epoch, generator).backward()
 
-    rows = {'ours_backbones_s': timed(lambda: model.compute_frozen_features(batch.ego,
-                                                                            exo_flat), repeats),
-            'reference_backbones_s': timed(lambda: reference_backbones(model, batch.ego,
-                                                                       exo_flat), repeats)}
+    def our_backbones():
+        model.compute_frozen_features(batch.ego, exo_flat)
+
+    rows = {'ours_backbones_s': median_seconds(our_backbones, repeats),
+            'reference_backbones_s': median_seconds(
+                lambda: reference_backbones(model, batch.ego, exo_flat), repeats)}
     with mock.patch.object(model, 'compute_frozen_features', return_value=features):
-        rows['ours_non_backbone_s'] = timed(ours, repeats)
+        rows['ours_non_backbone_s'] = median_seconds(ours, repeats)
         with _reference_kmeans():
-            rows['reference_non_backbone_s'] = timed(reference, repeats)
+            rows['reference_non_backbone_s'] = median_seconds(reference, repeats)
     rows['ours_step_s'] = rows['ours_backbones_s'] + rows['ours_non_backbone_s']
     rows['reference_step_s'] = rows['reference_backbones_s'] + rows['reference_non_backbone_s']
     return {'machine': describe_machine(), 'arch': arch, 'batch': batch_size, 'epoch': epoch,
@@ -194,10 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"speed-up: whole step {report['speedup_whole_step']}x, non-backbone "
           f"{report['speedup_non_backbone']}x (backbones: ours {seconds['ours_backbones_s']:.3f}"
           f" s, reference {seconds['reference_backbones_s']:.3f} s)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f'wrote {out}')
+    write_report(report, args.out)
     return 0
 
 
