@@ -34,6 +34,7 @@ setup(
         'console_scripts': [
             'affordance_predict = affordance_grounding.predict:main',
             'affordance_import_official = affordance_grounding.import_official:main',
+            'build_engine = affordance_grounding.runtime.engine_build:main',
         ],
     },
 )

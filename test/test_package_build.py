@@ -49,6 +49,7 @@ def test_colcon_build_installs_console_scripts(colcon_install):
     scripts = colcon_install / 'lib' / 'affordance_grounding'
     assert (scripts / 'affordance_predict').is_file()
     assert (scripts / 'affordance_import_official').is_file()
+    assert (scripts / 'build_engine').is_file()
 
 
 def test_colcon_install_is_importable_and_indexed(colcon_install):
