@@ -1,0 +1,169 @@
+"""``sensor_msgs/Image`` <-> numpy without cv_bridge (used when cv_bridge is importable).
+
+Pure functions: no node, no logging. Every malformed message raises
+:class:`ImageConversionError` (a ``ValueError``) saying what is wrong and what was expected,
+so a per-frame callback can log one throttled warning and drop the frame.
+"""
+
+import array
+import sys
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+# encoding -> (dtype, channels); the supported inputs of ROS_INTERFACE.md.
+ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
+    'rgb8': (np.dtype(np.uint8), 3),
+    'bgr8': (np.dtype(np.uint8), 3),
+    'rgba8': (np.dtype(np.uint8), 4),
+    'bgra8': (np.dtype(np.uint8), 4),
+    'mono8': (np.dtype(np.uint8), 1),
+    'mono16': (np.dtype(np.uint16), 1),
+    '16UC1': (np.dtype(np.uint16), 1),
+    '32FC1': (np.dtype(np.float32), 1),
+}
+COLOUR_ENCODINGS: Tuple[str, ...] = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+# Conversions to RGB; None means the array is already RGB.
+_TO_RGB_CODES = {'rgb8': None, 'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
+                 'bgra8': cv2.COLOR_BGRA2RGB, 'mono8': cv2.COLOR_GRAY2RGB}
+DEFAULT_MAX_PIXELS = 8192 * 8192
+HOST_IS_BIGENDIAN = sys.byteorder == 'big'
+
+
+class ImageConversionError(ValueError):
+    """A ``sensor_msgs/Image`` that cannot be converted (encoding, sizes or data length)."""
+
+
+def check_image_msg(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[np.dtype, int]:
+    """Check encoding, sizes, step and data length of an image message.
+
+    Args:
+        msg: The image message.
+        max_pixels: Largest accepted ``height * width``.
+
+    Returns:
+        (dtype, channels) of the encoding.
+
+    Raises:
+        ImageConversionError: On the first problem found.
+    """
+    if msg.encoding not in ENCODINGS:
+        raise ImageConversionError(f'unsupported image encoding {msg.encoding!r}; supported: '
+                                   f'{", ".join(ENCODINGS)}')
+    dtype, channels = ENCODINGS[msg.encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageConversionError(f'zero-sized image ({width}x{height}, width x height)')
+    if height * width > max_pixels:
+        raise ImageConversionError(f'image {width}x{height} has {height * width} pixels, more '
+                                   f'than the limit of {max_pixels}')
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f'step {step} is smaller than width*channels*bytes = '
+                                   f'{width}*{channels}*{dtype.itemsize} = {row_bytes} '
+                                   f'for {msg.encoding}')
+    if len(msg.data) < height * step:
+        raise ImageConversionError(f'data has {len(msg.data)} bytes, fewer than height*step = '
+                                   f'{height}*{step} = {height * step}')
+    return dtype, channels
+
+
+def image_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS
+                       ) -> Tuple[np.ndarray, str]:
+    """Decode an image message into a host-order numpy array that owns its memory.
+
+    Uses cv_bridge when it is importable, else the pure numpy decoder; both honour ``step``
+    (row padding) and ``is_bigendian``.
+
+    Args:
+        msg: ``sensor_msgs/Image`` in one of :data:`ENCODINGS`.
+        max_pixels: Largest accepted ``height * width``.
+
+    Returns:
+        (array, encoding): (H, W) for one channel, (H, W, C) otherwise, dtype from the
+        encoding (uint8, uint16 or float32), channels in the message's order.
+
+    Raises:
+        ImageConversionError: If the message is malformed or the encoding is unsupported.
+    """
+    dtype, channels = check_image_msg(msg, max_pixels)
+    try:
+        from cv_bridge import CvBridge
+    except ImportError:
+        return _decode_with_numpy(msg, dtype, channels), msg.encoding
+    return np.array(CvBridge().imgmsg_to_cv2(msg, desired_encoding='passthrough')), msg.encoding
+
+
+def _decode_with_numpy(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
+    """Decode a checked message: cut row padding, then fix the byte order to the host's."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    raw = np.frombuffer(msg.data, dtype=np.uint8, count=height * step)
+    rows = raw.reshape(height, step)[:, :width * channels * dtype.itemsize]  # (H, row bytes)
+    wire_dtype = dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    pixels = np.ascontiguousarray(rows).view(wire_dtype)  # (H, W*C) in the wire byte order
+    pixels = pixels.astype(dtype.newbyteorder('='), copy=True)  # host order, own memory
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return pixels.reshape(shape)
+
+
+def to_rgb(array_: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a decoded colour image to (H, W, 3) uint8 RGB (alpha dropped, mono repeated).
+
+    Raises:
+        ImageConversionError: If ``encoding`` is not a colour encoding.
+    """
+    if encoding not in _TO_RGB_CODES:
+        raise ImageConversionError(f'cannot convert {encoding!r} to RGB; colour encodings: '
+                                   f'{", ".join(COLOUR_ENCODINGS)}')
+    code = _TO_RGB_CODES[encoding]
+    return np.ascontiguousarray(array_) if code is None else cv2.cvtColor(array_, code)
+
+
+def image_msg_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a colour image message straight to (H, W, 3) uint8 RGB."""
+    array_, encoding = image_msg_to_array(msg, max_pixels)
+    return to_rgb(array_, encoding)
+
+
+def copy_header(header: Header) -> Header:
+    """Return a copy of a header (stamp and frame_id), never a new ``now()`` stamp."""
+    copied = Header(frame_id=header.frame_id)
+    copied.stamp.sec = header.stamp.sec
+    copied.stamp.nanosec = header.stamp.nanosec
+    return copied
+
+
+def array_to_image_msg(array_: np.ndarray, encoding: str, header: Header) -> Image:
+    """Encode an array as an image message carrying a copy of the input image's header.
+
+    Args:
+        array_: (H, W) for 32FC1 heatmaps, mono8 masks and other one-channel encodings;
+            (H, W, C) for colour (e.g. a bgr8 overlay). The dtype must match the encoding.
+        encoding: One of :data:`ENCODINGS`.
+        header: Header of the input image; stamp and frame_id are copied.
+
+    Returns:
+        The message, host byte order, unpadded rows.
+
+    Raises:
+        ImageConversionError: If the encoding is unsupported or the array does not fit it.
+    """
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(f'unsupported image encoding {encoding!r}; supported: '
+                                   f'{", ".join(ENCODINGS)}')
+    dtype, channels = ENCODINGS[encoding]
+    array_ = np.asarray(array_)
+    expected_ndim = 2 if channels == 1 else 3
+    if (array_.dtype != dtype or array_.ndim != expected_ndim
+            or (channels > 1 and array_.shape[2] != channels) or 0 in array_.shape):
+        expected = '(H, W)' if channels == 1 else f'(H, W, {channels})'
+        raise ImageConversionError(f'{encoding} needs a non-empty {expected} {dtype} array, got '
+                                   f'{array_.shape} {array_.dtype}')
+    height, width = array_.shape[:2]
+    msg = Image(header=copy_header(header), height=height, width=width, encoding=encoding,
+                is_bigendian=HOST_IS_BIGENDIAN, step=width * channels * dtype.itemsize)
+    msg.data = array.array('B', np.ascontiguousarray(array_).tobytes())
+    return msg

@@ -1,0 +1,217 @@
+"""Node parameters: one frozen dataclass, validated once, declared with descriptors.
+
+Defaults equal config/params.yaml. Parameters whose change needs a new backend, new
+subscriptions or new timers are read-only (reconfigure = deactivate, cleanup, configure).
+Float parameters use dynamic typing so that ``max_rate_hz: 30`` in YAML is accepted and
+converted instead of failing with a type error; :meth:`NodeConfig.validate` checks them.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+import re
+from typing import Any, Dict, Mapping, Tuple
+
+from affordance_grounding.config import CALIBRATIONS
+from affordance_grounding.runtime.selection import BACKEND_NAMES
+from affordance_grounding.vocabulary import LABEL_SETS
+import cv2
+from rcl_interfaces.msg import ParameterDescriptor
+
+BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
+HEATMAP_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
+IMAGE_QOS_PROFILES: Tuple[str, ...] = ('sensor_data', 'reliable', 'system_default')
+COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
+                             for name in dir(cv2) if name.startswith('COLORMAP_')}
+DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+
+
+class ParameterError(ValueError):
+    """A parameter value that the node cannot use."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Every node parameter (ROS_INTERFACE.md, Parameters); defaults = config/params.yaml.
+
+    Attributes:
+        backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
+        model_path: Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt).
+        engine_cache_dir: Folder of TensorRT engines built on this machine.
+        device: ``cuda``, ``cuda:N``, ``cpu`` or ``auto``.
+        fp16: Run the backbones in half precision where the backend supports it.
+        calibration: ``none``, ``clip`` or ``clip_local_mean``.
+        labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
+        default_action: Action used until one arrives on ``action``; empty = idle.
+        heatmap_resolution: ``input`` (camera resolution) or ``model`` (network size).
+        mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
+        mask_largest_component: Keep only the largest connected region of the mask.
+        overlay_alpha: Heatmap weight in [0, 1] in the overlay blend.
+        colormap: OpenCV colormap name of the overlay (``jet``, ``turbo``, ...).
+        publish_overlay: Render the overlay (still only while someone subscribes).
+        max_rate_hz: Highest inference rate; 0 = as fast as frames arrive.
+        max_image_age_s: Drop frames older than this (header stamp); 0 = never drop.
+        image_qos: QoS of the image inputs: ``sensor_data``, ``reliable``, ``system_default``.
+        enable_3d: Subscribe to depth + camera_info and publish the grasp point and markers.
+        sync_slop_s: Largest stamp difference between a colour and a depth image to pair.
+        diagnostic_period: Seconds between /diagnostics messages.
+        expected_rate_hz: Output rate below which diagnostics report a warning.
+    """
+
+    backend: str = 'auto'
+    model_path: str = ''
+    engine_cache_dir: str = '~/.cache/affordance_grounding/engines'
+    device: str = 'cuda'
+    fp16: bool = True
+    calibration: str = 'clip'
+    labels: str = 'seen'
+    default_action: str = ''
+    heatmap_resolution: str = 'input'
+    mask_threshold: float = 0.5
+    mask_largest_component: bool = True
+    overlay_alpha: float = 0.5
+    colormap: str = 'jet'
+    publish_overlay: bool = True
+    max_rate_hz: float = 30.0
+    max_image_age_s: float = 0.5
+    image_qos: str = 'sensor_data'
+    enable_3d: bool = False
+    sync_slop_s: float = 0.05
+    diagnostic_period: float = 1.0
+    expected_rate_hz: float = 10.0
+
+    def validate(self) -> 'NodeConfig':
+        """Check every value; return ``self`` so that calls chain.
+
+        Raises:
+            ParameterError: Naming the parameter, the offending value and what is allowed.
+        """
+        for name, allowed in (('backend', BACKENDS), ('calibration', CALIBRATIONS),
+                              ('heatmap_resolution', HEATMAP_RESOLUTIONS),
+                              ('image_qos', IMAGE_QOS_PROFILES),
+                              ('labels', ('',) + tuple(LABEL_SETS)),
+                              ('colormap', tuple(sorted(COLORMAPS)))):
+            _check_choice(name, getattr(self, name), allowed)
+        if not DEVICE_PATTERN.match(self.device):
+            raise ParameterError(f'parameter device={self.device!r} is invalid; expected cuda, '
+                                 'cuda:N (e.g. cuda:0), cpu or auto')
+        for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0)):
+            _check_range(name, getattr(self, name), low, high, '[{low}, {high}]')
+        for name in ('max_rate_hz', 'max_image_age_s'):
+            _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
+        for name in ('sync_slop_s', 'diagnostic_period', 'expected_rate_hz'):
+            _check_range(name, getattr(self, name), 0.0, float('inf'), '> 0', open_low=True)
+        if self.default_action and self.labels:
+            _check_choice('default_action', self.default_action,
+                          ('',) + LABEL_SETS[self.labels], f' (labels={self.labels!r})')
+        return self
+
+
+def _check_choice(name: str, value: Any, allowed: Tuple[str, ...], context: str = '') -> None:
+    """Raise unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ParameterError(f'parameter {name}={value!r} is invalid{context}; expected one of '
+                             f'{list(allowed)}')
+
+
+def _check_range(name: str, value: float, low: float, high: float, allowed: str,
+                 open_low: bool = False) -> None:
+    """Raise unless ``low <= value <= high`` (``low < value`` when ``open_low``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f'parameter {name}={value!r} must be a number; expected '
+                             + allowed.format(low=low, high=high))
+    too_low = value <= low if open_low else value < low
+    if not value == value or too_low or value > high:  # NaN fails the first test
+        raise ParameterError(f'parameter {name}={value!r} is out of range; expected '
+                             + allowed.format(low=low, high=high))
+
+
+# name -> (description, read_only). Read-only: a change needs configure/activate again.
+DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
+    'backend': (f'Inference backend: {" | ".join(BACKENDS)}', True),
+    'model_path': ('Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt)', True),
+    'engine_cache_dir': ('Folder of TensorRT engines built on this machine', True),
+    'device': ('cuda, cuda:N, cpu or auto', True),
+    'fp16': ('Half-precision backbones where the backend supports it', True),
+    'calibration': (f'Test-time calibration: {" | ".join(CALIBRATIONS)}', True),
+    'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
+    'default_action': ('Action used until one arrives on the action topic; empty = idle',
+                       False),
+    'heatmap_resolution': ('Output resolution: input (camera) | model (network)', True),
+    'mask_threshold': ('Heatmap value in [0, 1] at which a pixel joins the grasp mask', False),
+    'mask_largest_component': ('Keep only the largest connected grasp region', False),
+    'overlay_alpha': ('Heatmap weight in [0, 1] in the overlay', False),
+    'colormap': ('OpenCV colormap name of the overlay (jet, turbo, viridis, ...)', False),
+    'publish_overlay': ('Render the overlay (only while it has subscribers)', False),
+    'max_rate_hz': ('Highest inference rate in Hz; 0 = every frame', False),
+    'max_image_age_s': ('Drop frames older than this many seconds; 0 = never', False),
+    'image_qos': (f'QoS of image inputs: {" | ".join(IMAGE_QOS_PROFILES)}', True),
+    'enable_3d': ('Use depth + camera_info to publish grasp_point and markers', True),
+    'sync_slop_s': ('Largest colour/depth stamp difference in seconds to pair them', False),
+    'diagnostic_period': ('Seconds between /diagnostics messages', True),
+    'expected_rate_hz': ('Output rate in Hz below which diagnostics warn', True),
+}
+
+
+def build_descriptor(name: str, default: Any) -> ParameterDescriptor:
+    """Return the descriptor of one parameter (floats accept integers: dynamic typing)."""
+    description, read_only = DESCRIPTIONS[name]
+    return ParameterDescriptor(name=name, description=description, read_only=read_only,
+                               dynamic_typing=isinstance(default, float))
+
+
+def declare_and_read(node) -> NodeConfig:
+    """Declare every parameter on ``node`` and return the validated configuration.
+
+    Args:
+        node: An ``rclpy`` node (plain or lifecycle).
+
+    Returns:
+        The :class:`NodeConfig` built from defaults, YAML files and overrides.
+
+    Raises:
+        ParameterError: If a value has the wrong type or fails :meth:`NodeConfig.validate`.
+    """
+    values = {}
+    for field in dataclasses.fields(NodeConfig):
+        if not node.has_parameter(field.name):
+            node.declare_parameter(field.name, field.default,
+                                   build_descriptor(field.name, field.default))
+        values[field.name] = _coerce(field.name, node.get_parameter(field.name).value,
+                                     field.default)
+    return NodeConfig(**values).validate()
+
+
+def update_config(config: NodeConfig, changes: Mapping[str, Any]) -> NodeConfig:
+    """Apply run-time parameter changes (for an ``on_set_parameters`` callback).
+
+    Args:
+        config: The current configuration.
+        changes: Parameter name -> new value; names that are not node parameters (e.g.
+            ``use_sim_time``) are ignored.
+
+    Returns:
+        A new validated configuration; ``config`` is unchanged.
+
+    Raises:
+        ParameterError: If a read-only parameter changes or a value is invalid.
+    """
+    updates = {}
+    for field in dataclasses.fields(NodeConfig):
+        if field.name not in changes:
+            continue
+        value = _coerce(field.name, changes[field.name], field.default)
+        if DESCRIPTIONS[field.name][1] and value != getattr(config, field.name):
+            raise ParameterError(f'parameter {field.name} is read-only while the node runs; '
+                                 'set it in the params file and reconfigure the node')
+        updates[field.name] = value
+    return dataclasses.replace(config, **updates).validate()
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert an integer to float for float parameters; reject any other type change."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ParameterError(f'parameter {name}={value!r} has type {type(value).__name__}; '
+                             f'expected {type(default).__name__}')
+    return value

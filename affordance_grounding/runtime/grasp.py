@@ -1,0 +1,150 @@
+"""Grasp region and 3D grasp point from a heatmap and color-aligned depth (no ROS needed).
+
+Depth follows REP-118: ``16UC1`` (and ``mono16``) hold millimetres with 0 = no return,
+``32FC1`` holds metres with NaN = no return, +inf = too far and -inf = too close. All of
+these are invalid and never enter a depth estimate. Points are in the camera optical frame
+(x right, y down, z forward), so no TF lookup is needed.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+MILLIMETRE_ENCODINGS: Tuple[str, ...] = ('16UC1', 'mono16')
+METRE_ENCODINGS: Tuple[str, ...] = ('32FC1',)
+DEPTH_ENCODINGS: Tuple[str, ...] = MILLIMETRE_ENCODINGS + METRE_ENCODINGS
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics in pixels (the K matrix of ``sensor_msgs/CameraInfo``)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+@dataclass(frozen=True)
+class GraspPointResult:
+    """Outcome of :func:`compute_grasp_point`.
+
+    Attributes:
+        xyz_m: (x, y, z) in metres in the camera optical frame, or ``None`` when no point.
+        pixel_uv: (u, v) centroid of the mask in pixels (column, row), or ``None``.
+        num_valid_depths: Valid depth pixels inside the mask that entered the median.
+        reason: Why there is no point; empty when ``xyz_m`` is set.
+    """
+
+    xyz_m: Optional[Tuple[float, float, float]]
+    pixel_uv: Optional[Tuple[float, float]]
+    num_valid_depths: int
+    reason: str = ''
+
+
+def intrinsics_from_k(k: Sequence[float]) -> CameraIntrinsics:
+    """Read fx, fy, cx, cy from a row-major 3x3 K (``CameraInfo.k``, 9 numbers)."""
+    if len(k) != 9:
+        raise ValueError(f'K must have 9 row-major entries, got {len(k)}')
+    return CameraIntrinsics(fx=float(k[0]), fy=float(k[4]), cx=float(k[2]), cy=float(k[5]))
+
+
+def compute_grasp_mask(heatmap: np.ndarray, threshold: float,
+                       largest_component: bool = True) -> np.ndarray:
+    """Threshold a heatmap and optionally keep its largest 8-connected component.
+
+    Args:
+        heatmap: (H, W) float map, usually in [0, 1]; NaN never passes.
+        threshold: Pixels with ``heatmap >= threshold`` pass.
+        largest_component: Keep only the largest connected region (ties: the first found in
+            row-major order).
+
+    Returns:
+        (H, W) uint8 mask with values 0 and 255; all zeros when no pixel passes.
+    """
+    heatmap = np.asarray(heatmap)
+    if heatmap.ndim != 2:
+        raise ValueError(f'heatmap must be (H, W), got shape {heatmap.shape}')
+    with np.errstate(invalid='ignore'):
+        passed = (heatmap >= threshold).astype(np.uint8)  # (H, W) 0/1
+    if largest_component and passed.any():
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(passed, connectivity=8)
+        largest = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))  # label 0 = background
+        passed = (labels == largest).astype(np.uint8)
+    return passed * np.uint8(255)
+
+
+def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a depth image to float32 metres with NaN for every invalid pixel (REP-118).
+
+    Args:
+        depth: (H, W) depth image as decoded from the message.
+        encoding: ``16UC1``/``mono16`` (millimetres, 0 = invalid) or ``32FC1`` (metres).
+
+    Returns:
+        (H, W) float32 metres; 0, negative, NaN and +/-inf become NaN.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f'depth must be (H, W), got shape {depth.shape}')
+    if encoding in MILLIMETRE_ENCODINGS:
+        metres = depth.astype(np.float32) * np.float32(0.001)
+    elif encoding in METRE_ENCODINGS:
+        metres = depth.astype(np.float32, copy=True)
+    else:
+        raise ValueError(f'unsupported depth encoding {encoding!r}; expected one of '
+                         f'{list(DEPTH_ENCODINGS)} (REP-118)')
+    with np.errstate(invalid='ignore'):
+        metres[~np.isfinite(metres) | (metres <= 0.0)] = np.nan
+    return metres
+
+
+def check_depth_matches_image(depth_hw: Tuple[int, int], image_hw: Tuple[int, int]) -> None:
+    """Raise ``ValueError`` unless depth and colour have the same (height, width)."""
+    if tuple(depth_hw) != tuple(image_hw):
+        raise ValueError(
+            f'depth image is {depth_hw[1]}x{depth_hw[0]} but the colour image is '
+            f'{image_hw[1]}x{image_hw[0]} (width x height); subscribe to depth aligned to '
+            f'the colour camera (e.g. aligned_depth_to_color/image_raw)')
+
+
+def compute_grasp_point(mask: np.ndarray, depth_m: np.ndarray, fx: float, fy: float,
+                        cx: float, cy: float) -> GraspPointResult:
+    """Back-project the mask centroid with the median valid depth inside the mask.
+
+    Args:
+        mask: (H, W) grasp mask; non-zero pixels belong to the region.
+        depth_m: (H, W) float depth in metres, NaN where invalid (see :func:`depth_to_metres`).
+        fx: Focal length along x in pixels.
+        fy: Focal length along y in pixels.
+        cx: Principal point x (column) in pixels.
+        cy: Principal point y (row) in pixels.
+
+    Returns:
+        The point in the camera optical frame, or ``xyz_m=None`` with a reason.
+
+    Raises:
+        ValueError: If the shapes differ or the focal lengths are not positive and finite.
+    """
+    mask = np.asarray(mask)
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    check_depth_matches_image(depth_m.shape[:2], mask.shape[:2])
+    if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
+        raise ValueError(f'focal lengths must be positive and finite, got fx={fx}, fy={fy}; '
+                         'is the camera calibrated (CameraInfo.k non-zero)?')
+    rows, cols = np.nonzero(mask)  # (N,), (N,) pixel coordinates inside the mask
+    if rows.size == 0:
+        return GraspPointResult(None, None, 0, 'the grasp mask is empty')
+    pixel_uv = (float(cols.mean()), float(rows.mean()))
+    depths = depth_m[rows, cols]  # (N,) metres, NaN where invalid
+    depths = depths[np.isfinite(depths) & (depths > 0)]
+    if depths.size == 0:
+        return GraspPointResult(None, pixel_uv, 0,
+                                f'no valid depth inside the grasp mask ({rows.size} pixels, '
+                                'all 0/NaN/inf)')
+    z = float(np.median(depths))
+    u, v = pixel_uv
+    xyz_m = ((u - cx) * z / fx, (v - cy) * z / fy, z)
+    return GraspPointResult(xyz_m, pixel_uv, int(depths.size))

@@ -1,0 +1,158 @@
+"""Node parameters: defaults equal config/params.yaml, validation errors, real declaration."""
+
+import dataclasses
+import math
+from pathlib import Path
+
+from affordance_grounding.ros.params import (
+    declare_and_read, DESCRIPTIONS, NodeConfig, ParameterError, update_config)
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+import yaml
+
+pytestmark = pytest.mark.ros
+
+PARAMS_YAML = Path(__file__).resolve().parents[2] / 'config' / 'params.yaml'
+
+
+def shipped_parameters():
+    return yaml.safe_load(PARAMS_YAML.read_text())['/**']['ros__parameters']
+
+
+def test_node_config_defaults_equal_params_yaml():
+    fields = {field.name: field.default for field in dataclasses.fields(NodeConfig)}
+    assert fields == shipped_parameters()
+    assert set(DESCRIPTIONS) == set(fields)
+
+
+def test_node_config_defaults_are_valid_and_frozen():
+    config = NodeConfig().validate()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.backend = 'torch'
+
+
+@pytest.mark.parametrize('changes, fragments', [
+    ({'backend': 'cudnn'}, ['backend', "'cudnn'", 'tensorrt', 'onnxruntime', 'torch', 'auto']),
+    ({'calibration': 'mean'}, ['calibration', "'mean'", 'clip_local_mean']),
+    ({'heatmap_resolution': 'full'}, ['heatmap_resolution', "'full'", 'input', 'model']),
+    ({'image_qos': 'best_effort'}, ['image_qos', 'sensor_data', 'system_default']),
+    ({'labels': 'coco'}, ['labels', "'coco'", 'hico_iif']),
+    ({'colormap': 'rainbowz'}, ['colormap', "'rainbowz'", 'jet', 'turbo']),
+    ({'device': 'gpu'}, ['device', "'gpu'", 'cuda:N']),
+    ({'mask_threshold': 1.5}, ['mask_threshold', '1.5', '[0.0, 1.0]']),
+    ({'mask_threshold': math.nan}, ['mask_threshold', 'nan', '[0.0, 1.0]']),
+    ({'overlay_alpha': -0.1}, ['overlay_alpha', '-0.1', '[0.0, 1.0]']),
+    ({'max_rate_hz': -1.0}, ['max_rate_hz', '-1.0', '>= 0']),
+    ({'max_image_age_s': -0.5}, ['max_image_age_s', '-0.5', '>= 0']),
+    ({'sync_slop_s': 0.0}, ['sync_slop_s', '0.0', '> 0']),
+    ({'diagnostic_period': -1.0}, ['diagnostic_period', '> 0']),
+    ({'expected_rate_hz': 0.0}, ['expected_rate_hz', '> 0']),
+    ({'expected_rate_hz': 'fast'}, ['expected_rate_hz', "'fast'", 'must be a number']),
+    ({'default_action': 'fly'}, ['default_action', "'fly'", "labels='seen'", 'cut_with']),
+])
+def test_validate_names_parameter_value_and_allowed(changes, fragments):
+    with pytest.raises(ParameterError) as error:
+        dataclasses.replace(NodeConfig(), **changes).validate()
+    assert isinstance(error.value, ValueError)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize('changes', [
+    {'device': 'cuda:1'}, {'device': 'cpu'}, {'default_action': 'hold'},
+    {'labels': 'hico_iif', 'default_action': 'pour'}, {'labels': '', 'default_action': 'x'},
+    {'max_rate_hz': 0.0, 'max_image_age_s': 0.0}, {'mask_threshold': 1.0},
+])
+def test_validate_accepts_edge_values(changes):
+    config = dataclasses.replace(NodeConfig(), **changes)
+    assert config.validate() is config
+
+
+def test_update_config_applies_coerced_runtime_changes():
+    config = NodeConfig()
+    updated = update_config(config, {'mask_threshold': 0.7, 'max_rate_hz': 5,
+                                     'use_sim_time': True, 'backend': 'auto'})
+    assert updated == dataclasses.replace(config, mask_threshold=0.7, max_rate_hz=5.0)
+    assert config.mask_threshold == 0.5
+
+
+@pytest.mark.parametrize('changes, match', [
+    ({'backend': 'torch'}, 'backend is read-only'),
+    ({'mask_threshold': 'high'}, "mask_threshold='high' has type str"),
+    ({'overlay_alpha': 3.0}, 'overlay_alpha=3.0 is out of range'),
+])
+def test_update_config_rejects_read_only_and_invalid_changes(changes, match):
+    with pytest.raises(ParameterError, match=match):
+        update_config(NodeConfig(), changes)
+
+
+@pytest.fixture
+def make_node():
+    """Yield a factory of plain rclpy nodes in a private context, shut down afterwards."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = []
+
+    def factory(overrides=()):
+        node = Node('affordance_grounding', context=context,
+                    parameter_overrides=list(overrides))
+        nodes.append(node)
+        return node
+
+    yield factory
+    for node in nodes:
+        node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def test_declare_and_read_returns_defaults(make_node):
+    node = make_node()
+    assert declare_and_read(node) == NodeConfig()
+    for name, value in shipped_parameters().items():
+        assert node.get_parameter(name).value == value
+
+
+def test_declare_and_read_applies_overrides(make_node):
+    node = make_node([
+        Parameter('backend', value='onnxruntime'),
+        Parameter('device', value='cpu'),
+        Parameter('mask_threshold', value=0.3),
+        Parameter('max_rate_hz', value=15),  # an integer in YAML for a float parameter
+        Parameter('enable_3d', value=True),
+        Parameter('default_action', value='pour'),
+    ])
+    config = declare_and_read(node)
+    assert config == dataclasses.replace(NodeConfig(), backend='onnxruntime', device='cpu',
+                                         mask_threshold=0.3, max_rate_hz=15.0, enable_3d=True,
+                                         default_action='pour')
+    assert isinstance(config.max_rate_hz, float)
+
+
+def test_declare_and_read_sets_descriptors(make_node):
+    node = make_node()
+    declare_and_read(node)
+    backend, threshold = node.describe_parameters(['backend', 'mask_threshold'])
+    assert backend.read_only and 'tensorrt' in backend.description
+    assert not threshold.read_only and '[0, 1]' in threshold.description
+    result = node.set_parameters([Parameter('backend', value='torch')])[0]
+    assert not result.successful
+    assert node.set_parameters([Parameter('mask_threshold', value=0.7)])[0].successful
+
+
+def test_declare_and_read_rejects_invalid_override(make_node):
+    node = make_node([Parameter('mask_threshold', value=2.0)])
+    with pytest.raises(ParameterError, match=r'mask_threshold=2.0 is out of range'):
+        declare_and_read(node)
+
+
+def test_declare_and_read_rejects_wrong_type_for_float(make_node):
+    node = make_node([Parameter('sync_slop_s', value='fast')])
+    with pytest.raises(ParameterError, match="sync_slop_s='fast' has type str; expected float"):
+        declare_and_read(node)
+
+
+def test_declare_and_read_can_run_twice_on_one_node(make_node):
+    node = make_node([Parameter('colormap', value='turbo')])
+    assert declare_and_read(node) == declare_and_read(node)
