@@ -477,14 +477,21 @@ def seed_of(*parts) -> int:
 
 
 def build_train_loader(dataset: TrainDataset, batch_size: int, *, workers: int = 0,
-                       epoch: int = 0, shuffle: bool = True,
-                       pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                       epoch: int = 0, shuffle: bool = True, pin_memory: bool = False,
+                       batches: Optional[Sequence[Sequence[int]]] = None,
+                       ) -> torch.utils.data.DataLoader:
     """Build the loader of one epoch: sets the dataset epoch, order seeded by (seed, epoch).
 
     Workers are not persistent, so a later ``set_epoch`` reaches them; build one loader per
-    epoch. The last, smaller batch is kept (``drop_last=False``, as the reference).
+    epoch. The last, smaller batch is kept (``drop_last=False``, as the reference). With
+    ``batches`` (index lists, e.g. one process's shard from the training loop, resumed part
+    way through an epoch) those batches are loaded in that order instead.
     """
     dataset.set_epoch(epoch)
+    if batches is not None:
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, num_workers=workers,
+            collate_fn=collate_train_items, pin_memory=pin_memory, persistent_workers=False)
     generator = torch.Generator().manual_seed(seed_of(dataset.layout.seed, epoch, 'order'))
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,

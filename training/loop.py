@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from training.checkpointing import load_train_state, restore_rng_state, save_train_state
 from training.config import TrainConfig
-from training.data import build_datasets, collate_train_items
+from training.data import build_datasets, build_train_loader
 from training.distributed import (
     barrier, DistributedContext, epoch_permutation, shard_for_rank)
 from training.evaluate import (
@@ -163,11 +163,10 @@ class Trainer:
 
     def train_epoch(self, epoch: int, stop_after_steps: int = 0) -> bool:
         """Run the rest of an epoch; returns False if stopped early by ``stop_after_steps``."""
-        self.train_set.set_epoch(epoch)
         batches = self.epoch_batches(epoch)[self.progress.step_in_epoch:]
-        loader = torch.utils.data.DataLoader(
-            self.train_set, batch_sampler=batches, num_workers=self.config.workers,
-            collate_fn=collate_train_items, pin_memory=self.device.type == 'cuda')
+        loader = build_train_loader(self.train_set, self.config.batch_size,
+                                    workers=self.config.workers, epoch=epoch,
+                                    pin_memory=self.device.type == 'cuda', batches=batches)
         bar = tqdm(loader, desc=f'epoch {epoch}', disable=not self.context.is_main,
                    initial=self.progress.step_in_epoch,
                    total=self.progress.step_in_epoch + len(batches))
