@@ -47,8 +47,6 @@ READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError,
                Image.DecompressionBombError)
 GT_SIZE = 224  # GT maps are compared at 224 x 224 (METHOD.md 1.5)
 NAMES_SHOWN = 10  # names listed in one skip warning
-MEAN_RGB = np.asarray(IMAGENET_MEAN, np.float32)
-STD_RGB = np.asarray(IMAGENET_STD, np.float32)
 Item = TypeVar('Item')
 
 
@@ -68,6 +66,9 @@ class DatasetLayout:
         image_size: Network input side (S).
         resize: Shorter-side resize before the random S x S crop (training).
         seed: Base seed of the per-item random draws.
+        mean: Per-channel normalisation mean, the model's (``ModelConfig.dino_mean``;
+            ImageNet for SelectiveCL, fed to both backbones as the reference does).
+        std: Per-channel normalisation standard deviation.
     """
 
     root: str
@@ -77,6 +78,8 @@ class DatasetLayout:
     image_size: int = 224
     resize: int = 256
     seed: int = 0
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self):
         """Reject settings that cannot form samples."""
@@ -210,14 +213,16 @@ def read_gt(path: Path, size: int = GT_SIZE) -> np.ndarray:
     return cv2.resize(gt / 255.0, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def to_normalised_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB image -> (3, H, W) float32, ImageNet-normalised (METHOD.md 1.4).
+def to_normalised_tensor(image: Image.Image, layout: DatasetLayout) -> torch.Tensor:
+    """PIL RGB image -> (3, H, W) float32, normalised with the layout's mean/std (METHOD 1.4).
 
     The same float32 operations as ``to_tensor`` + ``normalize`` (x / 255, then (x - mean) /
     std), done in NumPy so the main process does not pay torch's intra-op threading per image.
     """
     array = np.asarray(image, dtype=np.float32) / np.float32(255)  # (H, W, 3) in [0, 1]
-    array = (array - MEAN_RGB) / STD_RGB  # (H, W, 3)
+    mean = np.asarray(layout.mean, np.float32)
+    std = np.asarray(layout.std, np.float32)
+    array = (array - mean) / std  # (H, W, 3)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
 
 
@@ -235,12 +240,13 @@ def train_transform(image: Image.Image, layout: DatasetLayout,
     image = TF.crop(image, top, left, size, size)
     if rng.random() < 0.5:
         image = TF.hflip(image)
-    return to_normalised_tensor(image)
+    return to_normalised_tensor(image, layout)
 
 
-def test_transform(image: Image.Image, size: int) -> torch.Tensor:
-    """Resize to exactly size x size (aspect not kept, PIL bilinear), to tensor, normalise."""
-    return to_normalised_tensor(image.resize((size, size), Image.BILINEAR))
+def test_transform(image: Image.Image, layout: DatasetLayout) -> torch.Tensor:
+    """Resize to exactly S x S (aspect not kept, PIL bilinear), to tensor, normalise."""
+    size = layout.image_size
+    return to_normalised_tensor(image.resize((size, size), Image.BILINEAR), layout)
 
 
 # -------------------------------------------------------------------------------- training
@@ -457,17 +463,24 @@ class TestDataset(torch.utils.data.Dataset):
     def _load(self, index: int) -> TestItem:
         """Read, resize and normalise one test image and its GT."""
         image_path, gt_path, affordance, obj = self.items[index]
-        return TestItem(image=test_transform(read_rgb(image_path), self.layout.image_size),
+        return TestItem(image=test_transform(read_rgb(image_path), self.layout),
                         label=self.label_of[affordance], affordance=affordance,
                         object_name=obj, gt=read_gt(gt_path, self.gt_size),
                         path=f'{affordance}/{obj}/{image_path.name}')
 
 
 # ----------------------------------------------------------------------------- builders
-def build_datasets(config, labels: Sequence[str]) -> Tuple[TrainDataset, TestDataset]:
-    """Build the training and test datasets from a TrainConfig and the model labels."""
-    layout = DatasetLayout(root=config.data_root, split=config.split, labels=tuple(labels),
-                           num_exo=config.num_exo, seed=config.seed)
+def layout_for_model(root: str, split: Optional[str], model_config, **extra) -> DatasetLayout:
+    """Dataset layout whose labels, input size and normalisation are the model's own."""
+    return DatasetLayout(root=root, split=split, labels=tuple(model_config.labels),
+                         image_size=model_config.image_size, mean=model_config.dino_mean,
+                         std=model_config.dino_std, **extra)
+
+
+def build_datasets(config, model_config) -> Tuple[TrainDataset, TestDataset]:
+    """Build the training and test datasets from a TrainConfig and the ModelConfig."""
+    layout = layout_for_model(config.data_root, config.split, model_config,
+                              num_exo=config.num_exo, seed=config.seed)
     return TrainDataset(layout), TestDataset(layout)
 
 

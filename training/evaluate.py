@@ -205,13 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Evaluate, print the table, write metrics.json and contact_sheet.png."""
-    from training.data import DatasetLayout, DatasetLayoutError, TestDataset
+    from training.data import DatasetLayoutError, layout_for_model, TestDataset
 
     args = build_parser().parse_args(argv)
     try:
         grounder = load_grounder(args.checkpoint, device=args.device)
         split = None if args.split.lower() == 'none' else args.split
-        layout = DatasetLayout(root=args.data_root, split=split, labels=grounder.labels)
+        layout = layout_for_model(args.data_root, split, grounder.config)
         dataset = TestDataset(layout)
     except (CheckpointError, DatasetLayoutError) as error:
         print(f'error: {error}', file=sys.stderr)

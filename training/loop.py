@@ -92,7 +92,7 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         model_config = load_model_config(config.model_config)
-        self.train_set, self.test_set = build_datasets(config, model_config.labels)
+        self.train_set, self.test_set = build_datasets(config, model_config)
         grounder, tables = build_grounder_with_tables(model_config)
         self.model = SelectiveCLModel(grounder, tables['person'], config.bn_momentum)
         self.model.to(self.device).train()

@@ -15,6 +15,10 @@ import torch
 from torch import nn
 
 
+# Modules that exist only for training (not part of an inference bundle's head).
+TRAINING_ONLY_MODULES = ('aff_exo_proj', 'K_contrast_projection', 'pixel_contrast_projection')
+
+
 @dataclass
 class FrozenFeatures:
     """Backbone outputs of one training batch (computed without gradients).
@@ -87,14 +91,14 @@ class SelectiveCLModel(nn.Module):
     def training_state(self) -> Dict[str, torch.Tensor]:
         """Return the training-only modules' state (stored in bundles as ``training_state``)."""
         state = {}
-        for name in ('aff_exo_proj', 'K_contrast_projection', 'pixel_contrast_projection'):
+        for name in TRAINING_ONLY_MODULES:
             for key, value in getattr(self, name).state_dict().items():
                 state[f'{name}.{key}'] = value.detach().cpu().clone()
         return state
 
     def load_training_state(self, state: Dict[str, torch.Tensor]) -> None:
         """Load the output of :meth:`training_state` (strict)."""
-        for name in ('aff_exo_proj', 'K_contrast_projection', 'pixel_contrast_projection'):
+        for name in TRAINING_ONLY_MODULES:
             prefix = f'{name}.'
             part = {key[len(prefix):]: value for key, value in state.items()
                     if key.startswith(prefix)}

@@ -3,6 +3,7 @@
 Trees are built in tmp dirs from solid-grey images whose grey level encodes which file it is.
 """
 
+import dataclasses
 import logging
 from pathlib import Path
 import random
@@ -18,7 +19,7 @@ import torch
 from torchvision.transforms import functional as TF
 from training.data import (
     build_test_loader, build_train_loader, collate_train_items, DatasetLayout,
-    DatasetLayoutError, TestDataset, train_transform, TrainDataset)
+    DatasetLayoutError, layout_for_model, read_rgb, TestDataset, train_transform, TrainDataset)
 
 SEEN = get_label_set('seen')
 HICO = get_label_set('hico_iif')
@@ -418,3 +419,17 @@ def test_dataset_layout_rejects_unusable_settings(tmp_path, extra):
     settings = {'root': str(tmp_path), 'split': 'Seen', 'labels': SEEN, **extra}
     with pytest.raises(ValueError):
         DatasetLayout(**settings)
+
+
+def test_layout_for_model_uses_the_model_preprocessing(tmp_path, tiny_config):
+    build_tree(tmp_path)
+    config = dataclasses.replace(tiny_config, dino_mean=(0.5, 0.5, 0.5),
+                                 dino_std=(0.25, 0.25, 0.25))
+    model_layout = layout_for_model(str(tmp_path), 'Seen', config)
+    assert (model_layout.labels, model_layout.mean, model_layout.std) == (
+        SEEN, (0.5,) * 3, (0.25,) * 3)
+    item = TestDataset(model_layout)[0]
+    photo = read_rgb(tmp_path / 'Seen' / 'testset' / 'egocentric' / item.path)
+    expected = TF.normalize(TF.to_tensor(photo.resize((224, 224), Image.BILINEAR)),
+                            [0.5] * 3, [0.25] * 3)
+    assert torch.allclose(item.image, expected, atol=1e-6)
