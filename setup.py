@@ -35,6 +35,7 @@ setup(
             'affordance_predict = affordance_grounding.predict:main',
             'affordance_import_official = affordance_grounding.import_official:main',
             'build_engine = affordance_grounding.runtime.engine_build:main',
+            'affordance_node = affordance_grounding.ros.node:main',
         ],
     },
 )

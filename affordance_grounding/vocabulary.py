@@ -96,3 +96,32 @@ def resolve_label_index(labels: Tuple[str, ...], action: str) -> int:
         raise ValueError(
             f'unknown action {action!r}; this model knows {len(labels)} labels: '
             f'{", ".join(labels)}') from None
+
+
+MAX_ACTION_CHARS = 64
+
+
+def parse_action_command(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
+    """Turn an operator's action command into (label, class index); empty text = idle.
+
+    Surrounding whitespace is ignored, case too, and spaces or dashes may stand for the
+    underscores of the labels (``"Cut with"`` -> ``cut_with``).
+
+    Args:
+        text: The command, e.g. the ``data`` of a ``std_msgs/String``.
+        labels: The model's label list.
+
+    Returns:
+        ``(label, index)``; ``('', -1)`` for an empty command (idle).
+
+    Raises:
+        ValueError: If the command is too long or names no known label (the message lists
+            the known labels).
+    """
+    if len(text) > MAX_ACTION_CHARS:
+        raise ValueError(f'action command of {len(text)} characters is longer than the limit '
+                         f'of {MAX_ACTION_CHARS}; send one label such as {labels[0]!r}')
+    label = '_'.join(text.strip().lower().replace('-', ' ').split())
+    if not label:
+        return '', -1
+    return label, resolve_label_index(labels, label)

@@ -1,0 +1,190 @@
+"""What the node knows about its own health: rates, latencies, drops and problems.
+
+ROS-free bookkeeping that the node turns into ``/diagnostics`` (diagnostic_updater is not
+installable everywhere, and the statistics are small). Every method is thread-safe: the
+executor thread counts inputs and problems, the worker thread counts outputs and timings.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import threading
+import time
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        """Create a meter over the last ``window_s`` seconds of ``clock``."""
+        self.window_s = window_s
+        self._clock = clock
+        self._times: Deque[float] = deque()
+        self.total = 0
+
+    def tick(self) -> None:
+        """Record one event now."""
+        now = self._clock()
+        self._times.append(now)
+        self.total += 1
+        self._expire(now)
+
+    def rate_hz(self) -> float:
+        """Events per second in the window (0 with fewer than two events)."""
+        self._expire(self._clock())
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+@dataclass
+class PeriodStats:
+    """Count, mean and max of one quantity since the last diagnostics message."""
+
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+
+    def add(self, value: float) -> None:
+        """Add one sample."""
+        self.count += 1
+        self.total += value
+        self.maximum = max(self.maximum, value)
+
+    @property
+    def mean(self) -> float:
+        """Mean of the samples (0 without samples)."""
+        return self.total / self.count if self.count else 0.0
+
+
+class ProblemLog:
+    """Counts problems by kind and decides when each kind may be logged again (throttling).
+
+    rclpy's ``throttle_duration_sec`` throttles per call site, so two different problems
+    reported from one place would hide each other; this throttles per kind instead.
+    """
+
+    def __init__(self, period_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        """Log each kind at most once every ``period_s`` seconds."""
+        self.period_s = period_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.counts: Dict[str, int] = {}
+        self._last_logged: Dict[str, float] = {}
+        self.last_message = ''
+
+    def report(self, kind: str, message: str) -> bool:
+        """Count one problem; return True when the caller should log ``message`` now."""
+        now = self._clock()
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.last_message = message
+            last = self._last_logged.get(kind)
+            if last is not None and now - last < self.period_s:
+                return False
+            self._last_logged[kind] = now
+            return True
+
+
+class NodeHealth:
+    """Everything ``/diagnostics`` reports, gathered while the node runs."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        """Start with empty statistics."""
+        self._lock = threading.Lock()
+        self.input_rate = RateMeter(clock=clock)
+        self.output_rate = RateMeter(clock=clock)
+        self.problems = ProblemLog(clock=clock)
+        self._stages: Dict[str, PeriodStats] = {}
+        self.delay = PeriodStats()
+        self.stale_frames = 0
+
+    def count_input(self) -> None:
+        """One image arrived."""
+        with self._lock:
+            self.input_rate.tick()
+
+    def count_output(self, stage_s: Dict[str, float], delay_s: float) -> None:
+        """One frame was published; ``delay_s`` = publish time minus the image stamp."""
+        with self._lock:
+            self.output_rate.tick()
+            for stage, seconds in stage_s.items():
+                self._stages.setdefault(stage, PeriodStats()).add(seconds)
+            self.delay.add(delay_s)
+
+    def count_stale(self) -> None:
+        """One frame was dropped because it was older than ``max_image_age_s``."""
+        with self._lock:
+            self.stale_frames += 1
+
+    def snapshot(self, reset_period: bool = True) -> 'HealthSnapshot':
+        """Return the current figures; the per-period statistics restart when asked."""
+        with self._lock:
+            stages = {stage: (stats.mean, stats.maximum) for stage, stats in self._stages.items()}
+            snapshot = HealthSnapshot(
+                input_hz=self.input_rate.rate_hz(), output_hz=self.output_rate.rate_hz(),
+                images_received=self.input_rate.total, frames_published=self.output_rate.total,
+                stale_frames=self.stale_frames, stage_ms={
+                    stage: (mean * 1e3, peak * 1e3) for stage, (mean, peak) in stages.items()},
+                delay_ms=(self.delay.mean * 1e3, self.delay.maximum * 1e3),
+                problems=dict(self.problems.counts), last_problem=self.problems.last_message)
+            if reset_period:
+                self._stages = {}
+                self.delay = PeriodStats()
+            return snapshot
+
+
+@dataclass
+class HealthSnapshot:
+    """One reading of :class:`NodeHealth` (stage and delay figures are (mean, max) in ms)."""
+
+    input_hz: float
+    output_hz: float
+    images_received: int
+    frames_published: int
+    stale_frames: int
+    stage_ms: Dict[str, Tuple[float, float]]
+    delay_ms: Tuple[float, float]
+    problems: Dict[str, int]
+    last_problem: str = ''
+
+    def to_key_values(self, extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
+        """Flatten into ``(key, value)`` strings for a ``DiagnosticStatus``."""
+        pairs = list((extra or {}).items()) + [
+            ('input rate (Hz)', f'{self.input_hz:.2f}'),
+            ('output rate (Hz)', f'{self.output_hz:.2f}'),
+            ('images received', str(self.images_received)),
+            ('frames published', str(self.frames_published)),
+            ('stale frames dropped', str(self.stale_frames)),
+            ('delay from stamp mean (ms)', f'{self.delay_ms[0]:.1f}'),
+            ('delay from stamp max (ms)', f'{self.delay_ms[1]:.1f}'),
+        ]
+        for stage, (mean, peak) in sorted(self.stage_ms.items()):
+            pairs += [(f'{stage} mean (ms)', f'{mean:.2f}'), (f'{stage} max (ms)', f'{peak:.2f}')]
+        pairs += [(f'problem: {kind}', str(count))
+                  for kind, count in sorted(self.problems.items())]
+        if self.last_problem:
+            pairs.append(('last problem', self.last_problem))
+        return pairs
+
+
+def summarise_health(snapshot: HealthSnapshot, phase: str, failure: str, action: str,
+                     expected_rate_hz: float) -> Tuple[str, str]:
+    """Return the diagnostics (level, message): ``ok``, ``warn`` or ``error`` and one line."""
+    if failure:
+        return 'error', failure
+    if phase != 'active':
+        return 'warn', f'node is {phase}'
+    if not action:
+        return 'ok', 'idle: no action set'
+    if snapshot.input_hz == 0.0:
+        return 'warn', 'no images received'
+    if snapshot.output_hz < expected_rate_hz:
+        return 'warn', (f'output {snapshot.output_hz:.1f} Hz below expected_rate_hz '
+                        f'{expected_rate_hz}')
+    return 'ok', f'{snapshot.output_hz:.1f} Hz'
