@@ -40,3 +40,21 @@ def tiny_images():
     """Return three fixed (3, 3, 224, 224) ImageNet-normalised-like random images."""
     generator = torch.Generator().manual_seed(7)
     return torch.randn(3, 3, 224, 224, generator=generator)
+
+
+@pytest.fixture(scope='session')
+def tiny_bundle(tiny_grounder, tmp_path_factory):
+    """Return the path of a bundle holding the tiny grounder (random backbones embedded)."""
+    from affordance_grounding.model.checkpoint import save_bundle
+
+    return save_bundle(str(tmp_path_factory.mktemp('bundle') / 'tiny.pt'), tiny_grounder)
+
+
+@pytest.fixture(scope='session')
+def tiny_onnx(tiny_grounder, tmp_path_factory):
+    """Return the path of the tiny grounder exported to ONNX (calibration clip, fp32)."""
+    from training.export import export_onnx
+
+    path = tmp_path_factory.mktemp('onnx') / 'tiny.onnx'
+    export_onnx(tiny_grounder, str(path))
+    return path

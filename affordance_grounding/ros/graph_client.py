@@ -123,6 +123,19 @@ class GraphClient(Node):
             time.sleep(0.05)
 
 
+def wait_for_diagnostics(client: GraphClient, predicate: Callable[[Dict[str, str]], bool],
+                         timeout_s: float = 20.0) -> Dict[str, str]:
+    """Return the newest node diagnostics once they satisfy ``predicate``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        values = latest_diagnostics(client)
+        if values is not None and predicate(values):
+            return values
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'diagnostics never matched within {timeout_s} s; last: {values}')
+        time.sleep(0.1)
+
+
 def latest_diagnostics(client: GraphClient) -> Optional[Dict[str, str]]:
     """Key/values (plus ``level`` and ``message``) of the newest node status, if any."""
     for array in reversed(client.messages('/diagnostics')):

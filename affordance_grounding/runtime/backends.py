@@ -254,18 +254,43 @@ class TorchBackend(InferenceBackend):
     @torch.inference_mode()
     def _run(self, images: ImageBatch) -> GroundingResult:
         """Eager on the CPU; replay of a captured graph on CUDA."""
+        return self._execute(images, lambda outputs, _: GroundingResult(
+            *(output.cpu().numpy() for output in outputs)))
+
+    @torch.inference_mode()
+    def infer_on_device(self, images: ImageBatch
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run one batch and leave ``(affordance, cam, affinity)`` on the backend's device.
+
+        For callers that keep working on the GPU or copy only part of the maps to the host
+        (the all-class ``affordance`` of a batch of 64 is 460 MB). Same shapes and dtypes as
+        :meth:`infer`; the tensors belong to the caller (copies of a CUDA graph's buffers).
+
+        Raises:
+            RuntimeError: If :meth:`load` was not called.
+            ValueError: If the batch has the wrong shape or dtype.
+        """
+        check_image_batch(images, self.metadata.image_size)
+        return self._execute(images, lambda outputs, static: tuple(
+            output.clone() if static else output for output in outputs))
+
+    def _execute(self, images: ImageBatch, finish):
+        """Run a batch; ``finish(outputs, static)`` turns the output tensors into the result.
+
+        ``static`` is True for a CUDA graph's shared buffers, which ``finish`` must copy: it
+        runs under the lock, before the next replay can overwrite them.
+        """
         batch = torch.as_tensor(images)
         use_graphs = self._device.startswith('cuda') and self.options.use_cuda_graphs
         if not use_graphs:
-            outputs = self._forward(batch.to(self._device, non_blocking=True))
-            return GroundingResult(*(output.cpu().numpy() for output in outputs))
+            return finish(self._forward(batch.to(self._device, non_blocking=True)), False)
         with self._lock:  # the static buffers are shared: one replay at a time
             captured = self._captured.get(batch.shape[0])
             if captured is None:
                 captured = self._captured[batch.shape[0]] = self._capture(batch.shape[0])
             captured.image.copy_(batch, non_blocking=True)
             captured.graph.replay()
-            return GroundingResult(*(output.cpu().numpy() for output in captured.outputs))
+            return finish(captured.outputs, True)
 
     def _capture(self, batch_size: int) -> _CapturedGraph:
         """Warm up on a side stream, then capture the forward pass for one batch size."""

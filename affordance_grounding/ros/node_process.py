@@ -1,0 +1,76 @@
+"""The node as a child process (``--ros-args --params-file``), for the demo, benchmarks, tests.
+
+What ``ros2 launch`` does on a ROS machine, minus launch_ros: start the executable with a
+params file, overrides and a namespace, keep its log, stop it with Ctrl-C.
+"""
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+from typing import Mapping, Optional
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PARAMS = PACKAGE_ROOT / 'config' / 'params.yaml'
+
+
+def format_parameter(value) -> str:
+    """Write a Python value as the right-hand side of ``-p name:=value``."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return value or '""'
+    return str(value)
+
+
+class NodeProcess:
+    """``python -m affordance_grounding.ros.node --ros-args ...`` running as a child."""
+
+    def __init__(self, log_path: Path, parameters: Mapping[str, object],
+                 namespace: str = '/affordance', params_file: Optional[Path] = None):
+        """Start the node with ``params_file`` (default config/params.yaml) plus overrides."""
+        command = [sys.executable, '-m', 'affordance_grounding.ros.node', '--ros-args',
+                   '-r', f'__ns:={namespace}', '--params-file',
+                   str(params_file or DEFAULT_PARAMS)]
+        for name, value in parameters.items():
+            command += ['-p', f'{name}:={format_parameter(value)}']
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, 'w')
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        cwd=PACKAGE_ROOT, env=dict(os.environ))
+
+    def log(self) -> str:
+        """Return everything the node printed so far."""
+        return self.log_path.read_text()
+
+    def rss_mib(self) -> float:
+        """Return the resident memory of the node process in MiB (Linux)."""
+        for line in Path(f'/proc/{self.process.pid}/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError('VmRSS not found')
+
+    def wait_for_log(self, text: str, timeout_s: float = 60.0) -> str:
+        """Wait until ``text`` appears in the log; raise if the process dies first."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log():
+            if self.process.poll() is not None:
+                raise RuntimeError(f'node exited with {self.process.returncode}:\n{self.log()}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'{text!r} not logged within {timeout_s} s:\n{self.log()}')
+            time.sleep(0.1)
+        return self.log()
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """Ctrl-C the node like a terminal would; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,270 @@
+"""The node in its own process, driven over DDS by a client in this process.
+
+One node (tiny model, ONNX Runtime CPU, 3D enabled) serves the tests of this module in order:
+outputs and headers, encodings, the action latch, bad input of every kind, 3D, diagnostics.
+"""
+
+import array
+import time
+
+from affordance_grounding.ros.conversions import array_to_image_msg
+from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
+from affordance_grounding.ros.node_process import NodeProcess
+from affordance_grounding.runtime.backends import OnnxRuntimeBackend
+from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.runtime.grasp import compute_grasp_mask
+import cv2
+import numpy as np
+import pytest
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+pytestmark = pytest.mark.ros
+
+HEIGHT, WIDTH = 240, 320
+FX, FY, CX, CY = 250.0, 240.0, 161.5, 118.5
+
+
+@pytest.fixture(scope='module')
+def node(tiny_onnx, tmp_path_factory):
+    """Yield the node under test, ONNX Runtime on the CPU, 3D on."""
+    process = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', {
+        'model_path': str(tiny_onnx), 'device': 'cpu', 'enable_3d': True,
+        'max_rate_hz': 0.0, 'diagnostic_period': 0.5})
+    process.wait_for_log('out /affordance/active_action')
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope='module')
+def client(node, ros_context):
+    """Yield a client subscribed to every output, matched with the node."""
+    graph_client = GraphClient(name='graph_test_client', context=ros_context)
+    graph_client.wait_for_node(timeout_s=30.0, with_depth=True)
+    yield graph_client
+    graph_client.close()
+
+
+@pytest.fixture(scope='module')
+def expected_pipeline(tiny_onnx):
+    """Return the same model run in this process, for a known answer."""
+    return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())
+
+
+def scene(seed: int = 0) -> np.ndarray:
+    """Return a (240, 320, 3) uint8 RGB test image with structure (not flat noise)."""
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (WIDTH, HEIGHT),
+                       interpolation=cv2.INTER_CUBIC)
+    cv2.circle(image, (200, 120), 50, (240, 200, 30), -1)
+    return image
+
+
+def to_array(msg: Image) -> np.ndarray:
+    """Decode an unpadded 32FC1 or mono8 output message."""
+    dtype = np.float32 if msg.encoding == '32FC1' else np.uint8
+    return np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.width)
+
+
+def same_stamp(header):
+    """Return a predicate matching a message with exactly this header stamp."""
+    return lambda msg: (msg.header.stamp.sec, msg.header.stamp.nanosec) == (
+        header.stamp.sec, header.stamp.nanosec)
+
+
+def publish_and_wait(client: GraphClient, image, encoding='rgb8', topic='heatmap', **kwargs):
+    header = client.publish_image(image, encoding, **kwargs)
+    return header, client.wait_for(topic, same_stamp(header), timeout_s=20.0)
+
+
+def test_node_idles_until_the_first_action(node, client):
+    header = client.publish_image(scene(), 'rgb8')
+    values = wait_for_diagnostics(client, lambda v: int(v.get('problem: no_action', 0)) >= 1)
+    assert values['action'] == 'idle'
+    assert values['message'] == 'idle: no action set'
+    assert not [m for m in client.messages('heatmap') if same_stamp(header)(m)]
+
+
+def test_node_outputs_carry_the_input_header_at_input_resolution(node, client,
+                                                                 expected_pipeline):
+    client.send_action('hold')
+    assert client.wait_for('active_action', lambda m: m.data == 'hold').data == 'hold'
+    image = scene(1)
+    header, heatmap_msg = publish_and_wait(client, image)
+    mask_msg = client.wait_for('grasp_mask', same_stamp(header))
+    for msg in (heatmap_msg, mask_msg):
+        assert (msg.height, msg.width) == (HEIGHT, WIDTH)
+        assert msg.header.frame_id == 'camera_color_optical_frame'
+    assert heatmap_msg.encoding == '32FC1' and mask_msg.encoding == 'mono8'
+    heatmap, mask = to_array(heatmap_msg), to_array(mask_msg)
+    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert set(np.unique(mask)) <= {0, 255} and mask.any()
+    np.testing.assert_array_equal(mask, compute_grasp_mask(heatmap, 0.5, True))
+    index = expected_pipeline.labels.index('hold')
+    expected = expected_pipeline.run(image, index, OutputSettings()).heatmap
+    np.testing.assert_allclose(heatmap, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('encoding, convert', [
+    ('bgr8', lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)),
+    ('rgba8', lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)),
+    ('bgra8', lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)),
+])
+def test_node_colour_encodings_give_the_rgb8_heatmap(node, client, encoding, convert):
+    image = scene(2)
+    _, reference = publish_and_wait(client, image)
+    _, converted = publish_and_wait(client, convert(image), encoding)
+    np.testing.assert_allclose(to_array(converted), to_array(reference), atol=1e-6)
+
+
+def test_node_accepts_mono8(node, client):
+    grey = cv2.cvtColor(scene(3), cv2.COLOR_RGB2GRAY)
+    _, heatmap = publish_and_wait(client, grey, 'mono8')
+    assert (heatmap.height, heatmap.width) == (HEIGHT, WIDTH)
+
+
+def test_node_renders_the_overlay_for_a_subscriber(node, client):
+    header, overlay = publish_and_wait(client, scene(4), topic='overlay')
+    assert overlay.encoding == 'bgr8' and (overlay.height, overlay.width) == (HEIGHT, WIDTH)
+
+
+def test_node_latches_the_active_action_for_late_subscribers(node, client, make_client):
+    client.send_action('Cut With')  # spaces and case are normalised
+    client.wait_for('active_action', lambda m: m.data == 'cut_with')
+    late = make_client(name='late_subscriber', outputs=('active_action',))
+    assert late.wait_for('active_action', timeout_s=20.0).data == 'cut_with'
+
+
+@pytest.mark.parametrize('command', ['fly', 'x' * 500, 'hold; rm -rf /'])
+def test_node_rejects_bad_actions_and_keeps_the_previous_one(node, client, command):
+    client.send_action('hold')
+    before = int(wait_for_diagnostics(client, lambda v: v['action'] == 'hold').get(
+        'problem: bad_action', 0))
+    client.send_action(command)
+    values = wait_for_diagnostics(
+        client, lambda v: int(v.get('problem: bad_action', 0)) > before)
+    assert values['action'] == 'hold'
+    assert client.messages('active_action')[-1].data == 'hold'
+    publish_and_wait(client, scene(5))  # still serving the previous action
+    assert 'unknown action' in node.log() or 'longer than the limit' in node.log()
+
+
+def malformed_images():
+    """Name -> an rgb8 message broken in one way each."""
+    good = array_to_image_msg(scene(6), 'rgb8', Header(frame_id='camera_color_optical_frame'))
+    cases = {}
+    for name, change in {
+        'unsupported encoding': {'encoding': 'yuv422'},
+        'data shorter than height*step': {'data': array.array('B', bytes(100))},
+        'step smaller than width*channels': {'step': WIDTH * 3 - 1},
+        'zero-sized': {'height': 0, 'width': 0, 'step': 0, 'data': array.array('B')},
+        'huge': {'height': 100000, 'width': 100000, 'step': 300000},
+    }.items():
+        msg = Image(header=good.header, height=good.height, width=good.width,
+                    encoding=good.encoding, is_bigendian=good.is_bigendian, step=good.step,
+                    data=good.data)
+        for key, value in change.items():
+            setattr(msg, key, value)
+        cases[name] = msg
+    return cases
+
+
+@pytest.mark.parametrize('case', sorted(malformed_images()))
+def test_node_drops_malformed_images_and_keeps_running(node, client, case):
+    before = int(wait_for_diagnostics(client, lambda v: True).get('problem: bad_image', 0))
+    msg = malformed_images()[case]
+    msg.header = client.make_header('camera_color_optical_frame')
+    client.image_pub.publish(msg)
+    wait_for_diagnostics(client, lambda v: int(v.get('problem: bad_image', 0)) > before)
+    assert not [m for m in client.messages('heatmap') if same_stamp(msg.header)(m)]
+    publish_and_wait(client, scene(7))  # the node still works
+    assert node.process.poll() is None
+
+
+def test_node_drops_stale_images(node, client):
+    before = int(wait_for_diagnostics(client, lambda v: True)['stale frames dropped'])
+    stamp = client.get_clock().now().to_msg()
+    stamp.sec -= 10
+    header = client.publish_image(scene(8), stamp=stamp)
+    wait_for_diagnostics(client, lambda v: int(v['stale frames dropped']) > before)
+    assert not [m for m in client.messages('heatmap') if same_stamp(header)(m)]
+
+
+def camera_info(header) -> CameraInfo:
+    info = CameraInfo(header=header, height=HEIGHT, width=WIDTH, distortion_model='plumb_bob')
+    info.k = [FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]
+    return info
+
+
+def test_node_grasp_point_from_depth_has_the_known_answer(node, client):
+    before = wait_for_diagnostics(client, lambda v: True)
+    header = client.make_header('camera_color_optical_frame')
+    depth_mm = np.full((HEIGHT, WIDTH), 1500, np.uint16)
+    client.depth_pub.publish(array_to_image_msg(depth_mm, '16UC1', header))
+    time.sleep(0.2)  # depth is paired on arrival order; give it a head start
+    client.publish_image(scene(9), stamp=header.stamp)
+    wait_for_diagnostics(client, lambda v: int(v.get('problem: no_camera_info', 0))
+                         > int(before.get('problem: no_camera_info', 0)))
+    client.info_pub.publish(camera_info(header))
+    time.sleep(0.2)
+    for depth_msg in (array_to_image_msg(depth_mm, '16UC1', header),
+                      array_to_image_msg(with_invalid_pixels(depth_mm), '32FC1', header)):
+        header = client.make_header('camera_color_optical_frame')
+        depth_msg.header = header
+        client.depth_pub.publish(depth_msg)
+        time.sleep(0.2)
+        client.publish_image(scene(9), stamp=header.stamp)
+        point = client.wait_for('grasp_point', same_stamp(header))
+        mask = to_array(client.wait_for('grasp_mask', same_stamp(header)))
+        rows, cols = np.nonzero(mask)
+        assert point.header.frame_id == 'camera_color_optical_frame'
+        assert point.point.z == pytest.approx(1.5, abs=1e-6)
+        assert point.point.x == pytest.approx((cols.mean() - CX) * 1.5 / FX, abs=1e-6)
+        assert point.point.y == pytest.approx((rows.mean() - CY) * 1.5 / FY, abs=1e-6)
+        markers = client.wait_for('markers', lambda m: same_stamp(header)(m.markers[0]))
+        assert [m.text for m in markers.markers][1] == 'hold'
+
+
+def with_invalid_pixels(depth_mm: np.ndarray) -> np.ndarray:
+    """32FC1 metres with NaN, +inf and -inf sprinkled in (REP-118 invalid values)."""
+    metres = depth_mm.astype(np.float32) / 1000.0
+    metres[::7, ::5] = np.nan
+    metres[3::11, ::3] = np.inf
+    metres[5::13, 1::4] = -np.inf
+    return metres
+
+
+def test_node_rejects_depth_of_another_size(node, client):
+    before = int(wait_for_diagnostics(client, lambda v: True).get('problem: bad_depth', 0))
+    header = client.make_header('camera_color_optical_frame')
+    client.depth_pub.publish(array_to_image_msg(np.full((120, 160), 1500, np.uint16), '16UC1',
+                                                header))
+    time.sleep(0.2)
+    client.publish_image(scene(10), stamp=header.stamp)
+    client.wait_for('heatmap', same_stamp(header))  # 2D outputs still published
+    wait_for_diagnostics(client, lambda v: int(v.get('problem: bad_depth', 0)) > before)
+    assert not [m for m in client.messages('grasp_point') if same_stamp(header)(m)]
+
+
+def test_node_diagnostics_report_backend_rates_latency_and_drops(node, client):
+    for seed in range(5):
+        client.publish_image(scene(seed))
+        time.sleep(0.05)
+    values = wait_for_diagnostics(client, lambda v: float(v['output rate (Hz)']) > 0)
+    assert values['backend'] == 'onnxruntime on cpu (fp32)'
+    assert values['state'] == 'active' and values['action'] == 'hold'
+    for key in ('input rate (Hz)', 'inference mean (ms)', 'inference max (ms)',
+                'delay from stamp mean (ms)', 'frames dropped (newer frame arrived)',
+                'conversion mean (ms)', 'preprocess mean (ms)', 'postprocess mean (ms)',
+                'publish mean (ms)'):
+        assert float(values[key]) >= 0.0, key
+    assert float(values['inference mean (ms)']) > 0.0
+
+
+def test_node_empty_action_means_idle(node, client):
+    client.send_action('')
+    wait_for_diagnostics(client, lambda v: v['action'] == 'idle')
+    header = client.publish_image(scene(11))
+    time.sleep(1.0)
+    assert not [m for m in client.messages('heatmap') if same_stamp(header)(m)]
+    client.send_action('hold')
