@@ -1,11 +1,14 @@
-"""Machine description for benchmark JSON files: CPU, cores, sgemm rate, library versions."""
+"""Machine description for benchmark JSON files: CPU, cores, GEMM rates, library versions."""
 
+import importlib
 import os
 import platform
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import torch
+
+SGEMM_SIZES = (1024, 2048)
 
 
 def measure_sgemm_gflops(size: int = 1024, repeats: int = 20) -> float:
@@ -21,6 +24,34 @@ def measure_sgemm_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
+def measure_best_sgemm_gflops(sizes: Sequence[int] = SGEMM_SIZES, repeats: int = 10
+                              ) -> Dict[str, float]:
+    """Measure the CPU roofline: the best float32 GEMM rate over a few square sizes."""
+    rates = {str(size): round(measure_sgemm_gflops(size, repeats), 1) for size in sizes}
+    return {'best': max(rates.values()), 'by_size': rates}
+
+
+def measure_gpu_gemm_tflops(dtype: torch.dtype, size: int = 8192, repeats: int = 20,
+                            device: str = 'cuda') -> float:
+    """Best-of-``repeats`` GEMM rate on the GPU in TFLOP/s (TF32 off for float32)."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        left = torch.randn(size, size, device=device, dtype=dtype)
+        right = torch.randn(size, size, device=device, dtype=dtype)
+        torch.mm(left, right)
+        torch.cuda.synchronize(device)
+        best = float('inf')
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(left, right)
+            torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return 2 * size ** 3 / best / 1e12
+
+
 def cpu_model() -> str:
     """CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
     try:
@@ -33,20 +64,66 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
-def describe_machine() -> Dict[str, Any]:
-    """Return the facts a benchmark number depends on."""
+def physical_cores() -> int:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo; os.cpu_count() as fallback."""
+    cores = set()
+    physical = core = None
+    try:
+        with open('/proc/cpuinfo') as stream:
+            for line in stream:
+                key, _, value = line.partition(':')
+                key = key.strip()
+                if key == 'physical id':
+                    physical = value.strip()
+                elif key == 'core id':
+                    core = value.strip()
+                elif not key and core is not None:
+                    cores.add((physical, core))
+                    physical = core = None
+        if core is not None:
+            cores.add((physical, core))
+    except OSError:
+        pass
+    return len(cores) or os.cpu_count() or 1
+
+
+def library_version(module: str) -> Optional[str]:
+    """``module.__version__``, or None when it cannot be imported."""
+    try:
+        return getattr(importlib.import_module(module), '__version__', 'unknown')
+    except Exception:  # ImportError, or a broken install raising something else
+        return None
+
+
+def describe_machine(measure_gemm: bool = True) -> Dict[str, Any]:
+    """Return the facts a benchmark number depends on.
+
+    Args:
+        measure_gemm: Measure the CPU sgemm rate (and the GPU fp32/fp16 GEMM rates when CUDA is
+            there); off for quick tests.
+    """
+    try:
+        load = [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        load = None
     info: Dict[str, Any] = {
         'cpu': cpu_model(),
         'cores': os.cpu_count(),
+        'physical_cores': physical_cores(),
         'torch_threads': torch.get_num_threads(),
         'torch': torch.__version__,
         'python': platform.python_version(),
-        'sgemm_gflops': round(measure_sgemm_gflops(), 1),
+        'onnxruntime': library_version('onnxruntime'),
+        'tensorrt': library_version('tensorrt'),
         'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        'cuda': torch.version.cuda if torch.cuda.is_available() else None,
+        'load_average': load,
     }
-    try:
-        import onnxruntime
-        info['onnxruntime'] = onnxruntime.__version__
-    except ImportError:
-        info['onnxruntime'] = None
+    if measure_gemm:
+        sgemm = measure_best_sgemm_gflops()
+        info['sgemm_gflops'] = sgemm['best']
+        info['sgemm_gflops_by_size'] = sgemm['by_size']
+        if torch.cuda.is_available():
+            info['gpu_fp32_gemm_tflops'] = round(measure_gpu_gemm_tflops(torch.float32), 1)
+            info['gpu_fp16_gemm_tflops'] = round(measure_gpu_gemm_tflops(torch.float16), 1)
     return info

@@ -221,3 +221,13 @@ def test_torch_backend_from_grounder_matches_bundle(tiny_grounder, torch_backend
     b = torch_backend.infer(tiny_images[:1])
     assert isinstance(a, GroundingResult)
     np.testing.assert_array_equal(a.affinity, b.affinity)
+
+
+def test_torch_backend_infer_on_device_matches_infer(torch_backend, tiny_images):
+    tensors = torch_backend.infer_on_device(tiny_images[:2])
+    result = torch_backend.infer(tiny_images[:2])
+    assert [tensor.device.type for tensor in tensors] == ['cpu'] * 3
+    for name, tensor in zip(OUTPUT_NAMES, tensors):
+        np.testing.assert_array_equal(tensor.numpy(), getattr(result, name))
+    with pytest.raises(ValueError, match='float32'):
+        torch_backend.infer_on_device(tiny_images[:1].double())

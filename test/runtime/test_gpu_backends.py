@@ -118,3 +118,15 @@ def test_tensorrt_contexts_are_per_thread(tiny_onnx, tiny_images, cpu_reference,
     assert errors == []
     for result in results.values():
         assert_matches(result, cpu_reference[2], 1e-3)
+
+
+def test_torch_cuda_graphs_infer_on_device_returns_own_tensors(tiny_bundle, tiny_images,
+                                                                 cpu_reference, no_tf32):
+    options = BackendOptions(precision='fp32', use_cuda_graphs=True)
+    backend = TorchBackend(str(tiny_bundle), 'cuda', options).load()
+    first = backend.infer_on_device(tiny_images[:1])
+    backend.infer_on_device(tiny_images[1:2])  # replays the graph: must not change `first`
+    assert all(tensor.device.type == 'cuda' for tensor in first)
+    for name, tensor in zip(('affordance', 'cam', 'affinity'), first):
+        np.testing.assert_allclose(tensor.cpu().numpy(), getattr(cpu_reference[1], name),
+                                   rtol=0, atol=1e-3, err_msg=name)
