@@ -121,7 +121,7 @@ def test_tensorrt_contexts_are_per_thread(tiny_onnx, tiny_images, cpu_reference,
 
 
 def test_torch_cuda_graphs_infer_on_device_returns_own_tensors(tiny_bundle, tiny_images,
-                                                                 cpu_reference, no_tf32):
+                                                               cpu_reference, no_tf32):
     options = BackendOptions(precision='fp32', use_cuda_graphs=True)
     backend = TorchBackend(str(tiny_bundle), 'cuda', options).load()
     first = backend.infer_on_device(tiny_images[:1])
