@@ -103,6 +103,7 @@ class NodeHealth:
         self._stages: Dict[str, PeriodStats] = {}
         self.delay = PeriodStats()
         self.stale_frames = 0
+        self.lost_in_transport = 0
 
     def count_input(self) -> None:
         """One image arrived."""
@@ -122,6 +123,11 @@ class NodeHealth:
         with self._lock:
             self.stale_frames += 1
 
+    def count_lost(self, count: int) -> None:
+        """``count`` images were lost before reaching the node (middleware event)."""
+        with self._lock:
+            self.lost_in_transport += count
+
     def snapshot(self, reset_period: bool = True) -> 'HealthSnapshot':
         """Return the current figures; the per-period statistics restart when asked."""
         with self._lock:
@@ -129,7 +135,8 @@ class NodeHealth:
             snapshot = HealthSnapshot(
                 input_hz=self.input_rate.rate_hz(), output_hz=self.output_rate.rate_hz(),
                 images_received=self.input_rate.total, frames_published=self.output_rate.total,
-                stale_frames=self.stale_frames, stage_ms={
+                stale_frames=self.stale_frames, lost_in_transport=self.lost_in_transport,
+                stage_ms={
                     stage: (mean * 1e3, peak * 1e3) for stage, (mean, peak) in stages.items()},
                 delay_ms=(self.delay.mean * 1e3, self.delay.maximum * 1e3),
                 problems=dict(self.problems.counts), last_problem=self.problems.last_message)
@@ -148,6 +155,7 @@ class HealthSnapshot:
     images_received: int
     frames_published: int
     stale_frames: int
+    lost_in_transport: int
     stage_ms: Dict[str, Tuple[float, float]]
     delay_ms: Tuple[float, float]
     problems: Dict[str, int]
@@ -161,6 +169,7 @@ class HealthSnapshot:
             ('images received', str(self.images_received)),
             ('frames published', str(self.frames_published)),
             ('stale frames dropped', str(self.stale_frames)),
+            ('images lost in transport', str(self.lost_in_transport)),
             ('delay from stamp mean (ms)', f'{self.delay_ms[0]:.1f}'),
             ('delay from stamp max (ms)', f'{self.delay_ms[1]:.1f}'),
         ]

@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -158,7 +159,11 @@ class AffordanceNode(LifecycleNode):
                         qos.image_qos(config.image_qos))]
         self._input_subs = [self.create_subscription(msg_type, topic, callback, profile,
                                                      qos_overriding_options=overrides)
-                            for msg_type, topic, callback, profile in topics]
+                            for msg_type, topic, callback, profile in topics[1:]]
+        lost = SubscriptionEventCallbacks(
+            message_lost=lambda info: self.health.count_lost(info.total_count_change))
+        self._input_subs.insert(0, self.create_subscription(
+            *topics[0], qos_overriding_options=overrides, event_callbacks=lost))
 
     def _log_topics(self) -> None:
         publishers = [p for p in vars(self._output_pubs).values() if p is not None]

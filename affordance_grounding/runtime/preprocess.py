@@ -1,8 +1,8 @@
 """Image preprocessing identical to the test transform of METHOD.md 1.4.
 
-Resize to a square without keeping the aspect ratio (bilinear, antialiased like PIL), scale to
-[0, 1], normalise per channel. Done with one torch interpolate so it is vectorised and can
-write into a reusable buffer.
+Resize to a square without keeping the aspect ratio (bilinear, antialiased like PIL, on uint8
+pixels like PIL), scale to [0, 1], normalise per channel. Done with one torch interpolate so it
+is vectorised and can write into a reusable buffer.
 """
 
 from typing import Optional, Sequence
@@ -44,10 +44,11 @@ class ImagePreprocessor:
             raise ValueError(f'expected an (H, W, 3) uint8 RGB image, got shape {rgb.shape} '
                              f'dtype {rgb.dtype}')
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]  # (1,3,H,W)
-        resized = F.interpolate(pixels.float(), size=(self.image_size, self.image_size),
+        # uint8 in, uint8 out, like PIL: torch has a vectorised kernel for channels-last
+        # uint8 antialiased bilinear (about 20x faster than the float path on 640x480).
+        resized = F.interpolate(pixels, size=(self.image_size, self.image_size),
                                 mode='bilinear', align_corners=False, antialias=True)
-        resized = resized.clamp_(0.0, 255.0).round_().div_(255.0)  # PIL stores uint8 pixels
-        normalised = resized.sub_(self.mean).div_(self.std)  # (1, 3, S, S)
+        normalised = resized.float().div_(255.0).sub_(self.mean).div_(self.std)  # (1,3,S,S)
         if out is None:
             return normalised
         return out.copy_(normalised)
