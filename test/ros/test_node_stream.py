@@ -23,7 +23,7 @@ DURATION_S = 60.0
 
 @pytest.fixture(scope='module')
 def slow_onnx(tiny_config_path, tmp_path_factory):
-    """An ONNX model several times slower than the tiny one (wider and deeper backbones)."""
+    """Return an ONNX model several times slower than the tiny one (wider and deeper backbones)."""
     from training.export import export_onnx
 
     config = dataclasses.replace(
@@ -73,7 +73,8 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
           f'stale {stale}, lost in transport {lost}, inference {inference_s * 1e3:.0f} ms, delay median '
           f'{np.median(delays_s) * 1e3:.0f} ms max {delays_s.max() * 1e3:.0f} ms, '
           f'rss {rss_early_mib:.0f} -> {rss_late_mib:.0f} MiB; stage means (ms): '
-          + ', '.join(f'{k[:-10]} {v}' for k, v in values.items() if k.endswith(' mean (ms)')))
+          + ', '.join(f'{key[:-10]} {value}' for key, value in values.items()
+                      if key.endswith(' mean (ms)')))
 
     assert sent >= 0.9 * RATE_HZ * DURATION_S  # the test itself kept its rate
     assert abs(sent - (received + lost)) <= 0.02 * sent  # every frame is accounted for
