@@ -70,8 +70,8 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
     lost = int(values['images lost in transport'])
     inference_s = float(values['inference mean (ms)']) / 1e3
     print(f'sent {sent}, received {received}, published {published}, dropped {dropped}, '
-          f'stale {stale}, lost in transport {lost}, inference {inference_s * 1e3:.0f} ms, delay median '
-          f'{np.median(delays_s) * 1e3:.0f} ms max {delays_s.max() * 1e3:.0f} ms, '
+          f'stale {stale}, lost in transport {lost}, inference {inference_s * 1e3:.0f} ms, '
+          f'delay median {np.median(delays_s) * 1e3:.0f} ms max {delays_s.max() * 1e3:.0f} ms, '
           f'rss {rss_early_mib:.0f} -> {rss_late_mib:.0f} MiB; stage means (ms): '
           + ', '.join(f'{key[:-10]} {value}' for key, value in values.items()
                       if key.endswith(' mean (ms)')))
