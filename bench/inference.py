@@ -347,14 +347,19 @@ def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
                                 'reason': f'failed to run: {type(error).__name__}: {error}'})
                 traceback.print_exc()
                 loaded.remove((spec, backend))
-        rows = time_device(device, device_batches, loaded, grounder, clip_model, tokenizer,
-                           label, repeats)
-        sgemm_in_rounds.update(rows.pop('sgemm', {}))
-        for key, stats in rows.items():
-            spec, batch = key
-            results.append(make_row(spec, batch, stats, parity.get(spec.label)))
-        if device == 'cuda':
-            results.extend(measure_device_only(loaded, device_batches, repeats))
+        try:  # one failure (out of memory, a driver error) must not lose the other devices
+            rows = time_device(device, device_batches, loaded, grounder, clip_model,
+                               tokenizer, label, repeats)
+            sgemm_in_rounds.update(rows.pop('sgemm', {}))
+            for key, stats in rows.items():
+                spec, batch = key
+                results.append(make_row(spec, batch, stats, parity.get(spec.label)))
+            if device == 'cuda':
+                results.extend(measure_device_only(loaded, device_batches, repeats))
+        except Exception as error:
+            skipped.append({'backend': f'timing on {device}', 'device': device,
+                            'reason': f'failed: {type(error).__name__}: {error}'})
+            traceback.print_exc()
         for _, backend in loaded:
             backend.close()
     add_derived_numbers(results, machine, flop_per_frame, sgemm_in_rounds)

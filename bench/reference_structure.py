@@ -72,7 +72,8 @@ def looped_local_mean(cam):
 def reference_test_forward(grounder, clip_model, tokenizer, image, label_index):
     """Return maps (1) cam, (2) minmax(S)*cam, (3) minmax(S)*LM(cam) for one image."""
     label = grounder.labels[label_index]
-    text = clip_model.encode_text(tokenizer([build_item_prompt(label)]))  # per call
+    tokens = tokenizer([build_item_prompt(label)]).to(image.device)
+    text = clip_model.encode_text(tokens)  # per call
     patches = reference_clip_tokens(clip_model.visual, image)  # (1, P, E)
     cosine = F.cosine_similarity(patches, text[:, None], dim=-1)  # (1, P)
     grid = grounder.grid
