@@ -2,7 +2,7 @@
 
 from affordance_grounding.vocabulary import (
     AGD20K_SEEN, AGD20K_UNSEEN, build_item_prompt, build_person_prompt, get_label_set,
-    HICO_IIF, resolve_label_index)
+    HICO_IIF, parse_action_command, resolve_label_index)
 import pytest
 
 
@@ -86,3 +86,25 @@ def test_resolve_label_index_unknown_action_lists_labels():
     assert '10 labels' in message
     for label in HICO_IIF:
         assert label in message
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('hold', ('hold', AGD20K_SEEN.index('hold'))),
+    ('  Cut With ', ('cut_with', AGD20K_SEEN.index('cut_with'))),
+    ('drink-with', ('drink_with', AGD20K_SEEN.index('drink_with'))),
+    ('', ('', -1)),
+    ('   ', ('', -1)),
+])
+def test_parse_action_command_normalises_and_resolves(text, expected):
+    assert parse_action_command(text, AGD20K_SEEN) == expected
+
+
+@pytest.mark.parametrize('text, fragment', [
+    ('fly', "unknown action 'fly'"),
+    ('x' * 65, 'longer than the limit of 64'),
+    ('hold hold', "unknown action 'hold_hold'"),
+])
+def test_parse_action_command_rejects_unknown_and_overlong(text, fragment):
+    with pytest.raises(ValueError, match=fragment) as error:
+        parse_action_command(text, AGD20K_SEEN)
+    assert 'cut_with' in str(error.value) or 'longer' in str(error.value)

@@ -1,0 +1,47 @@
+"""FramePipeline: the backend's map for the action, at input or model resolution."""
+
+from affordance_grounding.runtime.backends import OnnxRuntimeBackend
+from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings, STAGES
+from affordance_grounding.runtime.grasp import compute_grasp_mask
+from affordance_grounding.runtime.postprocess import resize_to_input
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='module')
+def pipeline(tiny_onnx):
+    return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())
+
+
+@pytest.fixture(scope='module')
+def image():
+    return np.random.default_rng(3).integers(0, 255, (90, 130, 3), dtype=np.uint8)
+
+
+def test_frame_pipeline_returns_the_actions_map_at_input_resolution(pipeline, image):
+    index = pipeline.labels.index('pour')
+    outputs = pipeline.run(image, index, OutputSettings())
+    batch = pipeline.preprocessor(image)
+    network = pipeline.backend.infer(batch).affordance[0, index]  # (S, S)
+    np.testing.assert_allclose(outputs.heatmap, resize_to_input(network, (90, 130)), atol=1e-6)
+    assert outputs.heatmap.shape == (90, 130) and outputs.heatmap.dtype == np.float32
+    np.testing.assert_array_equal(outputs.mask, compute_grasp_mask(outputs.heatmap, 0.5))
+    assert outputs.overlay is None
+    assert set(outputs.timings_s) == set(STAGES)
+    assert all(seconds >= 0.0 for seconds in outputs.timings_s.values())
+
+
+def test_frame_pipeline_model_resolution_and_overlay(pipeline, image):
+    settings = OutputSettings(heatmap_resolution='model', mask_threshold=0.3,
+                              mask_largest_component=False)
+    outputs = pipeline.run(image, 0, settings, overlay_label='beat')
+    size = pipeline.image_size
+    assert outputs.heatmap.shape == (size, size) and outputs.mask.shape == (size, size)
+    np.testing.assert_array_equal(outputs.mask,
+                                  compute_grasp_mask(outputs.heatmap, 0.3, False))
+    assert outputs.overlay.shape == (90, 130, 3) and outputs.overlay.dtype == np.uint8
+
+
+def test_frame_pipeline_rejects_an_index_outside_the_labels(pipeline, image):
+    with pytest.raises(ValueError, match='outside the 36 labels'):
+        pipeline.run(image, 36, OutputSettings())

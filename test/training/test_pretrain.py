@@ -1,0 +1,142 @@
+"""Tests for training.pretrain: crops and token matching, targets, losses, save/load round trip."""
+
+import dataclasses
+from pathlib import Path
+
+from affordance_grounding.config import load_model_config
+from affordance_grounding.model.factory import build_grounder
+from affordance_grounding.vocabulary import build_item_prompt, build_person_prompt
+import numpy as np
+import pytest
+import torch
+from training import pretrain_backbones
+from training.pretrain import clip_pretrain, scenes
+from training.pretrain.probe import compute_auc, majority_per_patch
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def pool():
+    """Six rendered scenes (both views, several objects)."""
+    return scenes.render_pool(6, seed=99)
+
+
+def test_render_pool_labels_every_object_pixel_with_its_objects_parts(pool):
+    """Part ids belong to the scene's object and cover a plausible share of the image."""
+    assert pool.images.shape == (6, scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
+    assert pool.is_exo.any() and (~pool.is_exo).any()
+    for ids, object_id in zip(pool.part_ids, pool.object_ids):
+        present = set(np.unique(ids).tolist()) - {0}
+        names = {scenes.PART_KEYS[part_id - 1][0] for part_id in present}
+        assert names == {scenes.OBJECT_NAMES[object_id]}
+        assert 0.01 < (ids > 0).mean() < 0.5
+
+
+def test_match_tokens_pairs_tokens_that_show_the_same_pixels(pool):
+    """Matched tokens of two crops show identical pixels (mirrored when one is flipped)."""
+    rng = np.random.default_rng(3)
+    indices = np.arange(len(pool))
+    first = scenes.crop_scenes(pool, indices, 224, rng)
+    second = scenes.crop_scenes(pool, indices, 224, rng)
+    match = scenes.match_tokens(first.cells, second.cells)  # (B, P)
+    assert (match >= 0).float().mean() > 0.5  # 224 of 256 px: most cells shared
+    patches_a = first.images.unfold(2, 16, 16).unfold(3, 16, 16)  # (B, 3, 14, 14, 16, 16)
+    patches_b = second.images.unfold(2, 16, 16).unfold(3, 16, 16)
+    for b in range(len(indices)):
+        for token in range(0, 196, 7):
+            other = int(match[b, token])
+            if other < 0:
+                continue
+            tile_a = patches_a[b, :, token // 14, token % 14]
+            tile_b = patches_b[b, :, other // 14, other % 14]
+            same = torch.equal(tile_a, tile_b) or torch.equal(tile_a, tile_b.flip(-1))
+            assert same, (b, token, other)
+
+
+def test_patch_part_fractions_sum_to_one_and_count_pixels():
+    """Fractions are pixel shares per patch."""
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[0, :8, :16] = 2  # half of the top-left patch
+    fractions = scenes.patch_part_fractions(ids, 3)  # (1, 4, 3)
+    assert torch.allclose(fractions.sum(-1), torch.ones(1, 4))
+    assert torch.allclose(fractions[0, 0], torch.tensor([0.5, 0.0, 0.5]))
+    assert torch.allclose(fractions[0, 3], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_dense_targets_send_the_acting_part_to_its_prompts():
+    """A blade targets the cut_with prompts, not hold; background targets its text."""
+    texts, targets = clip_pretrain.build_dense_vocabulary()
+    assert torch.allclose(targets.sum(dim=1), torch.ones(targets.shape[0]))
+    blade = scenes.PART_KEYS.index(('knife', 'blade')) + 1
+    body = scenes.PART_KEYS.index(('cup', 'body')) + 1
+    assert targets[blade, texts.index(build_item_prompt('cut_with'))] > 0
+    assert targets[blade, texts.index(build_person_prompt('cut_with'))] > 0
+    assert targets[blade, texts.index(build_item_prompt('hold'))] == 0
+    assert targets[body, texts.index('the body of a cup')] == 1.0  # no action on the body
+    assert targets[0, texts.index(clip_pretrain.BACKGROUND_TEXT)] == 1.0
+
+
+def test_caption_loss_prefers_matching_groups():
+    """Aligned image-caption pairs cost less than shifted ones."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(6, 8, generator=generator)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    matched = clip_pretrain.compute_caption_loss(image, image, groups, torch.tensor(10.0))
+    shuffled = clip_pretrain.compute_caption_loss(image, image.roll(2, 0), groups,
+                                                  torch.tensor(10.0))
+    assert matched < shuffled
+
+
+def test_dense_loss_is_lower_when_patches_point_at_their_targets():
+    """Tokens equal to their target text give a near-zero loss."""
+    targets = torch.eye(3)
+    text = torch.eye(3)
+    fractions = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]])  # (1, 3, 3)
+    right = clip_pretrain.compute_dense_loss(torch.eye(3)[None], fractions, text, targets,
+                                             torch.tensor(10.0), 3.0)
+    wrong = clip_pretrain.compute_dense_loss(torch.eye(3).roll(1, 0)[None], fractions, text,
+                                             targets, torch.tensor(10.0), 3.0)
+    assert right < 0.01 < wrong
+
+
+def test_compute_auc_matches_pair_counting_with_ties():
+    """AUC equals counting positive-negative pairs (ties count one half)."""
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.4])
+    positive = torch.tensor([False, True, False, True, False])
+    assert compute_auc(scores, positive) == pytest.approx(5.5 / 6)
+
+
+def test_majority_per_patch_needs_half_the_patch_on_the_object():
+    """A patch is a part only when the object covers half of it."""
+    ids = np.zeros((32, 32), np.int64)
+    ids[:16, :9] = 1  # 9/16 of patch 0 is part 1
+    ids[16:, 16:] = 2
+    ids[16:24, 16:20] = 1  # patch 3: mostly part 2
+    ids[:16, 16:20] = 2  # patch 1: a quarter part 2 -> background
+    assert majority_per_patch(ids, 3).tolist() == [1, 0, 0, 2]
+
+
+def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
+    """Weights written by the CLI load through build_grounder unchanged (float16 CLIP)."""
+    config = yaml.safe_load((REPO / 'config' / 'model_synthetic.yaml').read_text())
+    config['clip_weights'] = str(tmp_path / 'clip.bin')
+    config['dino_weights'] = str(tmp_path / 'dino.pth')
+    config_path = tmp_path / 'model.yaml'
+    config_path.write_text(yaml.safe_dump(config))
+    code = pretrain_backbones.main(['--config', str(config_path), '--scenes', '12',
+                                    '--clip-steps', '2', '--dino-steps', '2',
+                                    '--clip-batch-size', '4', '--dino-batch-size', '4'])
+    assert code == 0
+    saved = torch.load(tmp_path / 'clip.bin', weights_only=True)
+    grounder = build_grounder(load_model_config(str(config_path)))
+    visual = grounder.clip.visual.state_dict()
+    for key in ('conv1.weight', 'proj', 'transformer.resblocks.2.attn.in_proj_weight'):
+        assert torch.equal(visual[key], saved['visual.' + key].float())
+    dino_saved = torch.load(tmp_path / 'dino.pth', weights_only=True)
+    assert torch.equal(grounder.dino.vit.state_dict()['blocks.2.attn.qkv.weight'],
+                       dino_saved['blocks.2.attn.qkv.weight'])
+    untrained = dataclasses.replace(load_model_config(str(config_path)), dino_weights=None)
+    assert not torch.equal(build_grounder(untrained).dino.vit.state_dict()['pos_embed'],
+                           dino_saved['pos_embed'])
