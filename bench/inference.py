@@ -70,6 +70,7 @@ class RowSpec:
         device: ``cpu`` or ``cuda``.
         precision: ``fp32`` or ``fp16``.
         cuda_graphs: PyTorch CUDA: replay captured graphs.
+        pinned_outputs: PyTorch CUDA: page-locked host copies of the outputs.
     """
 
     label: str
@@ -77,6 +78,7 @@ class RowSpec:
     device: str
     precision: str = 'fp32'
     cuda_graphs: bool = False
+    pinned_outputs: bool = True
 
 
 CPU_ROWS = (
@@ -88,6 +90,8 @@ CUDA_ROWS = (
     RowSpec('torch cuda fp32 + graphs', 'torch', 'cuda', cuda_graphs=True),
     RowSpec('torch cuda fp16', 'torch', 'cuda', 'fp16'),
     RowSpec('torch cuda fp16 + graphs', 'torch', 'cuda', 'fp16', cuda_graphs=True),
+    RowSpec('torch cuda fp16 + graphs, pageable copies', 'torch', 'cuda', 'fp16',
+            cuda_graphs=True, pinned_outputs=False),
     RowSpec('onnxruntime cuda fp32', 'onnxruntime', 'cuda'),
     RowSpec('tensorrt fp16', 'tensorrt', 'cuda', 'fp16'),
 )
@@ -209,7 +213,7 @@ def create_backend(spec: RowSpec, grounder: AffordanceGrounder, onnx_paths: Dict
                    threads: Optional[int]) -> InferenceBackend:
     """Construct and load the backend of one row."""
     options = BackendOptions(precision=spec.precision, use_cuda_graphs=spec.cuda_graphs,
-                             intra_op_threads=threads)
+                             pinned_outputs=spec.pinned_outputs, intra_op_threads=threads)
     if spec.backend == 'torch':
         return TorchBackend(None, spec.device, options, grounder=grounder).load()
     if spec.backend == 'onnxruntime':
@@ -419,7 +423,7 @@ def measure_device_only(loaded, batches: Sequence[int], repeats: int) -> List[di
     """Time the PyTorch CUDA rows again with outputs left on the GPU (no host copies)."""
     rows = []
     for spec, backend in loaded:
-        if spec.backend != 'torch':
+        if spec.backend != 'torch' or not spec.pinned_outputs:  # same work as pinned
             continue
         size = backend.metadata.image_size
         for batch in batches:

@@ -130,3 +130,19 @@ def test_torch_cuda_graphs_infer_on_device_returns_own_tensors(tiny_bundle, tiny
     for name, tensor in zip(('affordance', 'cam', 'affinity'), first):
         np.testing.assert_allclose(tensor.cpu().numpy(), getattr(cpu_reference[1], name),
                                    rtol=0, atol=1e-3, err_msg=name)
+
+
+@pytest.mark.parametrize('use_cuda_graphs', [False, True])
+def test_torch_cuda_pinned_and_pageable_outputs_are_identical(tiny_bundle, tiny_images,
+                                                              use_cuda_graphs):
+    results = []
+    for pinned in (True, False):
+        options = BackendOptions(precision='fp16', use_cuda_graphs=use_cuda_graphs,
+                                 pinned_outputs=pinned)
+        backend = TorchBackend(str(tiny_bundle), 'cuda', options).load()
+        results.append([backend.infer(tiny_images[:batch]) for batch in (2, 1, 2)])
+    for pinned, pageable in zip(*results):
+        for name in ('affordance', 'cam', 'affinity'):
+            np.testing.assert_array_equal(getattr(pinned, name), getattr(pageable, name))
+    first, _, again = results[0]  # an earlier result is not overwritten by later calls
+    assert not np.shares_memory(first.affordance, again.affordance)
