@@ -5,6 +5,9 @@ import os
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # hub look-ups fail fast instead of retrying
 
 from pathlib import Path  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 from affordance_grounding.config import load_model_config  # noqa: E402
 from affordance_grounding.model.factory import build_grounder  # noqa: E402
@@ -58,3 +61,30 @@ def tiny_onnx(tiny_grounder, tmp_path_factory):
     path = tmp_path_factory.mktemp('onnx') / 'tiny.onnx'
     export_onnx(tiny_grounder, str(path))
     return path
+
+
+PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'affordance_grounding',
+                 'launch', 'config', 'rviz')
+
+
+@pytest.fixture(scope='session')
+def colcon_install(tmp_path_factory):
+    """Build a copy of the package in a throw-away workspace; return the install prefix."""
+    colcon = Path(sys.executable).with_name('colcon')
+    if not colcon.exists():
+        pytest.skip('colcon is not installed (make setup installs it)')
+    workspace = tmp_path_factory.mktemp('ws')
+    source = workspace / 'src' / 'affordance_grounding'
+    source.mkdir(parents=True)
+    for name in PACKAGE_FILES:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name,
+                            ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copy2(origin, source / name)
+    env = dict(os.environ, PATH=f'{colcon.parent}{os.pathsep}{os.environ.get("PATH", "")}')
+    result = subprocess.run([str(colcon), 'build', '--base-paths', 'src'], cwd=workspace,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workspace / 'install' / 'affordance_grounding'

@@ -2,38 +2,11 @@
 
 import os
 from pathlib import Path
-import shutil
 import subprocess
 import sys
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'affordance_grounding',
-                 'launch', 'config', 'rviz')
-
-
-@pytest.fixture(scope='module')
-def colcon_install(tmp_path_factory):
-    """Build a copy of the package in a throw-away workspace; return the install prefix."""
-    colcon = Path(sys.executable).with_name('colcon')
-    if not colcon.exists():
-        pytest.skip('colcon is not installed (make setup installs it)')
-    workspace = tmp_path_factory.mktemp('ws')
-    source = workspace / 'src' / 'affordance_grounding'
-    source.mkdir(parents=True)
-    for name in PACKAGE_FILES:
-        origin = REPO / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name,
-                            ignore=shutil.ignore_patterns('__pycache__'))
-        else:
-            shutil.copy2(origin, source / name)
-    env = dict(os.environ, PATH=f'{colcon.parent}{os.pathsep}{os.environ.get("PATH", "")}')
-    result = subprocess.run([str(colcon), 'build', '--base-paths', 'src'], cwd=workspace,
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return workspace / 'install' / 'affordance_grounding'
 
 
 def test_colcon_build_installs_share_files(colcon_install):
@@ -50,6 +23,7 @@ def test_colcon_build_installs_console_scripts(colcon_install):
     assert (scripts / 'affordance_predict').is_file()
     assert (scripts / 'affordance_import_official').is_file()
     assert (scripts / 'build_engine').is_file()
+    assert (scripts / 'affordance_node').is_file()
 
 
 def test_colcon_install_is_importable_and_indexed(colcon_install):

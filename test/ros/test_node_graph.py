@@ -268,3 +268,16 @@ def test_node_empty_action_means_idle(node, client):
     time.sleep(1.0)
     assert not [m for m in client.messages('heatmap') if same_stamp(header)(m)]
     client.send_action('hold')
+
+
+def test_node_subscribes_to_the_topics_the_launch_file_remaps(node, client):
+    """launch/node.launch.py remaps image, camera_info, depth and action: they must exist."""
+    subscribed = {name for name, _ in client.get_subscriber_names_and_types_by_node(
+        'affordance_grounding', '/affordance')}
+    assert {'/affordance/image', '/affordance/camera_info', '/affordance/depth',
+            '/affordance/action'} <= subscribed
+    published = {name for name, _ in client.get_publisher_names_and_types_by_node(
+        'affordance_grounding', '/affordance')}
+    assert {'/affordance/heatmap', '/affordance/grasp_mask', '/affordance/overlay',
+            '/affordance/grasp_point', '/affordance/markers', '/affordance/active_action',
+            '/diagnostics'} <= published
