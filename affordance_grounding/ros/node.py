@@ -51,7 +51,8 @@ def load_backend(config: NodeConfig) -> InferenceBackend:
     options = BackendOptions(calibration=config.calibration,
                              expected_labels=LABEL_SETS.get(config.labels),
                              precision='auto' if config.fp16 else 'fp32',
-                             engine_cache_dir=os.path.expanduser(config.engine_cache_dir))
+                             engine_cache_dir=os.path.expanduser(config.engine_cache_dir),
+                             cpu_spin_wait=False)  # the worker pre/post-processes between runs
     return select_backend(config.backend, os.path.expanduser(config.model_path), config.device,
                           options)
 

@@ -59,6 +59,9 @@ class BackendOptions:
             torch's caching host allocator, reused once a result is dropped) instead of fresh
             pageable arrays; the all-class maps are 7 MB a frame.
         intra_op_threads: ONNX Runtime intra-op threads; None lets ONNX Runtime choose.
+        cpu_spin_wait: ONNX Runtime CPU: let idle pool threads spin after a run (lowest
+            latency for back-to-back runs; a node turns it off so that the pre- and
+            post-processing between two runs get the cores).
         engine_cache_dir: TensorRT: where engines built from an ONNX are cached (default: the
             ONNX file's folder).
         max_batch: TensorRT: largest batch of the optimisation profile.
@@ -70,6 +73,7 @@ class BackendOptions:
     use_cuda_graphs: bool = True
     pinned_outputs: bool = True
     intra_op_threads: Optional[int] = None
+    cpu_spin_wait: bool = True
     engine_cache_dir: Optional[str] = None
     max_batch: int = 8
 
@@ -409,6 +413,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.options.intra_op_threads or 0
+        if not self.options.cpu_spin_wait:
+            options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.inter_op_num_threads = 1
         options.enable_mem_pattern = True
         options.log_severity_level = 3  # errors only; our own log says what was loaded
