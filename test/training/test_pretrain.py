@@ -19,13 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def pool():
-    """Six rendered scenes (both views, several objects)."""
-    return scenes.render_pool(6, seed=99)
+    """Eleven rendered scenes: nine egocentric (one per pair), then two exocentric."""
+    return scenes.render_pool(11, seed=99)
 
 
 def test_render_pool_labels_every_object_pixel_with_its_objects_parts(pool):
     """Part ids belong to the scene's object and cover a plausible share of the image."""
-    assert pool.images.shape == (6, scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
+    assert pool.images.shape == (11, scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
     assert pool.is_exo.any() and (~pool.is_exo).any()
     for ids, object_id in zip(pool.part_ids, pool.object_ids):
         present = set(np.unique(ids).tolist()) - {0}

@@ -1,0 +1,160 @@
+r"""The paper's ablation rows on a fixed synthetic test split, over several seeds.
+
+``python -m training.ablation --model-config config/model_synthetic.yaml --seeds 0 1 2
+--out outputs/ablation --json docs/ablation.json``
+
+Builds one synthetic data set (fixed seed, so every row sees the same train and test
+images), trains the head once per (training configuration, seed) with ``training.train`` and
+reads each run's ``metrics.json`` (scores of ``best.pt`` on the report split). The rows:
+
+=============================================  ===========================  =============
+row                                            training switches            map scored
+=============================================  ===========================  =============
+CE only                                        no proto, no pixel loss      1 (CAM)
++ object-level prototype loss                  object prototypes, no pixel  1 (CAM)
++ part-level selective prototype loss          part prototypes, no pixel    1 (CAM)
++ pixel loss                                   everything                   1 (CAM)
++ test-time calibration                        everything                   2 (CLIP x CAM)
+=============================================  ===========================  =============
+
+Every run selects its epoch the same way (``selection=val``: KLD of map 2 on a held-out 20%
+of the test images; scores are on the other 80%). Runs whose ``metrics.json`` exists are not
+repeated, so an interrupted ablation continues where it stopped.
+"""
+
+import argparse
+import json
+from pathlib import Path
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from training import train
+from training.synthetic import build_synthetic_dataset, META_FILE, SPLIT, SyntheticConfig
+
+TRAINING_CONFIGS: Dict[str, List[str]] = {
+    'ce_only': ['use_proto_loss=false', 'use_pixel_loss=false'],
+    'proto_object': ['use_proto_loss=true', 'part_prototypes=false', 'use_pixel_loss=false'],
+    'proto_part': ['use_proto_loss=true', 'part_prototypes=true', 'use_pixel_loss=false'],
+    'full': ['use_proto_loss=true', 'part_prototypes=true', 'use_pixel_loss=true'],
+}
+# (row title, training configuration, map scored)
+ROWS = (('CE only', 'ce_only', 'none'),
+        ('+ object-level prototype loss', 'proto_object', 'none'),
+        ('+ part-level selective prototype loss', 'proto_part', 'none'),
+        ('+ pixel loss', 'full', 'none'),
+        ('+ test-time calibration', 'full', 'clip'))
+METRICS = ('kld', 'sim', 'nss')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model-config', default='config/model_synthetic.yaml')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--out', default='outputs/ablation')
+    parser.add_argument('--data-seed', type=int, default=0, help='synthetic data set seed')
+    parser.add_argument('--train-per-object', type=int, default=16)
+    parser.add_argument('--test-per-object', type=int, default=10)
+    parser.add_argument('--configs', nargs='+', default=list(TRAINING_CONFIGS),
+                        choices=list(TRAINING_CONFIGS), help='training configurations to run')
+    parser.add_argument('--json', help='write the table and every run here')
+    parser.add_argument('--sheets-dir', help='copy the seed-0 contact sheets here')
+    parser.add_argument('train_overrides', nargs='*',
+                        help='extra TrainConfig key=value overrides for every run')
+    return parser
+
+
+def ensure_dataset(root: Path, config: SyntheticConfig) -> None:
+    """Build the data set unless one with the same generator settings is already there."""
+    meta_path = root / SPLIT / META_FILE
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get('config') == {**meta.get('config', {}), **config.__dict__}:
+            return
+    build_synthetic_dataset(root, config, overwrite=True)
+
+
+def run_training(out_dir: Path, overrides: Sequence[str]) -> dict:
+    """Train one head unless ``out_dir/metrics.json`` exists; return the metrics and time."""
+    metrics_path = out_dir / 'metrics.json'
+    timing_path = out_dir / 'wall_time_s.txt'
+    if not metrics_path.is_file():
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # an interrupted run restarts from scratch
+        started = time.perf_counter()
+        code = train.main([*overrides, f'out_dir={out_dir}'])
+        if code != 0:
+            raise RuntimeError(f'training into {out_dir} failed with exit code {code}')
+        timing_path.write_text(f'{time.perf_counter() - started:.1f}\n')
+    wall_s = float(timing_path.read_text()) if timing_path.is_file() else float('nan')
+    return {'metrics': json.loads(metrics_path.read_text()), 'wall_s': wall_s}
+
+
+def summarise(runs: Dict[str, Dict[int, dict]]) -> List[dict]:
+    """Mean and sample standard deviation of every row's metrics over the seeds."""
+    table = []
+    for title, config_name, map_name in ROWS:
+        if config_name not in runs:
+            continue
+        per_seed = {seed: run['metrics']['maps'][map_name]['mean']
+                    for seed, run in runs[config_name].items()}
+        row = {'row': title, 'training': config_name, 'map': map_name,
+               'seeds': sorted(per_seed)}
+        for metric in METRICS:
+            values = np.array([per_seed[seed][metric] for seed in sorted(per_seed)])
+            row[metric] = {'mean': float(values.mean()),
+                           'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                           'per_seed': values.tolist()}
+        table.append(row)
+    return table
+
+
+def format_rows(table: List[dict]) -> str:
+    """Markdown table: one row per ablation row, mean +- std per metric."""
+    lines = ['| row | KLD (lower better) | SIM | NSS |', '|---|---|---|---|']
+    for row in table:
+        cells = [f"{row[metric]['mean']:.3f} ± {row[metric]['std']:.3f}" for metric in METRICS]
+        lines.append(f"| {row['row']} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Build the data, run every (configuration, seed), print and write the table."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    data_root = out / 'data'
+    ensure_dataset(data_root, SyntheticConfig(seed=args.data_seed,
+                                              train_per_object=args.train_per_object,
+                                              test_per_object=args.test_per_object))
+    common = ['data_root=' + str(data_root), 'split=' + SPLIT,
+              'model_config=' + args.model_config, 'device=cpu', 'workers=0',
+              *args.train_overrides]
+    runs: Dict[str, Dict[int, dict]] = {}
+    for seed in args.seeds:  # seed-major: an interrupted ablation has every row for some seeds
+        for config_name in args.configs:
+            run_dir = out / config_name / f'seed{seed}'
+            runs.setdefault(config_name, {})[seed] = run_training(
+                run_dir, [*common, *TRAINING_CONFIGS[config_name], f'seed={seed}'])
+            print(f'{config_name} seed {seed}: {runs[config_name][seed]["wall_s"]:.0f} s',
+                  flush=True)
+            if args.sheets_dir and seed == args.seeds[0]:
+                Path(args.sheets_dir).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run_dir / 'contact_sheet.png',
+                                Path(args.sheets_dir) / f'ablation_{config_name}.png')
+    table = summarise(runs)
+    print(format_rows(table))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            'settings': dict(vars(args)),
+            'table': table,
+            'runs': {name: {str(seed): run for seed, run in seeds.items()}
+                     for name, seeds in runs.items()}}, indent=1) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pretraining of small CLIP- and DINO-style backbones on the synthetic affordance world."""

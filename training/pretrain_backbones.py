@@ -1,0 +1,98 @@
+r"""Pretrain the small CLIP and DINO backbones of the synthetic world on the CPU.
+
+``python -m training.pretrain_backbones --config config/model_synthetic.yaml``
+
+Renders a pool of synthetic scenes (its own seed, disjoint from benchmark data sets), trains
+the open_clip model (dense ClearCLIP patch-text + caption contrastive terms,
+:mod:`training.pretrain.clip_pretrain`) and the timm ViT (DINO-style self-distillation with a
+patch term on the last-block keys, :mod:`training.pretrain.dino_pretrain`), and writes them to
+the files the model config names, in the formats ``open_clip.create_model(pretrained=FILE)``
+and ``timm.create_model(pretrained_cfg_overlay={'file': FILE})`` read. The CLIP file is
+stored in float16 (it is mostly the 49408-token embedding table); loading casts it back.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+import sys
+import time
+from typing import List, Optional
+
+from affordance_grounding.config import load_model_config
+import torch
+from training.pretrain.clip_pretrain import ClipPretrainSettings, pretrain_clip
+from training.pretrain.dino_pretrain import DinoPretrainSettings, pretrain_dino
+from training.pretrain.scenes import render_pool
+
+POOL_SEED = 1000  # root seed of the pretraining scenes; benchmark data sets use 0..99
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', default='config/model_synthetic.yaml',
+                        help='model config naming the architectures and output files')
+    parser.add_argument('--scenes', type=int, default=2000, help='pretraining scenes rendered')
+    parser.add_argument('--clip-steps', type=int, default=ClipPretrainSettings.steps)
+    parser.add_argument('--dino-steps', type=int, default=DinoPretrainSettings.steps)
+    parser.add_argument('--clip-batch-size', type=int, default=ClipPretrainSettings.batch_size)
+    parser.add_argument('--dino-batch-size', type=int, default=DinoPretrainSettings.batch_size)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--only', choices=('clip', 'dino'), help='train one backbone only')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
+    return parser
+
+
+def save_clip(model: torch.nn.Module, path: Path) -> None:
+    """Write the open_clip state dict (float16 floats) where ``pretrained=FILE`` reads it."""
+    state = {key: value.half() if value.is_floating_point() else value
+             for key, value in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
+def save_dino(vit: torch.nn.Module, path: Path) -> None:
+    """Write the timm ViT state dict (float32) where ``pretrained_cfg_overlay`` reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({key: value.float() for key, value in vit.state_dict().items()}, path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Render the pool, train the requested backbones, save them; returns an exit code."""
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_model_config(args.config)
+    random_config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    started = time.perf_counter()
+    pool = render_pool(args.scenes, POOL_SEED + args.seed)
+    report = {'scenes': args.scenes, 'render_s': round(time.perf_counter() - started, 1)}
+    if args.only in (None, 'clip'):
+        settings = ClipPretrainSettings(steps=args.clip_steps, batch_size=args.clip_batch_size,
+                                        seed=args.seed)
+        clip_started = time.perf_counter()
+        model, history = pretrain_clip(pool, random_config, settings)
+        save_clip(model, Path(config.clip_weights))
+        report['clip'] = {'settings': dataclasses.asdict(settings), 'history': history,
+                          'train_s': round(time.perf_counter() - clip_started, 1)}
+    if args.only in (None, 'dino'):
+        settings = DinoPretrainSettings(steps=args.dino_steps, batch_size=args.dino_batch_size,
+                                        seed=args.seed)
+        dino_started = time.perf_counter()
+        vit, history = pretrain_dino(pool, random_config, settings)
+        save_dino(vit, Path(config.dino_weights))
+        report['dino'] = {'settings': dataclasses.asdict(settings), 'history': history,
+                          'train_s': round(time.perf_counter() - dino_started, 1)}
+    report['total_s'] = round(time.perf_counter() - started, 1)
+    suffix = f'_{args.only}' if args.only else ''
+    report_path = Path(config.clip_weights).parent / f'pretrain_report{suffix}.json'
+    report_path.write_text(json.dumps(report, indent=1) + '\n')
+    print(json.dumps({key: report[key] for key in ('scenes', 'render_s', 'total_s')}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
