@@ -133,11 +133,12 @@ class FrameWorker(threading.Thread):
                                     overlay_label=action if want_overlay else None)
         computed = time.perf_counter()
         self._publish_images(msg, outputs)
-        if self.publishers.grasp_point is not None:
-            self._publish_grasp_point(msg, outputs, action)
         published = time.perf_counter()
         timings = dict(outputs.timings_s, conversion=decoded - start,
                        publish=published - computed)
+        if self.publishers.grasp_point is not None:
+            self._publish_grasp_point(msg, outputs, action)
+            timings['grasp_point'] = time.perf_counter() - published
         self.health.count_output(timings, self._seconds_since(msg.header.stamp))
 
     def _publish_images(self, msg: Image, outputs: FrameOutputs) -> None:
