@@ -88,3 +88,19 @@ def colcon_install(tmp_path_factory):
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return workspace / 'install' / 'affordance_grounding'
+
+
+@pytest.fixture(scope='session')
+def synthetic_onnx(tmp_path_factory):
+    """Return an ONNX graph with the small synthetic-pretrained backbones (seeded head).
+
+    The node tests run this model so that what they exercise is the model the demo ships:
+    backbones whose CLIP affinity means something (config/model_synthetic.yaml).
+    """
+    from training.export import export_onnx
+
+    torch.manual_seed(TINY_SEED)
+    grounder = build_grounder(load_model_config(str(REPO / 'config' / 'model_synthetic.yaml')))
+    path = tmp_path_factory.mktemp('synthetic_onnx') / 'synthetic.onnx'
+    export_onnx(grounder.eval(), str(path))
+    return path

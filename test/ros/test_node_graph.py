@@ -1,7 +1,8 @@
 """The node in its own process, driven over DDS by a client in this process.
 
-One node (tiny model, ONNX Runtime CPU, 3D enabled) serves the tests of this module in order:
-outputs and headers, encodings, the action latch, bad input of every kind, 3D, diagnostics.
+One node (synthetic-pretrained backbones, ONNX Runtime CPU, 3D enabled) serves the tests of
+this module in order: outputs and headers, encodings, the action latch, bad input of every
+kind, 3D, diagnostics.
 """
 
 import array
@@ -26,10 +27,10 @@ FX, FY, CX, CY = 250.0, 240.0, 161.5, 118.5
 
 
 @pytest.fixture(scope='module')
-def node(tiny_onnx, tmp_path_factory):
+def node(synthetic_onnx, tmp_path_factory):
     """Yield the node under test, ONNX Runtime on the CPU, 3D on."""
     process = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', {
-        'model_path': str(tiny_onnx), 'device': 'cpu', 'enable_3d': True,
+        'model_path': str(synthetic_onnx), 'device': 'cpu', 'enable_3d': True,
         'max_rate_hz': 0.0, 'diagnostic_period': 0.5})
     process.wait_for_log('out /affordance/active_action')
     yield process
@@ -46,9 +47,9 @@ def client(node, ros_context):
 
 
 @pytest.fixture(scope='module')
-def expected_pipeline(tiny_onnx):
+def expected_pipeline(synthetic_onnx):
     """Return the same model run in this process, for a known answer."""
-    return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())
+    return FramePipeline(OnnxRuntimeBackend(str(synthetic_onnx), 'cpu').load())
 
 
 def scene(seed: int = 0) -> np.ndarray:

@@ -36,8 +36,8 @@ def change_state(client_node, transition_id: int) -> bool:
                 request).success
 
 
-def test_node_autostarts_and_walks_the_lifecycle(tiny_onnx, start_node, make_client):
-    node = start_node(model_path=str(tiny_onnx), device='cpu', default_action='hold')
+def test_node_autostarts_and_walks_the_lifecycle(synthetic_onnx, start_node, make_client):
+    node = start_node(model_path=str(synthetic_onnx), device='cpu', default_action='hold')
     client = make_client()
     client.wait_for_node()
     assert get_state(client) == 'active'
@@ -91,17 +91,17 @@ def test_node_with_a_bad_model_stays_unconfigured_and_says_why(
     assert node.process.poll() is None  # alive: fix the file, then configure again
 
 
-def test_node_rejects_invalid_parameters_at_configure(tiny_onnx, start_node):
-    node = start_node(model_path=str(tiny_onnx), device='cpu', mask_threshold=1.5)
+def test_node_rejects_invalid_parameters_at_configure(synthetic_onnx, start_node):
+    node = start_node(model_path=str(synthetic_onnx), device='cpu', mask_threshold=1.5)
     log = node.wait_for_log('stays unconfigured')
     assert 'mask_threshold' in log and '1.5' in log
 
 
-def test_node_changes_action_through_the_parameter(tiny_onnx, start_node, make_client):
+def test_node_changes_action_through_the_parameter(synthetic_onnx, start_node, make_client):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
-    start_node(model_path=str(tiny_onnx), device='cpu')
+    start_node(model_path=str(synthetic_onnx), device='cpu')
     client = make_client()
     client.wait_for_node()
 
