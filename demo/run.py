@@ -17,7 +17,8 @@ from pathlib import Path
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
+from affordance_grounding.ros.graph_client import (
+    collect_stage_means, GraphClient, wait_for_diagnostics)
 from affordance_grounding.ros.node_process import NodeProcess
 import cv2
 from demo.pipeline import build_model
@@ -26,7 +27,6 @@ from demo.sheet import write_contact_sheet, write_scene_outputs
 import numpy as np
 import rclpy
 
-STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'grasp_point')
 FRAME_TIMEOUT_S = 10.0
 MAX_LOST_FRAMES = 10
 
@@ -63,20 +63,6 @@ def play_scene(client: GraphClient, scene: Scene, frames: int) -> dict:
         except TimeoutError:
             outputs['grasp_point'] = None
     return {'latencies_s': latencies_s, 'outputs': outputs, 'lost': lost}
-
-
-def collect_stage_means(client: GraphClient) -> dict:
-    """Whole-run mean per node stage: the per-period means of /diagnostics, frame-weighted."""
-    totals, frames, previous = dict.fromkeys(STAGE_KEYS, 0.0), 0, 0
-    for array in client.messages('/diagnostics'):
-        values = {item.key: item.value for status in array.status for item in status.values}
-        published = int(values.get('frames published', previous))
-        count, previous = published - previous, published
-        if count > 0 and 'inference mean (ms)' in values:
-            frames += count
-            for key in STAGE_KEYS:
-                totals[key] += count * float(values.get(f'{key} mean (ms)', 0.0))
-    return {key: total / frames for key, total in totals.items()} if frames else {}
 
 
 def summarise_latency(latencies_ms: List[float], stages: dict, backend: str) -> dict:

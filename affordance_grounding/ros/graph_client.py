@@ -20,6 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
+STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'grasp_point')
 # topic (relative to the namespace) -> (type, QoS); '/diagnostics' is absolute.
 OUTPUTS = {
     'heatmap': (Image, qos.RELIABLE), 'grasp_mask': (Image, qos.RELIABLE),
@@ -146,3 +147,23 @@ def latest_diagnostics(client: GraphClient) -> Optional[Dict[str, str]]:
                                               if isinstance(status.level, bytes)
                                               else status.level), message=status.message)
     return None
+
+
+def collect_stage_means(client: GraphClient) -> Dict[str, float]:
+    """Return the whole-run mean (ms) per node stage: per-period means, frame-weighted.
+
+    /diagnostics reports each stage's mean over one diagnostic period; weighting each period by
+    the frames it published gives the mean over every frame the client saw reported.
+    """
+    totals: Dict[str, float] = {}
+    frames: Dict[str, int] = {}
+    previous = 0
+    for array in client.messages('/diagnostics'):
+        values = {item.key: item.value for status in array.status for item in status.values}
+        published = int(values.get('frames published', previous))
+        count, previous = published - previous, published
+        for key in STAGE_KEYS:
+            if count > 0 and f'{key} mean (ms)' in values:
+                totals[key] = totals.get(key, 0.0) + count * float(values[f'{key} mean (ms)'])
+                frames[key] = frames.get(key, 0) + count
+    return {key: totals[key] / frames[key] for key in STAGE_KEYS if key in totals}

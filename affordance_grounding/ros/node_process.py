@@ -47,10 +47,17 @@ class NodeProcess:
 
     def rss_mib(self) -> float:
         """Return the resident memory of the node process in MiB (Linux)."""
+        return self._read_status_mib('VmRSS')
+
+    def peak_rss_mib(self) -> float:
+        """Return the peak resident memory of the node process so far in MiB (Linux)."""
+        return self._read_status_mib('VmHWM')
+
+    def _read_status_mib(self, field: str) -> float:
         for line in Path(f'/proc/{self.process.pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
+            if line.startswith(f'{field}:'):
                 return int(line.split()[1]) / 1024.0
-        raise RuntimeError('VmRSS not found')
+        raise RuntimeError(f'{field} not found in /proc/{self.process.pid}/status')
 
     def wait_for_log(self, text: str, timeout_s: float = 60.0) -> str:
         """Wait until ``text`` appears in the log; raise if the process dies first."""
