@@ -1,0 +1,76 @@
+r"""One contact sheet comparing the ablation rows on the same test images.
+
+``python -m training.ablation_sheet --out outputs/ablation --seed 0
+--png docs/ablation_rows.png``
+
+Columns: input, map 1 of each training configuration (CE only, + object prototypes, + part
+prototypes, + pixel loss), map 2 of the full configuration (+ calibration), and the GT. Rows:
+one test image per (affordance, object) folder. All runs share the frozen backbones, so the
+test features are extracted once and only the heads differ.
+"""
+
+import argparse
+from pathlib import Path
+import sys
+from typing import List, Optional
+
+from affordance_grounding.model.checkpoint import load_grounder
+from affordance_grounding.runtime.postprocess import render_overlay
+import cv2
+import numpy as np
+import torch
+from training.ablation import ROWS
+from training.data import layout_for_model, TestDataset
+from training.evaluate import extract_test_features, predict_maps
+from training.metrics import normalize_map
+from training.synthetic import SPLIT
+
+SHORT_TITLES = ('CE', '+obj', '+part', '+pix', '+calib')
+
+
+def pick_rows(class_names: List[str], count: int) -> List[int]:
+    """Spread ``count`` indices evenly over the (class-sorted) test items."""
+    step = max(1, len(class_names) // count)
+    return list(range(0, len(class_names), step))[:count]
+
+
+def write_rows_sheet(out: Path, seed: int, png: Path, count: int = 9, tile: int = 128) -> Path:
+    """Write the comparison sheet for one seed of an ablation output folder."""
+    bundles = {name: load_grounder(str(out / name / f'seed{seed}' / 'best.pt'))
+               for name in dict.fromkeys(config for _, config, _ in ROWS)}
+    first = next(iter(bundles.values()))
+    dataset = TestDataset(layout_for_model(str(out / 'data'), SPLIT, first.config))
+    features = extract_test_features(first, dataset, torch.device('cpu'))
+    indices = pick_rows(features.class_names, count)
+    maps = {name: predict_maps(grounder, features, indices)
+            for name, grounder in bundles.items()}
+    lines = []
+    for row, index in enumerate(indices):
+        rgb = features.images[index].permute(1, 2, 0).numpy()  # (S, S, 3) uint8
+        rgb = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
+        tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)]
+        for title, (_, config_name, map_name) in zip(SHORT_TITLES, ROWS):
+            heat = normalize_map(maps[config_name][map_name][row].astype(np.float32))
+            tiles.append(render_overlay(rgb, cv2.resize(heat, (tile, tile)), title))
+        gt = cv2.resize(features.gts[index].astype(np.float32), (tile, tile))
+        tiles.append(render_overlay(rgb, gt, f'GT {features.class_names[index]}'))
+        lines.append(np.concatenate(tiles, axis=1))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(png), np.concatenate(lines, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return png
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse arguments and write the sheet; returns an exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default='outputs/ablation', help='ablation output folder')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--png', default='docs/ablation_rows.png')
+    parser.add_argument('--rows', type=int, default=9)
+    args = parser.parse_args(argv)
+    print(write_rows_sheet(Path(args.out), args.seed, Path(args.png), args.rows))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
