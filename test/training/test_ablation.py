@@ -1,0 +1,46 @@
+"""Tests for training.ablation: row aggregation over seeds and the table format."""
+
+import pytest
+from training import ablation
+from training.ablation_sheet import pick_rows
+
+
+def _run(kld, sim, nss, calibrated_nss):
+    """Build a metrics.json-shaped record with map 1 and map 2 means."""
+    return {'metrics': {'maps': {'none': {'mean': {'kld': kld, 'sim': sim, 'nss': nss}},
+                                 'clip': {'mean': {'kld': kld - 1, 'sim': sim + 0.1,
+                                                   'nss': calibrated_nss}}}},
+            'wall_s': 1.0}
+
+
+def test_summarise_gives_mean_and_sample_std_per_row_and_map():
+    """Rows read map 1 or map 2 of their configuration; std is the sample (ddof=1) one."""
+    runs = {'ce_only': {0: _run(3.0, 0.1, 0.0, 1.0), 1: _run(2.0, 0.3, 1.0, 2.0)},
+            'full': {0: _run(1.0, 0.5, 2.0, 4.0), 1: _run(1.0, 0.5, 2.0, 6.0),
+                     2: _run(1.0, 0.5, 2.0, 5.0)}}
+    table = {row['row']: row for row in ablation.summarise(runs)}
+    assert list(table) == ['CE only', '+ pixel loss', '+ test-time calibration']
+    assert table['CE only']['kld']['mean'] == pytest.approx(2.5)
+    assert table['CE only']['kld']['std'] == pytest.approx(0.5 ** 0.5)
+    assert table['+ pixel loss']['nss']['std'] == pytest.approx(0.0)
+    assert table['+ test-time calibration']['nss']['mean'] == pytest.approx(5.0)
+    assert table['+ test-time calibration']['nss']['std'] == pytest.approx(1.0)
+    assert table['+ test-time calibration']['seeds'] == [0, 1, 2]
+    text = ablation.format_rows(ablation.summarise(runs))
+    assert '| + test-time calibration | 0.000 ± 0.000 | 0.600 ± 0.000 | 5.000 ± 1.000 |' in text
+
+
+def test_training_configs_switch_the_papers_losses():
+    """Each configuration sets exactly the switches of its row."""
+    assert 'use_pixel_loss=false' in ablation.TRAINING_CONFIGS['ce_only']
+    assert 'use_proto_loss=false' in ablation.TRAINING_CONFIGS['ce_only']
+    assert 'part_prototypes=false' in ablation.TRAINING_CONFIGS['proto_object']
+    assert 'part_prototypes=true' in ablation.TRAINING_CONFIGS['proto_part']
+    assert 'use_pixel_loss=true' in ablation.TRAINING_CONFIGS['full']
+    assert [row[1:] for row in ablation.ROWS][-2:] == [('full', 'none'), ('full', 'clip')]
+
+
+def test_pick_rows_spreads_over_the_test_items():
+    """Indices are evenly spaced and capped at the requested count."""
+    assert pick_rows(['a'] * 90, 9) == list(range(0, 90, 10))
+    assert pick_rows(['a'] * 5, 9) == [0, 1, 2, 3, 4]
