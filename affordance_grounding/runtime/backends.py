@@ -58,7 +58,10 @@ class BackendOptions:
         pinned_outputs: PyTorch CUDA: copy the outputs into page-locked host memory (from
             torch's caching host allocator, reused once a result is dropped) instead of fresh
             pageable arrays; the all-class maps are 7 MB a frame.
-        intra_op_threads: ONNX Runtime intra-op threads; None lets ONNX Runtime choose.
+        intra_op_threads: Intra-op threads; None lets the library choose (all cores). ONNX
+            Runtime: per session. PyTorch on the CPU: ``torch.set_num_threads`` at load, which
+            is process-wide. On a CPU shared with other busy processes one thread can be
+            several times faster than all cores (docs/benchmarks.md).
         cpu_spin_wait: ONNX Runtime CPU: let idle pool threads spin after a run (lowest
             latency for back-to-back runs; a node turns it off so that the pre- and
             post-processing between two runs get the cores).
@@ -237,6 +240,8 @@ class TorchBackend(InferenceBackend):
             grounder = load_grounder(str(self.model_path), 'cpu', self.options.expected_labels)
             source_sha256 = compute_file_sha256(str(self.model_path))
         graph = GroundingGraph(grounder, self.options.calibration or 'clip', 'fp32')
+        if device.type == 'cpu' and self.options.intra_op_threads:
+            torch.set_num_threads(self.options.intra_op_threads)
         self._graph = graph.to(device).eval()
         self._precision = precision
         self._captured = {}

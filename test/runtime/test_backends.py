@@ -231,3 +231,12 @@ def test_torch_backend_infer_on_device_matches_infer(torch_backend, tiny_images)
         np.testing.assert_array_equal(tensor.numpy(), getattr(result, name))
     with pytest.raises(ValueError, match='float32'):
         torch_backend.infer_on_device(tiny_images[:1].double())
+
+
+def test_torch_backend_on_cpu_applies_intra_op_threads(tiny_bundle):
+    saved = torch.get_num_threads()
+    try:
+        TorchBackend(str(tiny_bundle), 'cpu', BackendOptions(intra_op_threads=1)).load()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
