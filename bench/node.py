@@ -59,12 +59,12 @@ def stream_to_node(client: GraphClient, frame: np.ndarray, rate_hz: float,
 
 
 def measure_node(backend_name: str, model_path: str, frame: np.ndarray, rate_hz: float,
-                 seconds: float, log_dir: Path) -> dict:
+                 seconds: float, log_dir: Path, image_qos: str) -> dict:
     """Run the node under a camera stream; return its latency, rate, stages and memory."""
     node = NodeProcess(log_dir / f'node_{backend_name}.log', {
         'model_path': model_path, 'backend': backend_name, 'device': 'cpu',
         'default_action': 'hold', 'max_rate_hz': 0.0, 'max_image_age_s': 0.0,
-        'diagnostic_period': 1.0})
+        'diagnostic_period': 1.0, 'image_qos': image_qos})
     client = GraphClient(name=f'bench_client_{backend_name}',
                          outputs=('heatmap', '/diagnostics'))
     try:
@@ -94,7 +94,8 @@ def measure_node(backend_name: str, model_path: str, frame: np.ndarray, rate_hz:
 
 
 def run(backends: Sequence[str], seconds: float, rate_hz: float, size: Sequence[int],
-        config_path: Optional[str], repeats: int, cache_dir: str) -> dict:
+        config_path: Optional[str], repeats: int, cache_dir: str,
+        image_qos: str = 'reliable') -> dict:
     """Measure every backend; returns the JSON-ready report."""
     files = prepare_model_files(config_path, 0, cache_dir, need_onnx='onnxruntime' in backends)
     width, height = size
@@ -106,7 +107,8 @@ def run(backends: Sequence[str], seconds: float, rate_hz: float, size: Sequence[
             for name in backends:
                 model_path = str(Path(files[MODEL_KIND[name]]).resolve())
                 pure_ms = measure_pure_inference(name, model_path, frame, repeats) * 1e3
-                node = measure_node(name, model_path, frame, rate_hz, seconds, Path(log_dir))
+                node = measure_node(name, model_path, frame, rate_hz, seconds, Path(log_dir),
+                                    image_qos)
                 node_ms = sum(node['stage_mean_ms'].values())
                 rows.append(dict(node, backend=name, pure_inference_ms=pure_ms,
                                  node_frame_ms=node_ms,
@@ -115,6 +117,7 @@ def run(backends: Sequence[str], seconds: float, rate_hz: float, size: Sequence[
         rclpy.try_shutdown()
     return {'machine': describe_machine(), 'load_average': load_average(), 'rows': rows,
             'seconds': seconds, 'rate_hz': rate_hz, 'frame_size': [width, height],
+            'image_qos': image_qos,
             'model': config_path or 'full-size architecture, random weights',
             'target': 'node adds <= 10% on top of pure inference'}
 
@@ -122,7 +125,8 @@ def run(backends: Sequence[str], seconds: float, rate_hz: float, size: Sequence[
 def format_table(report: dict) -> str:
     """Return the report as a fixed-width table."""
     lines = [f"{report['model']}; {report['rate_hz']:.0f} Hz input of "
-             f"{report['frame_size'][0]}x{report['frame_size'][1]} for {report['seconds']:.0f} s"
+             f"{report['frame_size'][0]}x{report['frame_size'][1]} ({report['image_qos']}) for "
+             f"{report['seconds']:.0f} s"
              f"; load {report['load_average']}",
              f"{'backend':12s} {'pure ms':>8s} {'node ms':>8s} {'overhead':>9s} {'out Hz':>7s} "
              f"{'delay med':>9s} {'p90':>7s} {'RSS MiB':>8s}  stages (ms)"]
@@ -144,6 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--rate', type=float, default=30.0)
     parser.add_argument('--size', default='640x480', help='camera frame WIDTHxHEIGHT')
     parser.add_argument('--config', help='model config YAML (default: full size, random)')
+    parser.add_argument('--image-qos', default='reliable',
+                        choices=('reliable', 'sensor_data', 'system_default'),
+                        help='node image_qos; best effort loses 640x480 frames in UDP '
+                             'fragments with default kernel buffers (README)')
     parser.add_argument('--repeats', type=int, default=10, help='pure-inference repeats')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/node.json')
@@ -151,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     report = run(args.backends.split(','), args.seconds, args.rate,
                  [int(side) for side in args.size.split('x')], args.config, args.repeats,
-                 args.cache_dir)
+                 args.cache_dir, args.image_qos)
     print(format_table(report))
     write_report(report, args.out)
     return 0

@@ -23,6 +23,7 @@ from affordance_grounding.runtime.grasp import (
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
 import cv2
 from sensor_msgs.msg import CameraInfo, Image
+import torch
 
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
@@ -87,6 +88,11 @@ class FrameWorker(threading.Thread):
 
     def run(self) -> None:
         """Warm up, then process the newest frame until stopped, honouring ``max_rate_hz``."""
+        backend = self.pipeline.backend
+        if not (backend.name == 'torch' and backend.device == 'cpu'):
+            # torch only preprocesses here: one thread is faster (its uint8 resize kernel is
+            # vectorised) and leaves the cores to the backend and the ROS executor.
+            torch.set_num_threads(1)
         try:
             self.pipeline.backend.warm_up()
         except Exception as error:  # noqa: B902 - report any backend failure, do not die silently

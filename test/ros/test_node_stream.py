@@ -10,7 +10,7 @@ import time
 
 from affordance_grounding.config import load_model_config
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.ros.graph_client import wait_for_diagnostics
+from affordance_grounding.ros.graph_client import collect_stage_means, wait_for_diagnostics
 import numpy as np
 import pytest
 import torch
@@ -45,7 +45,8 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
     client = make_client(outputs=('heatmap', '/diagnostics'))
     client.wait_for_node(timeout_s=60.0)
     wait_for_diagnostics(client, lambda v: v['state'] == 'active' and v['action'] == 'hold')
-    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    # 320x240 stays under FastDDS's 512 KiB shared-memory segment (see README, QoS notes)
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
 
     start = time.monotonic()
     sent, rss_early_mib = 0, None
@@ -68,13 +69,13 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
     published = int(values['frames published'])
     stale = int(values['stale frames dropped'])
     lost = int(values['images lost in transport'])
-    inference_s = float(values['inference mean (ms)']) / 1e3
+    stage_ms = collect_stage_means(client)  # the last period may have seen no frame
+    inference_s = stage_ms['inference'] / 1e3
     print(f'sent {sent}, received {received}, published {published}, dropped {dropped}, '
           f'stale {stale}, lost in transport {lost}, inference {inference_s * 1e3:.0f} ms, '
           f'delay median {np.median(delays_s) * 1e3:.0f} ms max {delays_s.max() * 1e3:.0f} ms, '
           f'rss {rss_early_mib:.0f} -> {rss_late_mib:.0f} MiB; stage means (ms): '
-          + ', '.join(f'{key[:-10]} {value}' for key, value in values.items()
-                      if key.endswith(' mean (ms)')))
+          + ', '.join(f'{key} {value:.1f}' for key, value in stage_ms.items()))
 
     assert sent >= 0.9 * RATE_HZ * DURATION_S  # the test itself kept its rate
     assert abs(sent - (received + lost)) <= 0.02 * sent  # every frame is accounted for
