@@ -28,7 +28,7 @@ from pathlib import Path
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from training import train
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=list(TRAINING_CONFIGS), help='training configurations to run')
     parser.add_argument('--json', help='write the table and every run here')
     parser.add_argument('--sheets-dir', help='copy the seed-0 contact sheets here')
+    parser.add_argument('--collect-only', action='store_true',
+                        help='train nothing: tabulate the runs that have finished')
     parser.add_argument('train_overrides', nargs='*',
                         help='extra TrainConfig key=value overrides for every run')
     return parser
@@ -93,10 +95,20 @@ def run_training(out_dir: Path, overrides: Sequence[str]) -> dict:
     return {'metrics': json.loads(metrics_path.read_text()), 'wall_s': wall_s}
 
 
-def summarise(runs: Dict[str, Dict[int, dict]]) -> List[dict]:
+MAP_NAMES = {'none': 'map 1', 'clip': 'map 2'}
+
+
+def every_config_and_map() -> Tuple[Tuple[str, str, str], ...]:
+    """Rows for every training configuration scored both without and with calibration."""
+    return tuple((f'{name}, {MAP_NAMES[map_name]}', name, map_name)
+                 for name in TRAINING_CONFIGS for map_name in MAP_NAMES)
+
+
+def summarise(runs: Dict[str, Dict[int, dict]],
+              rows: Sequence[Tuple[str, str, str]] = ROWS) -> List[dict]:
     """Mean and sample standard deviation of every row's metrics over the seeds."""
     table = []
-    for title, config_name, map_name in ROWS:
+    for title, config_name, map_name in rows:
         if config_name not in runs:
             continue
         per_seed = {seed: run['metrics']['maps'][map_name]['mean']
@@ -126,9 +138,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     data_root = out / 'data'
-    ensure_dataset(data_root, SyntheticConfig(seed=args.data_seed,
-                                              train_per_object=args.train_per_object,
-                                              test_per_object=args.test_per_object))
+    if not args.collect_only:
+        ensure_dataset(data_root, SyntheticConfig(seed=args.data_seed,
+                                                  train_per_object=args.train_per_object,
+                                                  test_per_object=args.test_per_object))
     common = ['data_root=' + str(data_root), 'split=' + SPLIT,
               'model_config=' + args.model_config, 'device=cpu', 'workers=0',
               *args.train_overrides]
@@ -136,6 +149,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for seed in args.seeds:  # seed-major: an interrupted ablation has every row for some seeds
         for config_name in args.configs:
             run_dir = out / config_name / f'seed{seed}'
+            if args.collect_only and not (run_dir / 'metrics.json').is_file():
+                continue
             runs.setdefault(config_name, {})[seed] = run_training(
                 run_dir, [*common, *TRAINING_CONFIGS[config_name], f'seed={seed}'])
             print(f'{config_name} seed {seed}: {runs[config_name][seed]["wall_s"]:.0f} s',
@@ -145,12 +160,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shutil.copyfile(run_dir / 'contact_sheet.png',
                                 Path(args.sheets_dir) / f'ablation_{config_name}.png')
     table = summarise(runs)
+    by_config = summarise(runs, every_config_and_map())
     print(format_rows(table))
+    print(format_rows(by_config))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             'settings': dict(vars(args)),
             'table': table,
+            'by_config': by_config,
             'runs': {name: {str(seed): run for seed, run in seeds.items()}
                      for name, seeds in runs.items()}}, indent=1) + '\n')
     return 0
