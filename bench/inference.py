@@ -359,10 +359,13 @@ def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
             sgemm_in_rounds.update(rows.pop('sgemm', {}))
             for key, stats in rows.items():
                 spec, batch = key
-                row = make_row(spec, batch, stats, parity.get(spec.label))
-                if spec.backend == REFERENCE and batch != 1:  # one image a call, every round
-                    row.update(batch=1, in_rounds_of_batch=batch,
-                               backend=f'{spec.label} (in the batch-{batch} rounds)')
+                if spec.backend == REFERENCE:  # one image a call, in every batch's rounds
+                    row = make_row(spec, 1, stats, None)
+                    if batch != 1:
+                        row.update(in_rounds_of_batch=batch,
+                                   backend=f'{spec.label} (in the batch-{batch} rounds)')
+                else:
+                    row = make_row(spec, batch, stats, parity.get(spec.label))
                 results.append(row)
             if device == 'cuda':
                 results.extend(measure_device_only(loaded, device_batches, repeats))

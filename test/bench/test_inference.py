@@ -95,3 +95,11 @@ def test_tiny_run_writes_every_field(tiny_config, tmp_path):
     assert json.loads(path.read_text())['results']
     cached = list((tmp_path / 'cache').glob('*.onnx'))
     assert len(cached) == 1 and 'seed3' in cached[0].name
+    report = inference.run(repeats=1, batches=(2,), config=tiny_config, seed=3,
+                           cache_dir=str(tmp_path / 'cache'), measure_gemm=False,
+                           probe=CPU_ONLY)
+    reference = [row for row in report['results'] if row['kind'] == 'reference'][0]
+    assert (reference['batch'], reference['in_rounds_of_batch']) == (1, 2)  # one image a call
+    ours = [row for row in report['results'] if row['kind'] == 'torch'][0]
+    assert ours['speedup_vs_reference'] == pytest.approx(
+        reference['ms_per_frame'] / ours['ms_per_frame'], rel=0.01)
