@@ -40,7 +40,7 @@ class GraphClient(Node):
         self.image_pub = self.create_publisher(Image, 'image', qos.RELIABLE)
         self.depth_pub = self.create_publisher(Image, 'depth', qos.RELIABLE)
         self.info_pub = self.create_publisher(CameraInfo, 'camera_info', qos.RELIABLE)
-        self.action_pub = self.create_publisher(String, 'action', qos.RELIABLE)
+        self.action_pub = self.create_publisher(String, 'action', qos.COMMANDS)
         self._condition = threading.Condition()
         self._messages: Dict[str, List] = defaultdict(list)
         self.arrival_s: Dict[str, List[float]] = defaultdict(list)

@@ -153,7 +153,7 @@ class AffordanceNode(LifecycleNode):
     def _create_subscriptions(self, config: NodeConfig) -> None:
         overrides = QoSOverridingOptions.with_default_policies()
         topics = [(Image, 'image', self._on_image, qos.image_qos(config.image_qos)),
-                  (String, 'action', self._on_action, qos.RELIABLE)]
+                  (String, 'action', self._on_action, qos.COMMANDS)]
         if config.enable_3d:
             topics += [(Image, 'depth', self._on_depth, qos.image_qos(config.image_qos)),
                        (CameraInfo, 'camera_info', self._on_camera_info,

@@ -10,6 +10,11 @@ SENSOR_DATA = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
 RELIABLE = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+# Commands: every one counts (a quick "hold" then "pour" must not lose "hold" in the writer's
+# history, which keep-last-1 would); reliable + volatile still matches `ros2 topic pub`.
+COMMANDS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
 # Late joiners (RViz, a planner started later) still get the current action.
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE,
