@@ -14,7 +14,7 @@ from training import export, synthetic, train
 
 SYNTHETIC_MODEL = Path('config/model_synthetic.yaml')
 TINY_MODEL = Path('config/model_tiny.yaml')
-TRAIN_CONFIG = Path('training/configs/synthetic_tiny.yaml')
+TRAIN_CONFIG = Path('training/configs/synthetic_pretrained.yaml')
 
 
 def weight_files(model_config: Path) -> List[Path]:

@@ -1,6 +1,6 @@
 """``make demo``: the whole job on this machine, from synthetic data to node outputs.
 
-    .venv/bin/python -m demo.run [--out outputs/demo] [--epochs 3] [--frames-per-scene 5]
+    .venv/bin/python -m demo.run [--out outputs/demo] [--epochs 6] [--frames-per-scene 5]
 
 1. builds the synthetic data set, trains a small model briefly, exports it to ONNX
    (each step reused when its inputs are unchanged: demo/pipeline.py);
@@ -140,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse arguments and run the demo."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='outputs/demo', help='output folder')
-    parser.add_argument('--epochs', type=int, default=3, help='training epochs')
+    parser.add_argument('--epochs', type=int, default=6, help='training epochs')
     parser.add_argument('--frames-per-scene', type=int, default=5,
                         help='times each image is published (latency samples)')
     args = parser.parse_args(argv)
