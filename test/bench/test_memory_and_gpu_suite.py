@@ -50,3 +50,14 @@ def test_gpu_suite_without_cuda_exits_2(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_suite, 'describe_gpu', lambda: {'cuda_available': False})
     assert gpu_suite.main(['--out', str(tmp_path)]) == gpu_suite.NO_CUDA_EXIT
     assert json.loads((tmp_path / 'suite.json').read_text())['status'] == 'no-cuda'
+
+
+def test_gpu_suite_fails_when_the_gpu_rows_are_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_suite, 'describe_gpu', lambda: {'cuda_available': True})
+    ran = []
+    monkeypatch.setattr(gpu_suite, 'run_step', lambda step, out_dir: ran.append(step.name) or {
+        'step': step.name, 'status': 'ok', 'seconds': 0.0, 'log': '', 'output': step.output})
+    assert gpu_suite.main(['--out', str(tmp_path)]) == 1  # no inference.json was written
+    summary = json.loads((tmp_path / 'suite.json').read_text())
+    assert ran == ['inference', 'memory', 'pytest']
+    assert summary['status'].startswith('failed') and summary['targets_met'] is False
