@@ -18,7 +18,7 @@ second, same-load fraction). Every backend's outputs are compared with PyTorch f
 """
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import hashlib
 import logging
 import os
@@ -44,7 +44,6 @@ from bench.timing import load_average, summarize, time_interleaved, write_report
 import numpy as np
 import torch
 
-LOGGER = logging.getLogger(__name__)
 FLOP_PER_FRAME = 43.2e9  # METHOD.md 8.2: about 21.6 GMAC per 224x224 frame (full size)
 DEFAULT_CACHE = 'outputs/bench/cache'
 SGEMM_PROBE_SIZE = 1024
@@ -274,15 +273,6 @@ def make_sgemm_probe(size: int = SGEMM_PROBE_SIZE, calls: int = 4) -> Tuple[Call
         for _ in range(calls):
             torch.mm(left, right)
     return probe, 2.0 * size ** 3 * calls
-
-
-@dataclass
-class DeviceRun:
-    """Rows of one device and what their timing needs."""
-
-    device: str
-    batches: Sequence[int]
-    rows: List[Tuple[RowSpec, InferenceBackend]] = field(default_factory=list)
 
 
 def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
