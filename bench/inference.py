@@ -43,6 +43,7 @@ from bench.reference_structure import reference_test_forward
 from bench.timing import load_average, summarize, time_interleaved, write_report
 import numpy as np
 import torch
+from training.export import compute_min_map_cosine
 
 FLOP_PER_FRAME = 43.2e9  # METHOD.md 8.2: about 21.6 GMAC per 224x224 frame (full size)
 DEFAULT_CACHE = 'outputs/bench/cache'
@@ -223,16 +224,6 @@ def create_backend(spec: RowSpec, grounder: AffordanceGrounder, onnx_paths: Dict
         options = BackendOptions(precision=spec.precision, max_batch=64)
         return TensorRTBackend(str(onnx_paths['fp16']), spec.device, options).load()
     raise ValueError(f'unknown backend {spec.backend!r}')
-
-
-def compute_min_map_cosine(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Smallest cosine between matching (H, W) maps of two (B, K, H, W) arrays."""
-    a = actual.reshape(actual.shape[0] * actual.shape[1], -1).astype(np.float64)  # (B*K, H*W)
-    e = expected.reshape(a.shape).astype(np.float64)  # (B*K, H*W)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1)
-    both_zero = norms == 0
-    cosine = np.where(both_zero, 1.0, (a * e).sum(axis=1) / np.where(both_zero, 1.0, norms))
-    return float(cosine.min())
 
 
 def compare_outputs(result, baseline, spec: RowSpec) -> Dict:
