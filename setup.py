@@ -20,7 +20,7 @@ setup(
     install_requires=['setuptools'],
     extras_require={
         'runtime': ['torch', 'open_clip_torch', 'timm', 'numpy', 'opencv-python-headless',
-                    'PyYAML', 'onnxruntime'],
+                    'PyYAML', 'onnxruntime', 'rosbags', 'tqdm'],
         'tensorrt': ['tensorrt'],
         'test': ['pytest'],
     },
@@ -36,6 +36,7 @@ setup(
             'affordance_import_official = affordance_grounding.import_official:main',
             'build_engine = affordance_grounding.runtime.engine_build:main',
             'affordance_node = affordance_grounding.ros.node:main',
+            'affordance_bag = affordance_grounding.bag.cli:main',
         ],
     },
 )

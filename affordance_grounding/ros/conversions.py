@@ -11,8 +11,12 @@ from typing import Dict, Tuple
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+
+try:  # only the builders need the classes; decoders duck-type (affordance_bag runs without ROS)
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+except ImportError:
+    Image = Header = object  # annotations only; copy_header/array_to_image_msg need ROS
 
 # encoding -> (dtype, channels); the supported inputs of ROS_INTERFACE.md.
 ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
@@ -167,3 +171,22 @@ def array_to_image_msg(array_: np.ndarray, encoding: str, header: Header) -> Ima
                 is_bigendian=HOST_IS_BIGENDIAN, step=width * channels * dtype.itemsize)
     msg.data = array.array('B', np.ascontiguousarray(array_).tobytes())
     return msg
+
+
+def compressed_image_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png colour) to (H, W, 3) uint8 RGB.
+
+    Raises:
+        ImageConversionError: For compressed depth, undecodable data or too many pixels.
+    """
+    if 'compresseddepth' in msg.format.lower().replace(' ', ''):
+        raise ImageConversionError(f'compressed depth ({msg.format!r}) is not a colour image')
+    data = np.frombuffer(msg.data, dtype=np.uint8)  # bytes, array.array or numpy
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageConversionError(f'cannot decode {data.size} bytes of format {msg.format!r} '
+                                   '(corrupt, truncated or not jpeg/png)')
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:
+        raise ImageConversionError(f'image {bgr.shape[1]}x{bgr.shape[0]} has more pixels than '
+                                   f'the limit of {max_pixels}')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -6,7 +6,7 @@ is how the node reports where its per-frame latency goes.
 
 from dataclasses import dataclass, field
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.runtime.backends import InferenceBackend
 from affordance_grounding.runtime.grasp import compute_grasp_mask
@@ -83,14 +83,71 @@ class FramePipeline:
         Raises:
             ValueError: If the image is not (H, W, 3) uint8 or the index is out of range.
         """
-        if not 0 <= class_index < len(self.labels):
-            raise ValueError(f'class index {class_index} is outside the '
-                             f'{len(self.labels)} labels of the model')
+        self._check_class_index(class_index)
         start = time.perf_counter()
         batch = self.preprocessor(rgb, out=self._input)  # (1, 3, S, S)
         preprocessed = time.perf_counter()
         network = self.backend.infer(batch).affordance[0, class_index]  # (S, S) in [0, 1]
         inferred = time.perf_counter()
+        outputs = self._finish(rgb, network, settings, overlay_label)
+        outputs.timings_s = {'preprocess': preprocessed - start,
+                             'inference': inferred - preprocessed,
+                             'postprocess': time.perf_counter() - inferred}
+        return outputs
+
+    def run_batch(self, rgbs: Sequence[np.ndarray], class_indices: Sequence[int],
+                  settings: OutputSettings,
+                  overlay_labels: Sequence[Optional[str]]) -> List[FrameOutputs]:
+        """Like :meth:`run` for several frames in one backend call (offline throughput).
+
+        The frames may differ in size and action. Each frame's timings are the batch's stage
+        times divided by the batch size.
+
+        Args:
+            rgbs: B (H_i, W_i, 3) uint8 RGB images.
+            class_indices: B label indices, one per frame.
+            settings: Output resolution, mask threshold, overlay style (all frames).
+            overlay_labels: B overlay texts; None skips a frame's overlay.
+
+        Returns:
+            B outputs, in input order.
+
+        Raises:
+            ValueError: If a frame or an index is invalid, or the lengths differ.
+        """
+        if not len(rgbs) == len(class_indices) == len(overlay_labels) or not rgbs:
+            raise ValueError(f'run_batch needs as many images ({len(rgbs)}, at least one) as '
+                             f'class indices ({len(class_indices)}) and overlay labels '
+                             f'({len(overlay_labels)})')
+        for class_index in class_indices:
+            self._check_class_index(class_index)
+        start = time.perf_counter()
+        size = self.image_size
+        batch = torch.empty(len(rgbs), 3, size, size)  # (B, 3, S, S)
+        for row, rgb in enumerate(rgbs):
+            self.preprocessor(rgb, out=batch[row:row + 1])
+        preprocessed = time.perf_counter()
+        affordance = self.backend.infer(batch).affordance  # (B, K, S, S) in [0, 1]
+        inferred = time.perf_counter()
+        outputs = [self._finish(rgb, affordance[row, class_index], settings, label)
+                   for row, (rgb, class_index, label)
+                   in enumerate(zip(rgbs, class_indices, overlay_labels))]
+        finished = time.perf_counter()
+        share = 1.0 / len(rgbs)
+        for frame_outputs in outputs:
+            frame_outputs.timings_s = {'preprocess': (preprocessed - start) * share,
+                                       'inference': (inferred - preprocessed) * share,
+                                       'postprocess': (finished - inferred) * share}
+        return outputs
+
+    def _check_class_index(self, class_index: int) -> None:
+        if not 0 <= class_index < len(self.labels):
+            raise ValueError(f'class index {class_index} is outside the '
+                             f'{len(self.labels)} labels of the model')
+
+    def _finish(self, rgb: np.ndarray, network: np.ndarray, settings: OutputSettings,
+                overlay_label: Optional[str]) -> FrameOutputs:
+        """Heatmap at the requested resolution, grasp mask and optional overlay of one frame."""
         full = None
         if settings.heatmap_resolution == 'input' or overlay_label is not None:
             full = resize_to_input(network, rgb.shape[:2])  # (H, W): the model's resize undone
@@ -101,9 +158,5 @@ class FramePipeline:
         if overlay_label is not None:
             overlay = render_overlay(rgb, full, overlay_label, settings.overlay_alpha,
                                      settings.colormap)
-        finished = time.perf_counter()
         return FrameOutputs(heatmap=np.ascontiguousarray(heatmap, dtype=np.float32), mask=mask,
-                            overlay=overlay,
-                            timings_s={'preprocess': preprocessed - start,
-                                       'inference': inferred - preprocessed,
-                                       'postprocess': finished - inferred})
+                            overlay=overlay)
