@@ -51,6 +51,7 @@ class RecordingSpec:
         compression: '' for raw rgb8 images, else '.png' or '.jpg' CompressedImage.
         with_depth: Record depth (same stamp as colour, received 30 ms later) and CameraInfo.
         bad_frames: Frame indices recorded with a too-short data array (a bad image).
+        garbled_frames: Frame indices whose serialized message is cut to 12 bytes.
         storage: ``mcap`` or ``sqlite3``.
     """
 
@@ -59,6 +60,7 @@ class RecordingSpec:
     compression: str = ''
     with_depth: bool = False
     bad_frames: tuple = ()
+    garbled_frames: tuple = ()
     storage: str = 'mcap'
 
 
@@ -93,7 +95,8 @@ def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
                 writer.write(action_conn, time_ns - 1_000_000,
                              typestore.serialize_cdr(msg, messages.STRING))
             msg = build_image(typestore, rgb, index, spec)
-            writer.write(image_conn, time_ns, typestore.serialize_cdr(msg, image_type))
+            data = typestore.serialize_cdr(msg, image_type)
+            writer.write(image_conn, time_ns, data[:12] if index in spec.garbled_frames else data)
             if spec.with_depth:
                 depth = messages.to_image_msg(typestore, depth_plane_mm(*rgb.shape[:2]),
                                               '16UC1', header(typestore, index))

@@ -20,7 +20,7 @@ from affordance_grounding.bag.grasp_point import locate_grasp_point
 from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.bag.reading import (
-    BagInputError, InputTopics, open_bag, resolve_topics)
+    BagInputError, InputTopics, open_bag, read_messages, resolve_topics)
 from affordance_grounding.ros.conversions import (
     compressed_image_msg_to_rgb, image_msg_to_rgb, ImageConversionError)
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
@@ -189,7 +189,7 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
         with tqdm(total=image_count, unit='frame', disable=not job.progress,
                   dynamic_ncols=True) as bar:
             batcher.on_done = bar.update
-            for conn, time_ns, raw in reader.messages():
+            for conn, time_ns, raw in read_messages(reader, job.input_path):
                 if id(conn) in passthrough:
                     out.write(passthrough[id(conn)], time_ns, raw)
                 role = roles.get(conn.topic)

@@ -6,7 +6,7 @@ mistyped topic lists the topics the bag has, with their types.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 from affordance_grounding.bag.messages import (
     CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, load_typestore, STRING)
@@ -105,3 +105,22 @@ def _find_only_image_topic(topics: Dict[str, str], exclude: Optional[str]) -> st
         found = describe_topics({name: topics[name] for name in images})
         raise BagInputError(f'give --image-topic; image topics in the bag: {found}')
     return images[0]
+
+
+def read_messages(reader: AnyReader, path: Path) -> Iterator[Tuple[object, int, bytes]]:
+    """All messages in receive-time order; a storage error mid-way is a :class:`BagInputError`.
+
+    The storages fail in their own ways (sqlite corruption, bad mcap records), so every
+    exception of the reader itself is caught here, and only here.
+    """
+    messages = reader.messages()
+    read = 0
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: B902 - see the docstring
+            raise BagInputError(f'{path} is damaged after {read} messages: {error!r}') from None
+        read += 1
+        yield item

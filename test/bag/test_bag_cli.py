@@ -1,0 +1,139 @@
+"""The affordance_bag command: success output, one-line user errors, no ROS needed."""
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+from affordance_grounding.bag.cli import main
+from bench.bag_recording import IMAGE_TOPIC, RecordingSpec, write_recording
+import cv2
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROS_PACKAGES = ('rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'visualization_msgs',
+                'diagnostic_msgs', 'builtin_interfaces', 'cv_bridge', 'rosidl_runtime_py')
+# Runs the command in a fresh interpreter where importing any ROS package fails.
+NO_ROS_RUNNER = f'''
+import importlib.abc, sys
+class NoRos(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {ROS_PACKAGES!r}:
+            raise ImportError('ROS is not installed (test)')
+sys.meta_path.insert(0, NoRos())
+from affordance_grounding.bag.cli import main
+status = main(sys.argv[1:])
+assert not [name for name in sys.modules if name.split('.')[0] in {ROS_PACKAGES!r}]
+raise SystemExit(status)
+'''
+
+
+@pytest.fixture(scope='module')
+def recording(tmp_path_factory):
+    """A 4-frame mcap recording with 'hold' commanded from the start."""
+    path = tmp_path_factory.mktemp('cli') / 'recording'
+    write_recording(path, RecordingSpec(frames=4))
+    return path
+
+
+def run_cli(capsys, *argv):
+    """Run main(); return (status, stdout, stderr)."""
+    status = main([str(arg) for arg in argv] + ['--no-progress'])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_bag_cli_writes_bag_pngs_and_video(tmp_path, capsys, recording, tiny_onnx):
+    out, png_dir, video = tmp_path / 'out', tmp_path / 'png', tmp_path / 'overlays.mp4'
+    status, stdout, err = run_cli(capsys, recording, '--out', out, '--model', tiny_onnx,
+                                  '--device', 'auto', '--batch', '3', '--png-dir', png_dir,
+                                  '--video', video, '--storage', 'sqlite3')
+    assert status == 0, err
+    assert 'frames in: 4, frames out: 4, skipped: 0' in stdout
+    assert (out / 'out.db3').is_file()
+    assert sorted(path.name for path in png_dir.iterdir()) == [f'{i:06d}.png' for i in range(4)]
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    capture.release()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['out', 'overlays.mp4', 'png']
+
+
+def test_bag_cli_default_output_name_and_existing_output(tmp_path, capsys, tiny_onnx):
+    source = tmp_path / 'walk'
+    write_recording(source, RecordingSpec(frames=2))
+    status, _, err = run_cli(capsys, source, '--model', tiny_onnx)
+    assert status == 0, err
+    assert (tmp_path / 'walk_affordance' / 'metadata.yaml').is_file()
+    status, _, err = run_cli(capsys, source, '--model', tiny_onnx)
+    assert_one_line_error(status, err, 'walk_affordance exists', '--overwrite')
+    status, _, err = run_cli(capsys, source, '--model', tiny_onnx, '--overwrite')
+    assert status == 0, err
+
+
+def test_bag_cli_missing_topic_lists_the_bags_topics(tmp_path, capsys, recording, tiny_onnx):
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', tiny_onnx,
+                             '--image-topic', '/camera/rgb')
+    assert_one_line_error(status, err, 'no topic /camera/rgb',
+                          f'{IMAGE_TOPIC} (sensor_msgs/msg/Image)',
+                          '/affordance/action (std_msgs/msg/String)')
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', tiny_onnx,
+                             '--image-topic', '/affordance/action')
+    assert_one_line_error(status, err, '/affordance/action is std_msgs/msg/String')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_bag_cli_corrupt_and_missing_bags(tmp_path, capsys, tiny_onnx):
+    corrupt = tmp_path / 'broken.mcap'
+    corrupt.write_bytes(os.urandom(4096))
+    status, _, err = run_cli(capsys, corrupt, '--model', tiny_onnx)
+    assert_one_line_error(status, err, 'cannot read', 'broken.mcap')
+    truncated = tmp_path / 'truncated'
+    write_recording(truncated, RecordingSpec(frames=2))
+    data_file = truncated / 'truncated.mcap'
+    data_file.write_bytes(data_file.read_bytes()[:300])
+    status, _, err = run_cli(capsys, truncated, '--model', tiny_onnx)
+    assert_one_line_error(status, err, 'cannot read')
+    status, _, err = run_cli(capsys, tmp_path / 'nowhere', '--model', tiny_onnx)
+    assert_one_line_error(status, err, 'does not exist')
+    damaged = tmp_path / 'damaged'  # sqlite finds the damage only when it reads that page
+    write_recording(damaged, RecordingSpec(frames=20, storage='sqlite3'))
+    data = bytearray((damaged / 'damaged.db3').read_bytes())
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    (damaged / 'damaged.db3').write_bytes(bytes(data))
+    status, _, err = run_cli(capsys, damaged, '--model', tiny_onnx)
+    assert_one_line_error(status, err, 'damaged is damaged after')
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['broken.mcap', 'damaged',
+                                                                 'truncated']
+
+
+def test_bag_cli_unknown_action_and_bad_model(tmp_path, capsys, recording, tiny_onnx):
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', tiny_onnx,
+                             '--action', 'juggle')
+    assert_one_line_error(status, err, "unknown action 'juggle'", 'hold')
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model',
+                             tmp_path / 'missing.onnx')
+    assert_one_line_error(status, err, 'missing.onnx')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_bag_cli_runs_without_ros(tmp_path, recording, tiny_onnx):
+    out = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, '-c', NO_ROS_RUNNER, str(recording), '--out', str(out), '--model',
+         str(tiny_onnx), '--no-progress'],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'frames out: 4' in result.stdout
+
+
+def test_bag_module_entry_point_prints_usage(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'affordance_grounding.bag', '--help'],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and '--image-topic' in result.stdout

@@ -1,0 +1,176 @@
+"""affordance_bag end to end: synthetic bags in both storages -> outputs read back -> known answer."""
+
+from pathlib import Path
+
+from affordance_grounding.bag.frames import stamp_to_ns
+from affordance_grounding.bag.processing import BagJob, run_bag
+from affordance_grounding.bag.reading import InputTopics
+from affordance_grounding.ros.conversions import image_msg_to_array
+from affordance_grounding.runtime.frame_pipeline import OutputSettings
+from affordance_grounding.runtime.grasp import compute_grasp_point
+from bench.bag_recording import (
+    ACTION_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, depth_plane_mm, FRAME_PERIOD_NS, IMAGE_TOPIC,
+    INFO_TOPIC, read_topic, RecordingSpec, START_NS, write_recording)
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+SETTINGS = OutputSettings()
+
+
+def run_job(tmp_path: Path, backend, spec: RecordingSpec, **job_fields):
+    """Record ``spec``, process it with ``backend``; return (rgbs, summary, output path)."""
+    source, output = tmp_path / 'recording', tmp_path / 'result'
+    rgbs = write_recording(source, spec)
+    job = BagJob(source, output, 'unused.onnx', progress=False, **job_fields)
+    return rgbs, run_bag(job, backend=backend, log=lambda line: None), output
+
+
+def expected_label(index: int, actions) -> str:
+    """The label active for frame ``index`` given (frame, command) switches."""
+    active = ''
+    for start, text in actions:
+        if start <= index:
+            active = text
+    return '_'.join(active.lower().split())
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_bag_round_trip_matches_the_frame_pipeline(tmp_path, tiny_backend, known_answer,
+                                                  storage):
+    actions = ((0, 'hold'), (3, 'Cut with'))  # a switch inside a batch of 4, node spelling
+    spec = RecordingSpec(frames=6, actions=actions, with_depth=True, storage=storage)
+    rgbs, summary, output = run_job(
+        tmp_path, tiny_backend, spec, storage=storage, batch_size=4,
+        topics=InputTopics(IMAGE_TOPIC, ACTION_TOPIC, DEPTH_TOPIC, INFO_TOPIC))
+    assert (summary.frames_in, summary.frames_out, dict(summary.skipped)) == (6, 6, {})
+    assert summary.grasp_points + sum(summary.grasp_missing.values()) == 6
+    heatmaps = read_topic(output, '/affordance/heatmap')
+    masks = read_topic(output, '/affordance/grasp_mask')
+    overlays = read_topic(output, '/affordance/overlay')
+    points = dict(read_topic(output, '/affordance/grasp_point'))
+    inputs = read_topic(output, IMAGE_TOPIC)  # copied through
+    assert len(points) == summary.grasp_points > 0
+    assert len(heatmaps) == len(masks) == len(overlays) == len(inputs) == 6
+    labels = known_answer.labels
+    for index, rgb in enumerate(rgbs):
+        label = expected_label(index, actions)
+        expected = known_answer.run(rgb, labels.index(label), SETTINGS, overlay_label=label)
+        (time_ns, heatmap_msg), (_, mask_msg), (_, overlay_msg) = (
+            heatmaps[index], masks[index], overlays[index])
+        assert time_ns == START_NS + index * FRAME_PERIOD_NS == inputs[index][0]
+        for msg in (heatmap_msg, mask_msg, overlay_msg):
+            assert stamp_to_ns(msg.header.stamp) == stamp_to_ns(inputs[index][1].header.stamp)
+            assert msg.header.frame_id == 'camera_color_optical_frame'
+        heatmap, encoding = image_msg_to_array(heatmap_msg)
+        assert encoding == '32FC1'
+        np.testing.assert_allclose(heatmap, expected.heatmap, atol=1e-6)
+        assert np.array_equal(image_msg_to_array(mask_msg)[0], expected.mask)
+        overlay, encoding = image_msg_to_array(overlay_msg)
+        assert encoding == 'bgr8' and np.array_equal(overlay, expected.overlay)
+        depth_m = depth_plane_mm(*rgb.shape[:2]).astype(np.float32) * np.float32(0.001)
+        height, width = rgb.shape[:2]
+        point = compute_grasp_point(expected.mask, depth_m, width, width, width / 2, height / 2)
+        if point.xyz_m is None:
+            assert time_ns not in points
+        else:
+            got = points[time_ns].point
+            np.testing.assert_allclose([got.x, got.y, got.z], point.xyz_m, atol=1e-6)
+
+
+def test_bag_output_has_the_definitions_players_need(tmp_path, tiny_backend):
+    spec = RecordingSpec(frames=3, with_depth=True)
+    _, _, output = run_job(tmp_path, tiny_backend, spec,
+                           topics=InputTopics(None, None, DEPTH_TOPIC, INFO_TOPIC))
+    with AnyReader([output]) as reader:  # no default typestore: definitions come from the bag
+        types = {conn.topic: conn.msgtype for conn in reader.connections}
+        assert all(conn.msgdef.data and conn.digest for conn in reader.connections)
+        times = [time_ns for _, time_ns, _ in reader.messages()]
+    assert types == {IMAGE_TOPIC: 'sensor_msgs/msg/Image', ACTION_TOPIC: 'std_msgs/msg/String',
+                     DEPTH_TOPIC: 'sensor_msgs/msg/Image', INFO_TOPIC: 'sensor_msgs/msg/CameraInfo',
+                     '/affordance/heatmap': 'sensor_msgs/msg/Image',
+                     '/affordance/grasp_mask': 'sensor_msgs/msg/Image',
+                     '/affordance/overlay': 'sensor_msgs/msg/Image',
+                     '/affordance/grasp_point': 'geometry_msgs/msg/PointStamped',
+                     '/affordance/markers': 'visualization_msgs/msg/MarkerArray'}
+    assert times == sorted(times)
+    assert (output / 'result.mcap').is_file() and (output / 'metadata.yaml').is_file()
+    markers = read_topic(output, '/affordance/markers')
+    assert markers and [m.text for m in markers[0][1].markers] == ['', 'hold']
+
+
+@pytest.mark.parametrize('compression, atol', [('.png', 0.0), ('.jpg', 0.1)])
+def test_bag_compressed_images_match_the_raw_path(tmp_path, tiny_backend, known_answer,
+                                                  compression, atol):
+    spec = RecordingSpec(frames=3, compression=compression)
+    rgbs, summary, output = run_job(tmp_path, tiny_backend, spec, storage='sqlite3',
+                                    topics=InputTopics(COMPRESSED_TOPIC))
+    assert summary.frames_out == 3
+    hold = known_answer.labels.index('hold')
+    for rgb, (_, msg) in zip(rgbs, read_topic(output, '/affordance/heatmap')):
+        expected = known_answer.run(rgb, hold, SETTINGS).heatmap
+        heatmap = image_msg_to_array(msg)[0]
+        if atol == 0.0:
+            np.testing.assert_allclose(heatmap, expected, atol=1e-6)
+        else:
+            assert np.abs(heatmap - expected).mean() < atol * 0.2
+            assert np.abs(heatmap - expected).max() < atol * 3
+
+
+def test_bag_counts_skipped_frames_by_reason(tmp_path, tiny_backend):
+    # frames 0-1 before any action, 2-3 an unknown action, 4 a bad image, 5 not even a
+    # message, 6-7 fine
+    actions = ((2, 'fly'), (4, 'hold'))
+    spec = RecordingSpec(frames=8, actions=actions, bad_frames=(4,), garbled_frames=(5,),
+                         storage='sqlite3')
+    warnings = []
+    source, output = tmp_path / 'recording', tmp_path / 'result'
+    write_recording(source, spec)
+    summary = run_bag(BagJob(source, output, 'unused.onnx', progress=False, batch_size=2),
+                      backend=tiny_backend, log=warnings.append)
+    assert summary.frames_in == 8 and summary.frames_out == 2
+    assert dict(summary.skipped) == {'no_action': 2, 'unknown_action': 2, 'bad_image': 1,
+                                     'bad_message': 1}
+    assert [time_ns for time_ns, _ in read_topic(output, '/affordance/heatmap')] == [
+        START_NS + index * FRAME_PERIOD_NS for index in (6, 7)]
+    with AnyReader([output]) as reader:  # nothing lost: the inputs are copied whole
+        assert reader.topics[IMAGE_TOPIC].msgcount == 8
+    assert any("'fly'" in line and 'hold' in line for line in warnings)
+
+
+def test_bag_fixed_action_and_copy_none(tmp_path, tiny_backend):
+    spec = RecordingSpec(frames=3, actions=())
+    _, summary, output = run_job(tmp_path, tiny_backend, spec, action='pour',
+                                 copy_inputs='none', output_prefix='/offline/')
+    assert summary.frames_out == 3
+    with AnyReader([output]) as reader:
+        assert sorted(reader.topics) == ['/offline/grasp_mask', '/offline/heatmap',
+                                         '/offline/overlay']
+
+
+class FailingBackend:
+    """Delegates to a real backend but fails on the second batch."""
+
+    def __init__(self, backend):
+        self._backend, self.calls = backend, 0
+        self.metadata = backend.metadata
+
+    def describe(self):
+        return 'failing test backend'
+
+    def infer(self, batch):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError('device lost')
+        return self._backend.infer(batch)
+
+
+def test_bag_failure_leaves_no_partial_output(tmp_path, tiny_backend):
+    source, output = tmp_path / 'recording', tmp_path / 'result'
+    write_recording(source, RecordingSpec(frames=5))
+    video = tmp_path / 'overlays.mp4'
+    with pytest.raises(RuntimeError, match='device lost'):
+        run_bag(BagJob(source, output, 'unused.onnx', progress=False, batch_size=2,
+                       video_path=video, png_dir=tmp_path / 'png'),
+                backend=FailingBackend(tiny_backend))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['recording']
