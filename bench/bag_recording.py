@@ -26,13 +26,15 @@ SCENES = (('hold', 'cup'), ('hold', 'knife'), ('cut_with', 'knife'), ('cut_with'
           ('drink_with', 'cup'), ('pour', 'bottle'), ('open', 'bottle'), ('sit_on', 'chair'))
 
 
-def render_scene_rgb(index: int) -> np.ndarray:
-    """(96, 128, 3) uint8 RGB synthetic scene number ``index``."""
+def render_scene_rgb(index: int, width: int = 128, height: int = 96) -> np.ndarray:
+    """(height, width, 3) uint8 RGB synthetic scene number ``index`` (centre crop)."""
     affordance, object_name = SCENES[index % len(SCENES)]
-    item = render_item(SyntheticConfig(image_size=128),
+    side = max(width, height)
+    item = render_item(SyntheticConfig(image_size=side),
                        ItemSpec('testset', 'egocentric', affordance, object_name,
                                 index // len(SCENES)))
-    return cv2.cvtColor(item.image_bgr[16:112], cv2.COLOR_BGR2RGB)
+    top, left = (side - height) // 2, (side - width) // 2
+    return cv2.cvtColor(item.image_bgr[top:top + height, left:left + width], cv2.COLOR_BGR2RGB)
 
 
 def depth_plane_mm(height: int, width: int) -> np.ndarray:
@@ -53,6 +55,7 @@ class RecordingSpec:
         bad_frames: Frame indices recorded with a too-short data array (a bad image).
         garbled_frames: Frame indices whose serialized message is cut to 12 bytes.
         storage: ``mcap`` or ``sqlite3``.
+        size: (width, height) of the frames.
     """
 
     frames: int = 6
@@ -62,6 +65,7 @@ class RecordingSpec:
     bad_frames: tuple = ()
     garbled_frames: tuple = ()
     storage: str = 'mcap'
+    size: tuple = (128, 96)
 
 
 def header(typestore, index: int):
@@ -76,7 +80,7 @@ def header(typestore, index: int):
 def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
     """Write the bag; return the RGB frames in order."""
     typestore = messages.load_typestore()
-    rgbs = [render_scene_rgb(index) for index in range(spec.frames)]
+    rgbs = [render_scene_rgb(index, *spec.size) for index in range(spec.frames)]
     with Writer(path, version=Writer.VERSION_LATEST,
                 storage_plugin=STORAGES[spec.storage]) as writer:
         image_type = messages.COMPRESSED_IMAGE if spec.compression else messages.IMAGE

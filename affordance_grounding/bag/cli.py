@@ -32,7 +32,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (see the module docstring)."""
+    """Build the command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument('input', type=Path, help='rosbag2 folder or a .mcap/.db3 file')
     parser.add_argument('--out', type=Path, help='output bag (default: INPUT_affordance)')
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='TensorRT engine (.engine), ONNX (.onnx) or bundle (.pt)')
     topics = parser.add_argument_group('input topics')
     topics.add_argument('--image-topic', help='sensor_msgs/Image or CompressedImage '
-                        '(default: the bag\'s only image topic)')
+                        "(default: the bag's only image topic)")
     topics.add_argument('--action', default='',
                         help='action until the first action message, e.g. hold or "cut with"')
     topics.add_argument('--action-topic', help='std_msgs/String actions, applied in time '
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=('auto', 'tensorrt', 'torch', 'onnxruntime'))
     model.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     model.add_argument('--batch', type=int, default=8, help='frames per model call')
+    model.add_argument('--no-overlap', action='store_true',
+                       help='do not read and decode the next batch while the model runs')
     model.add_argument('--heatmap-resolution', default='input', choices=('input', 'model'))
     model.add_argument('--mask-threshold', type=float, default=0.5)
     output = parser.add_argument_group('output')
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument('--png-dir', type=Path, help='also write the overlays as PNGs here')
     output.add_argument('--video', type=Path, help='also write the overlays as an MP4')
     output.add_argument('--video-fps', type=float,
-                        help='MP4 frame rate (default: the image topic\'s rate)')
+                        help="MP4 frame rate (default: the image topic's rate)")
     output.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     output.add_argument('--no-progress', action='store_true', help='no progress bar')
     output.add_argument('--verbose', action='store_true',
@@ -85,7 +87,8 @@ def to_job(args: argparse.Namespace) -> BagJob:
                   batch_size=args.batch, storage=args.storage, output_prefix=args.output_prefix,
                   copy_inputs=args.inputs, settings=settings, sync_slop_s=args.sync_slop,
                   png_dir=args.png_dir, video_path=args.video, video_fps=args.video_fps,
-                  overwrite=args.overwrite, progress=not args.no_progress)
+                  overwrite=args.overwrite, progress=not args.no_progress,
+                  overlap=not args.no_overlap)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -108,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'{PROG}: error: {error!r}; nothing was written to {job.output_path} '
               '(--verbose shows the traceback)', file=sys.stderr)
         return 1
-    print(summary.format(job.output_path, with_3d=job.topics.depth is not None))
+    print(summary.describe(job.output_path, with_3d=job.topics.depth is not None))
     return 0
 
 

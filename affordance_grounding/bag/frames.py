@@ -60,19 +60,19 @@ class FrameAssembler:
         return self._pending[0].time_ns if self._pending else None
 
     def add_action(self, text: str) -> None:
-        """An action command arrived: it applies to the images that follow."""
+        """Make an action command active for the images that follow."""
         self.action = text
 
     def add_camera_info(self, msg) -> None:
-        """Camera intrinsics arrived (the newest one wins)."""
+        """Remember camera intrinsics (the newest one wins)."""
         self.camera_info = msg
 
     def add_depth(self, time_ns: int, msg) -> None:
-        """A depth image arrived."""
+        """Remember a depth image for pairing."""
         self._depth.append((time_ns, stamp_to_ns(msg.header.stamp), msg))
 
     def add_image(self, time_ns: int, msg) -> Frame:
-        """A colour image arrived; returns its (not yet released) frame."""
+        """Queue a colour image; returns its (not yet released) frame."""
         frame = Frame(self._count, time_ns, msg, self.action)
         self._count += 1
         self._pending.append(frame)

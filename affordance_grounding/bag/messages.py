@@ -96,7 +96,7 @@ def to_point_stamped(typestore: Typestore, header, xyz_m: Tuple[float, float, fl
 
 def to_grasp_markers(typestore: Typestore, header, xyz_m: Tuple[float, float, float],
                      label: str):
-    """A sphere at the grasp point and the action label above it (fixed ids: each replaces)."""
+    """Build a sphere at the grasp point and the label above it (fixed ids: each replaces)."""
     marker_type = typestore.types['visualization_msgs/msg/Marker']
     x, y, z = (float(value) for value in xyz_m)
     sphere = build_default_message(typestore, 'visualization_msgs/msg/Marker')

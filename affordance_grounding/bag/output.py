@@ -120,4 +120,3 @@ class OutputBag:
         self._writer.close()
         move_into_place(self._staging / self.final.name, self.final)
         self._staging.rmdir()
-

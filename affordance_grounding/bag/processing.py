@@ -8,11 +8,14 @@ carry their input's header and receive time. A frame that cannot be used is coun
 reason and skipped; it is never fatal.
 """
 
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.frames import Frame, FrameAssembler
@@ -59,6 +62,7 @@ class BagJob:
         video_fps: Frame rate of the MP4; None estimates it from the image topic.
         overwrite: Replace existing outputs.
         progress: Show a tqdm progress bar.
+        overlap: Run inference in a worker thread while the next batch is read and decoded.
     """
 
     input_path: Path
@@ -79,6 +83,7 @@ class BagJob:
     video_fps: Optional[float] = None
     overwrite: bool = False
     progress: bool = True
+    overlap: bool = True
 
 
 @dataclass
@@ -99,13 +104,14 @@ class BagSummary:
         """Frames in per second of wall-clock time (reading to closing the output)."""
         return self.frames_in / self.seconds if self.seconds > 0 else 0.0
 
-    def format(self, output: Path, with_3d: bool) -> str:
-        """A few lines for the terminal."""
+    def describe(self, output: Path, with_3d: bool) -> str:
+        """Return a few lines for the terminal."""
         skipped = ', '.join(f'{reason} {n}' for reason, n in sorted(self.skipped.items()))
         lines = [f'frames in: {self.frames_in}, frames out: {self.frames_out}, skipped: '
                  f'{sum(self.skipped.values())}' + (f' ({skipped})' if skipped else '')]
         if with_3d:
-            missing = ', '.join(f'{reason} {n}' for reason, n in sorted(self.grasp_missing.items()))
+            missing = ', '.join(f'{reason} {n}'
+                                for reason, n in sorted(self.grasp_missing.items()))
             lines.append(f'grasp points: {self.grasp_points}'
                          + (f'; none for {missing}' if missing else ''))
         lines.append(f'wrote {output} ({sum(self.messages_written.values())} messages) in '
@@ -115,7 +121,8 @@ class BagSummary:
 
 def load_backend(job: BagJob) -> InferenceBackend:
     """Select and load the backend for the job (errors name the fix, see selection.py)."""
-    options = BackendOptions(max_batch=max(1, job.batch_size))
+    # No spinning between runs: decoding and postprocessing need the cores then (as the node).
+    options = BackendOptions(max_batch=max(1, job.batch_size), cpu_spin_wait=False)
     return select_backend(job.backend, job.model_path, job.device, options)
 
 
@@ -175,14 +182,16 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
                             'output?); choose another --output-prefix or --inputs used')
     image_count = reader.topics[topics.image].msgcount
     fps = job.video_fps or estimate_rate_hz(image_count, reader.duration)
+    executor = (ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference')
+                if job.overlap else nullcontext())
     with OutputBag(job.output_path, job.storage, typestore, job.overwrite) as out, \
-            OverlayMedia(job.png_dir, job.video_path, fps, job.overwrite) as media:
+            OverlayMedia(job.png_dir, job.video_path, fps, job.overwrite) as media, executor:
         passthrough = {id(conn): out.add_passthrough(conn) for conn in copied}
         connections = {name: out.add_result(topic, OUTPUT_TOPICS[name])
                        for name, topic in result_topics.items()
                        if topics.depth or name not in ('grasp_point', 'markers')}
         batcher = FrameBatcher(pipeline, job, ResultWriter(out, connections, media, typestore),
-                               summary, log)
+                               summary, log, executor if job.overlap else None)
         assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',
                  topics.camera_info: 'camera_info'}
@@ -274,18 +283,26 @@ class FrameBatcher:
     """Decodes released frames, runs them in batches and writes their results."""
 
     def __init__(self, pipeline: FramePipeline, job: BagJob, writer: ResultWriter,
-                 summary: BagSummary, log):
-        """Batch up to ``job.batch_size`` frames per backend call."""
+                 summary: BagSummary, log, executor: Optional[ThreadPoolExecutor] = None):
+        """Batch up to ``job.batch_size`` frames per backend call.
+
+        With an ``executor`` (one worker) a batch runs while this thread reads, decodes and
+        writes: the backend call, OpenCV and numpy release the GIL. One batch is in flight
+        at most, so memory stays bounded and results are written in order.
+        """
         self.pipeline, self.job, self.writer = pipeline, job, writer
         self.summary, self.log = summary, log
         self.on_done: Callable[[int], object] = lambda n: None
+        self._executor = executor
         self._batch: List[Tuple[Frame, np.ndarray, str, int]] = []
+        self._inflight: Deque[Tuple[list, Future]] = deque()
         self._actions: Dict[str, Tuple[str, int]] = {}
 
     @property
     def oldest_pending_ns(self) -> Optional[int]:
-        """Receive time of the oldest frame waiting in the batch."""
-        return self._batch[0][0].time_ns if self._batch else None
+        """Receive time of the oldest frame whose results are not written yet."""
+        oldest = self._inflight[0][0] if self._inflight else self._batch
+        return oldest[0][0].time_ns if oldest else None
 
     def add(self, frames: List[Frame]) -> None:
         """Prepare frames; run a batch whenever one is full."""
@@ -296,15 +313,33 @@ class FrameBatcher:
                 continue
             self._batch.append(prepared)
             if len(self._batch) >= self.job.batch_size:
-                self.finish()
+                self._submit()
 
     def finish(self) -> None:
-        """Run the frames waiting in the batch."""
+        """Run the frames still waiting and write every result."""
+        self._submit()
+        while self._inflight:
+            self._write_oldest()
+
+    def _submit(self) -> None:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        frames, rgbs, labels, indices = zip(*batch)
-        results = self.pipeline.run_batch(rgbs, indices, self.job.settings, labels)
+        _, rgbs, labels, indices = zip(*batch)
+        run = partial(self.pipeline.run_batch, rgbs, indices, self.job.settings, labels)
+        if self._executor is not None:
+            future = self._executor.submit(run)
+        else:
+            future = Future()
+            future.set_result(run())
+        self._inflight.append((batch, future))
+        while len(self._inflight) > (1 if self._executor is not None else 0):
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        batch, future = self._inflight.popleft()
+        results = future.result()  # re-raises the batch's exception here
+        frames, rgbs, labels, _ = zip(*batch)
         for frame, rgb, label, outputs in zip(frames, rgbs, labels, results):
             self.writer.write_images(frame, outputs)
             self.summary.frames_out += 1
@@ -357,4 +392,3 @@ class FrameBatcher:
             return
         self.summary.grasp_points += 1
         self.writer.write_grasp_point(frame, result.xyz_m, label)
-

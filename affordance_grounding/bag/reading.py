@@ -62,7 +62,7 @@ def list_topics(reader: AnyReader) -> Dict[str, str]:
 
 
 def describe_topics(topics: Dict[str, str]) -> str:
-    """``/a (sensor_msgs/msg/Image), /b (...)`` or ``none``."""
+    """Format topics as ``/a (sensor_msgs/msg/Image), /b (...)`` or ``none``."""
     return ', '.join(f'{name} ({msgtype})' for name, msgtype in sorted(topics.items())) or 'none'
 
 

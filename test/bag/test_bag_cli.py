@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROS_PACKAGES = ('rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'visualization_msgs',
                 'diagnostic_msgs', 'builtin_interfaces', 'cv_bridge', 'rosidl_runtime_py')
 # Runs the command in a fresh interpreter where importing any ROS package fails.
-NO_ROS_RUNNER = f'''
+NO_ROS_RUNNER = f"""
 import importlib.abc, sys
 class NoRos(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -25,12 +25,12 @@ from affordance_grounding.bag.cli import main
 status = main(sys.argv[1:])
 assert not [name for name in sys.modules if name.split('.')[0] in {ROS_PACKAGES!r}]
 raise SystemExit(status)
-'''
+"""
 
 
 @pytest.fixture(scope='module')
 def recording(tmp_path_factory):
-    """A 4-frame mcap recording with 'hold' commanded from the start."""
+    """Return a 4-frame mcap recording with 'hold' commanded from the start."""
     path = tmp_path_factory.mktemp('cli') / 'recording'
     write_recording(path, RecordingSpec(frames=4))
     return path
@@ -109,8 +109,8 @@ def test_bag_cli_corrupt_and_missing_bags(tmp_path, capsys, tiny_onnx):
     (damaged / 'damaged.db3').write_bytes(bytes(data))
     status, _, err = run_cli(capsys, damaged, '--model', tiny_onnx)
     assert_one_line_error(status, err, 'damaged is damaged after')
-    assert sorted(path.name for path in tmp_path.iterdir()) == ['broken.mcap', 'damaged',
-                                                                 'truncated']
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == ['broken.mcap', 'damaged', 'truncated']
 
 
 def test_bag_cli_unknown_action_and_bad_model(tmp_path, capsys, recording, tiny_onnx):

@@ -1,4 +1,4 @@
-"""affordance_bag end to end: synthetic bags in both storages -> outputs read back -> known answer."""
+"""affordance_bag end to end: synthetic bags in both storages, read back, known answer."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from affordance_grounding.ros.conversions import image_msg_to_array
 from affordance_grounding.runtime.frame_pipeline import OutputSettings
 from affordance_grounding.runtime.grasp import compute_grasp_point
 from bench.bag_recording import (
-    ACTION_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, depth_plane_mm, FRAME_PERIOD_NS, IMAGE_TOPIC,
+    ACTION_TOPIC, COMPRESSED_TOPIC, depth_plane_mm, DEPTH_TOPIC, FRAME_PERIOD_NS, IMAGE_TOPIC,
     INFO_TOPIC, read_topic, RecordingSpec, START_NS, write_recording)
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ def run_job(tmp_path: Path, backend, spec: RecordingSpec, **job_fields):
 
 
 def expected_label(index: int, actions) -> str:
-    """The label active for frame ``index`` given (frame, command) switches."""
+    """Return the label active for frame ``index`` given (frame, command) switches."""
     active = ''
     for start, text in actions:
         if start <= index:
@@ -37,7 +37,7 @@ def expected_label(index: int, actions) -> str:
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_bag_round_trip_matches_the_frame_pipeline(tmp_path, tiny_backend, known_answer,
-                                                  storage):
+                                                   storage):
     actions = ((0, 'hold'), (3, 'Cut with'))  # a switch inside a batch of 4, node spelling
     spec = RecordingSpec(frames=6, actions=actions, with_depth=True, storage=storage)
     rgbs, summary, output = run_job(
@@ -87,7 +87,8 @@ def test_bag_output_has_the_definitions_players_need(tmp_path, tiny_backend):
         assert all(conn.msgdef.data and conn.digest for conn in reader.connections)
         times = [time_ns for _, time_ns, _ in reader.messages()]
     assert types == {IMAGE_TOPIC: 'sensor_msgs/msg/Image', ACTION_TOPIC: 'std_msgs/msg/String',
-                     DEPTH_TOPIC: 'sensor_msgs/msg/Image', INFO_TOPIC: 'sensor_msgs/msg/CameraInfo',
+                     DEPTH_TOPIC: 'sensor_msgs/msg/Image',
+                     INFO_TOPIC: 'sensor_msgs/msg/CameraInfo',
                      '/affordance/heatmap': 'sensor_msgs/msg/Image',
                      '/affordance/grasp_mask': 'sensor_msgs/msg/Image',
                      '/affordance/overlay': 'sensor_msgs/msg/Image',
@@ -104,7 +105,7 @@ def test_bag_compressed_images_match_the_raw_path(tmp_path, tiny_backend, known_
                                                   compression, atol):
     spec = RecordingSpec(frames=3, compression=compression)
     rgbs, summary, output = run_job(tmp_path, tiny_backend, spec, storage='sqlite3',
-                                    topics=InputTopics(COMPRESSED_TOPIC))
+                                    topics=InputTopics(COMPRESSED_TOPIC), overlap=False)
     assert summary.frames_out == 3
     hold = known_answer.labels.index('hold')
     for rgb, (_, msg) in zip(rgbs, read_topic(output, '/affordance/heatmap')):
