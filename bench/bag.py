@@ -10,7 +10,8 @@ alike:
 
 - ``live``: what the node does per frame, one frame at a time in this process: deserialize
   and decode the image, the frame pipeline with the overlay, build and serialize the three
-  image outputs; the backend has the node's settings. 1 / (time per frame) is the highest
+  image outputs; the backend has the node's settings and runs in a thread set up like the
+  node's worker (one torch thread). 1 / (time per frame) is the highest
   rate the node can sustain on this model, without DDS transport.
 - ``offline batch N``: ``affordance_bag`` end to end (read, decode, batched inference,
   write an mcap with the inputs copied), through :func:`run_bag`; the largest batch also
@@ -30,7 +31,8 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.bag import messages
-from affordance_grounding.bag.processing import BagJob, load_backend, run_bag
+from affordance_grounding.bag.processing import (
+    BagJob, load_backend, run_bag, start_inference_thread)
 from affordance_grounding.bag.reading import InputTopics, open_bag
 from affordance_grounding.ros.conversions import compressed_image_msg_to_rgb, image_msg_to_rgb
 from affordance_grounding.runtime.backends import BackendOptions
@@ -106,6 +108,7 @@ def run(config_path: str, frames: int, size: Sequence[int], batches: Sequence[in
     live_backend = create_backend('onnxruntime', model_path, 'cpu',
                                   BackendOptions(cpu_spin_wait=False)).load()  # the node's
     live = FramePipeline(live_backend)
+    live_thread = start_inference_thread(live_backend)  # the node's worker thread set-up
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         spec = RecordingSpec(frames=frames, compression=compression, size=tuple(size))
@@ -118,7 +121,7 @@ def run(config_path: str, frames: int, size: Sequence[int], batches: Sequence[in
                                 batch_size=variant[0], progress=False, overlap=variant[1])
                 for variant in variants}
         backends = {batch: load_backend(jobs[batch, True]) for batch in batches}
-        modes = {'live': lambda: measure_live(live, images)}
+        modes = {'live': lambda: live_thread.submit(measure_live, live, images).result()}
         for batch, overlap in variants:
             name = f'offline batch {batch}' + ('' if overlap else ', no overlap')
             modes[name] = partial(measure_offline, jobs[batch, overlap], backends[batch])

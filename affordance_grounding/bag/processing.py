@@ -10,9 +10,7 @@ reason and skipped; it is never fatal.
 
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -31,6 +29,9 @@ from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipel
 from affordance_grounding.runtime.selection import select_backend
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
+from rosbags.rosbag2 import WriterError
+from rosbags.typesys import TypesysError
+import torch
 from tqdm import tqdm
 
 OUTPUT_TOPICS = {'heatmap': messages.IMAGE, 'grasp_mask': messages.IMAGE,
@@ -95,6 +96,7 @@ class BagSummary:
     skipped: Counter = field(default_factory=Counter)
     grasp_points: int = 0
     grasp_missing: Counter = field(default_factory=Counter)
+    bad_inputs: Counter = field(default_factory=Counter)
     messages_written: Dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     backend: str = ''
@@ -114,6 +116,9 @@ class BagSummary:
                                 for reason, n in sorted(self.grasp_missing.items()))
             lines.append(f'grasp points: {self.grasp_points}'
                          + (f'; none for {missing}' if missing else ''))
+        if self.bad_inputs:
+            lines.append('unreadable messages (ignored): ' + ', '.join(
+                f'{topic} {n}' for topic, n in sorted(self.bad_inputs.items())))
         lines.append(f'wrote {output} ({sum(self.messages_written.values())} messages) in '
                      f'{self.seconds:.1f} s, {self.frames_per_s:.1f} frames/s on {self.backend}')
         return '\n'.join(lines)
@@ -182,16 +187,15 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
                             'output?); choose another --output-prefix or --inputs used')
     image_count = reader.topics[topics.image].msgcount
     fps = job.video_fps or estimate_rate_hz(image_count, reader.duration)
-    executor = (ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference')
-                if job.overlap else nullcontext())
     with OutputBag(job.output_path, job.storage, typestore, job.overwrite) as out, \
-            OverlayMedia(job.png_dir, job.video_path, fps, job.overwrite) as media, executor:
-        passthrough = {id(conn): out.add_passthrough(conn) for conn in copied}
+            OverlayMedia(job.png_dir, job.video_path, fps, job.overwrite) as media, \
+            start_inference_thread(pipeline.backend) as executor:
+        passthrough = add_passthrough_connections(out, copied, log)
         connections = {name: out.add_result(topic, OUTPUT_TOPICS[name])
                        for name, topic in result_topics.items()
                        if topics.depth or name not in ('grasp_point', 'markers')}
         batcher = FrameBatcher(pipeline, job, ResultWriter(out, connections, media, typestore),
-                               summary, log, executor if job.overlap else None)
+                               summary, log, executor)
         assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',
                  topics.camera_info: 'camera_info'}
@@ -215,6 +219,33 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
         media.commit()
 
 
+def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
+    """One worker thread for the frame pipeline, set up like the node's (ros/frame_worker.py).
+
+    Unless PyTorch itself runs the model on the CPU, torch only preprocesses: one torch thread
+    is faster there and leaves the cores to the backend (idle OpenMP threads spinning after
+    a resize slow ONNX Runtime down; docs/benchmarks.md, *Recorded bags*).
+    """
+    torch_on_cpu = backend.name == 'torch' and backend.device == 'cpu'
+    return ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference',
+                              initializer=None if torch_on_cpu else torch.set_num_threads,
+                              initargs=() if torch_on_cpu else (1,))
+
+
+def add_passthrough_connections(out: OutputBag, connections, log) -> Dict[int, object]:
+    """Output connections for the copied inputs, by ``id()`` of the input connection.
+
+    A topic whose type the bag does not define and Jazzy does not know is left out, said once.
+    """
+    copied = {}
+    for conn in connections:
+        try:
+            copied[id(conn)] = out.add_passthrough(conn)
+        except (TypesysError, WriterError) as error:
+            log(f'not copying {conn.topic} ({conn.msgtype}): {error}')
+    return copied
+
+
 def _dispatch(reader, conn, time_ns: int, raw: bytes, role: str, assembler: FrameAssembler,
               summary: BagSummary, bar) -> None:
     """Deserialize one input message and hand it to the assembler (bad ones are counted)."""
@@ -227,7 +258,7 @@ def _dispatch(reader, conn, time_ns: int, raw: bytes, role: str, assembler: Fram
             summary.skipped['bad_message'] += 1
             bar.update(1)
         else:
-            summary.grasp_missing[f'bad_{role}_message'] += 1
+            summary.bad_inputs[conn.topic] += 1
         return
     if role == 'image':
         assembler.add_image(time_ns, msg)
@@ -283,12 +314,12 @@ class FrameBatcher:
     """Decodes released frames, runs them in batches and writes their results."""
 
     def __init__(self, pipeline: FramePipeline, job: BagJob, writer: ResultWriter,
-                 summary: BagSummary, log, executor: Optional[ThreadPoolExecutor] = None):
-        """Batch up to ``job.batch_size`` frames per backend call.
+                 summary: BagSummary, log, executor: ThreadPoolExecutor):
+        """Batch up to ``job.batch_size`` frames per backend call, run on ``executor``.
 
-        With an ``executor`` (one worker) a batch runs while this thread reads, decodes and
-        writes: the backend call, OpenCV and numpy release the GIL. One batch is in flight
-        at most, so memory stays bounded and results are written in order.
+        With ``job.overlap`` a batch runs while this thread reads, decodes and writes (the
+        backend call, OpenCV and numpy release the GIL); one batch is in flight at most, so
+        memory stays bounded and results are written in order.
         """
         self.pipeline, self.job, self.writer = pipeline, job, writer
         self.summary, self.log = summary, log
@@ -326,14 +357,9 @@ class FrameBatcher:
             return
         batch, self._batch = self._batch, []
         _, rgbs, labels, indices = zip(*batch)
-        run = partial(self.pipeline.run_batch, rgbs, indices, self.job.settings, labels)
-        if self._executor is not None:
-            future = self._executor.submit(run)
-        else:
-            future = Future()
-            future.set_result(run())
-        self._inflight.append((batch, future))
-        while len(self._inflight) > (1 if self._executor is not None else 0):
+        self._inflight.append((batch, self._executor.submit(
+            self.pipeline.run_batch, rgbs, indices, self.job.settings, labels)))
+        while len(self._inflight) > (1 if self.job.overlap else 0):
             self._write_oldest()
 
     def _write_oldest(self) -> None:

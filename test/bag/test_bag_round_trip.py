@@ -154,7 +154,7 @@ class FailingBackend:
 
     def __init__(self, backend):
         self._backend, self.calls = backend, 0
-        self.metadata = backend.metadata
+        self.metadata, self.name, self.device = backend.metadata, backend.name, backend.device
 
     def describe(self):
         return 'failing test backend'

@@ -136,3 +136,21 @@ def test_estimate_rate_hz():
     assert estimate_rate_hz(31, 1_000_000_000) == pytest.approx(30.0)
     assert estimate_rate_hz(1, 0) == 30.0
     assert estimate_rate_hz(10_000, 1) == 120.0
+
+
+def test_topics_of_unknown_types_without_definitions_are_left_out(tmp_path):
+    from affordance_grounding.bag.output import OutputBag
+    from affordance_grounding.bag.processing import add_passthrough_connections
+
+    def connection(topic, msgtype, definition=''):
+        return SimpleNamespace(topic=topic, msgtype=msgtype, digest='',
+                               msgdef=SimpleNamespace(data=definition),
+                               ext=SimpleNamespace(serialization_format='cdr',
+                                                   offered_qos_profiles=[]))
+    known, unknown = connection('/a', messages.STRING), connection('/b', 'my_pkg/msg/Thing')
+    logged = []
+    with OutputBag(tmp_path / 'out', 'mcap', TYPESTORE) as out:
+        copied = add_passthrough_connections(out, [known, unknown], logged.append)
+    assert list(copied) == [id(known)]
+    assert len(logged) == 1 and '/b (my_pkg/msg/Thing)' in logged[0]
+    assert not (tmp_path / 'out').exists()  # never committed: nothing left behind
