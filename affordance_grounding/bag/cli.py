@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--backend', default='auto',
                        choices=('auto', 'tensorrt', 'torch', 'onnxruntime'))
     model.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    model.add_argument('--batch', type=int, default=8, help='frames per model call')
+    model.add_argument('--batch', type=int,
+                       help='frames per model call (default: 8 on a GPU, 1 on the CPU)')
     model.add_argument('--no-overlap', action='store_true',
                        help='do not read and decode the next batch while the model runs')
     model.add_argument('--heatmap-resolution', default='input', choices=('input', 'model'))

@@ -10,7 +10,7 @@ reason and skipped; it is never fatal.
 
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -52,7 +52,7 @@ class BagJob:
         action: Action active before the first action message ('' = idle until one).
         backend: ``auto`` or a backend name (runtime/selection.py).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        batch_size: Frames per backend call.
+        batch_size: Frames per backend call; None: :func:`choose_batch_size`.
         storage: ``mcap`` or ``sqlite3``.
         output_prefix: Namespace of the output topics (the node's is ``/affordance``).
         copy_inputs: Input topics copied to the output: ``all``, ``used`` or ``none``.
@@ -73,7 +73,7 @@ class BagJob:
     action: str = ''
     backend: str = 'auto'
     device: str = 'auto'
-    batch_size: int = 8
+    batch_size: Optional[int] = None
     storage: str = 'mcap'
     output_prefix: str = '/affordance'
     copy_inputs: str = 'all'
@@ -124,10 +124,24 @@ class BagSummary:
         return '\n'.join(lines)
 
 
+GPU_BATCH_SIZE = 8
+
+
+def choose_batch_size(requested: Optional[int], backend: InferenceBackend) -> int:
+    """``requested``, else 8 frames per call on a GPU and 1 on the CPU.
+
+    On the CPU the backends are compute-bound: a batch costs as much per frame as single
+    frames, and only delays the results (docs/benchmarks.md, *Recorded bags*).
+    """
+    if requested is not None:
+        return requested
+    return 1 if backend.device == 'cpu' else GPU_BATCH_SIZE
+
+
 def load_backend(job: BagJob) -> InferenceBackend:
     """Select and load the backend for the job (errors name the fix, see selection.py)."""
     # No spinning between runs: decoding and postprocessing need the cores then (as the node).
-    options = BackendOptions(max_batch=max(1, job.batch_size), cpu_spin_wait=False)
+    options = BackendOptions(max_batch=job.batch_size or GPU_BATCH_SIZE, cpu_spin_wait=False)
     return select_backend(job.backend, job.model_path, job.device, options)
 
 
@@ -145,7 +159,7 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
         BagOutputError: The output exists or cannot be created.
         ModelFileError, BackendUnavailableError: The model cannot be loaded here.
     """
-    if job.batch_size < 1:
+    if job.batch_size is not None and job.batch_size < 1:
         raise BagInputError(f'--batch must be at least 1, got {job.batch_size}')
     if job.copy_inputs not in COPY_CHOICES:
         raise BagInputError(f'--inputs must be one of {COPY_CHOICES}, got {job.copy_inputs!r}')
@@ -155,6 +169,7 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
         topics = resolve_topics(reader, job.topics)
         backend = backend or load_backend(job)
         pipeline = FramePipeline(backend)
+        job = replace(job, batch_size=choose_batch_size(job.batch_size, backend))
         if job.action:
             parse_or_raise(job.action, pipeline.labels)
         summary = BagSummary(backend=backend.describe())

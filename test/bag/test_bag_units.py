@@ -154,3 +154,11 @@ def test_topics_of_unknown_types_without_definitions_are_left_out(tmp_path):
     assert list(copied) == [id(known)]
     assert len(logged) == 1 and '/b (my_pkg/msg/Thing)' in logged[0]
     assert not (tmp_path / 'out').exists()  # never committed: nothing left behind
+
+
+def test_choose_batch_size_batches_on_gpus_only():
+    from affordance_grounding.bag.processing import choose_batch_size
+
+    assert choose_batch_size(None, SimpleNamespace(device='cpu')) == 1
+    assert choose_batch_size(None, SimpleNamespace(device='cuda:0')) == 8
+    assert choose_batch_size(3, SimpleNamespace(device='cpu')) == 3
