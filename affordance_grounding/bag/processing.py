@@ -128,7 +128,7 @@ GPU_BATCH_SIZE = 8
 
 
 def choose_batch_size(requested: Optional[int], backend: InferenceBackend) -> int:
-    """``requested``, else 8 frames per call on a GPU and 1 on the CPU.
+    """Return ``requested``, else 8 frames per call on a GPU and 1 on the CPU.
 
     On the CPU the backends are compute-bound: a batch costs as much per frame as single
     frames, and only delays the results (docs/benchmarks.md, *Recorded bags*).
