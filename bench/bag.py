@@ -13,6 +13,8 @@ alike:
   image outputs; the backend has the node's settings and runs in a thread set up like the
   node's worker (one torch thread). 1 / (time per frame) is the highest
   rate the node can sustain on this model, without DDS transport.
+- ``live, main thread``: the same from the main thread (two torch threads for the resize).
+- ``inference only, batch N``: ``backend.infer`` alone on random batches, per frame.
 - ``offline batch N``: ``affordance_bag`` end to end (read, decode, batched inference,
   write an mcap with the inputs copied), through :func:`run_bag`; the largest batch also
   without overlapping inference with reading and writing (``--no-overlap``).
@@ -42,6 +44,7 @@ from bench.bag_recording import COMPRESSED_TOPIC, IMAGE_TOPIC, RecordingSpec, wr
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.timing import load_average, write_report
+import numpy as np
 
 DEFAULT_CONFIG = 'config/model_synthetic.yaml'
 
@@ -74,6 +77,17 @@ def measure_live(pipeline: FramePipeline, images: Sequence[tuple]) -> float:
     return time.perf_counter() - start
 
 
+def measure_inference(backend, frames: int, batch: int) -> float:
+    """Seconds of ``backend.infer`` alone for ``frames`` frames in batches of ``batch``."""
+    size = backend.metadata.image_size
+    images = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+    calls = -(-frames // batch)
+    start = time.perf_counter()
+    for _ in range(calls):
+        backend.infer(images)
+    return (time.perf_counter() - start) * frames / (calls * batch)
+
+
 def measure_offline(job: BagJob, backend) -> float:
     """Seconds of one ``affordance_bag`` run (the output is deleted afterwards)."""
     start = time.perf_counter()
@@ -100,6 +114,10 @@ def measure_node_rate(model_path: str, frame, rate_hz: float, seconds: float,
         rclpy.try_shutdown()
 
 
+def _in_thread(thread, function, *args) -> float:
+    return thread.submit(function, *args).result()
+
+
 def run(config_path: str, frames: int, size: Sequence[int], batches: Sequence[int],
         rounds: int, compression: str, node_seconds: float, cache_dir: str) -> dict:
     """Measure every mode; returns the JSON-ready report."""
@@ -121,7 +139,11 @@ def run(config_path: str, frames: int, size: Sequence[int], batches: Sequence[in
                                 batch_size=variant[0], progress=False, overlap=variant[1])
                 for variant in variants}
         backends = {batch: load_backend(jobs[batch, True]) for batch in batches}
-        modes = {'live': lambda: live_thread.submit(measure_live, live, images).result()}
+        modes = {'live': lambda: live_thread.submit(measure_live, live, images).result(),
+                 'live, main thread': partial(measure_live, live, images)}
+        for batch in batches:
+            modes[f'inference only, batch {batch}'] = partial(
+                _in_thread, live_thread, measure_inference, backends[batch], frames, batch)
         for batch, overlap in variants:
             name = f'offline batch {batch}' + ('' if overlap else ', no overlap')
             modes[name] = partial(measure_offline, jobs[batch, overlap], backends[batch])

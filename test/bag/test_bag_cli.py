@@ -137,3 +137,13 @@ def test_bag_module_entry_point_prints_usage(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'affordance_grounding.bag', '--help'],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and '--image-topic' in result.stdout
+
+
+def test_bag_cli_interrupt_is_one_line(tmp_path, capsys, monkeypatch, recording):
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr('affordance_grounding.bag.cli.run_bag', interrupted)
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', 'x.onnx')
+    assert status == 130 and err.strip() == (
+        f'affordance_bag: interrupted; nothing was written to {tmp_path / "out"}')
