@@ -24,6 +24,7 @@ def test_colcon_build_installs_console_scripts(colcon_install):
     assert (scripts / 'affordance_import_official').is_file()
     assert (scripts / 'build_engine').is_file()
     assert (scripts / 'affordance_node').is_file()
+    assert (scripts / 'affordance_bag').is_file()
 
 
 def test_colcon_install_is_importable_and_indexed(colcon_install):
