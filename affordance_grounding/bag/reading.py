@@ -10,7 +10,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 from affordance_grounding.bag.messages import (
     CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, load_typestore, STRING)
-from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.highlevel import AnyReader
 
 DEFAULT_ACTION_TOPIC = '/affordance/action'
 
@@ -47,12 +47,13 @@ def open_bag(path: Path) -> AnyReader:
     if path.suffix == '.bag':
         raise BagInputError(f'{path} is a ROS 1 bag; convert it first: '
                             f'rosbags-convert --src {path} --dst {path.with_suffix("")}')
-    reader = AnyReader([path], default_typestore=load_typestore())
     try:
+        reader = AnyReader([path], default_typestore=load_typestore())
         reader.open()
-    except (AnyReaderError, OSError, ValueError, KeyError) as error:
+    except Exception as error:  # noqa: B902 - storages, YAML and sqlite fail in their own ways
+        reason = ' '.join(str(error).split())  # YAML errors span several lines
         raise BagInputError(f'cannot read {path} as a rosbag2 (sqlite3 or mcap): '
-                            f'{error}') from None
+                            f'{reason or type(error).__name__}') from None
     return reader
 
 

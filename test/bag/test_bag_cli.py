@@ -102,6 +102,12 @@ def test_bag_cli_corrupt_and_missing_bags(tmp_path, capsys, tiny_onnx):
     assert_one_line_error(status, err, 'cannot read')
     status, _, err = run_cli(capsys, tmp_path / 'nowhere', '--model', tiny_onnx)
     assert_one_line_error(status, err, 'does not exist')
+    (tmp_path / 'bad_metadata').mkdir()
+    (tmp_path / 'bad_metadata' / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    (tmp_path / 'empty').mkdir()
+    for name in ('bad_metadata', 'empty'):
+        status, _, err = run_cli(capsys, tmp_path / name, '--model', tiny_onnx)
+        assert_one_line_error(status, err, f'cannot read {tmp_path / name}')
     damaged = tmp_path / 'damaged'  # sqlite finds the damage only when it reads that page
     write_recording(damaged, RecordingSpec(frames=20, storage='sqlite3'))
     data = bytearray((damaged / 'damaged.db3').read_bytes())
@@ -110,7 +116,7 @@ def test_bag_cli_corrupt_and_missing_bags(tmp_path, capsys, tiny_onnx):
     status, _, err = run_cli(capsys, damaged, '--model', tiny_onnx)
     assert_one_line_error(status, err, 'damaged is damaged after')
     left = sorted(path.name for path in tmp_path.iterdir())
-    assert left == ['broken.mcap', 'damaged', 'truncated']
+    assert left == ['bad_metadata', 'broken.mcap', 'damaged', 'empty', 'truncated']
 
 
 def test_bag_cli_unknown_action_and_bad_model(tmp_path, capsys, recording, tiny_onnx):
@@ -147,3 +153,13 @@ def test_bag_cli_interrupt_is_one_line(tmp_path, capsys, monkeypatch, recording)
     status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', 'x.onnx')
     assert status == 130 and err.strip() == (
         f'affordance_bag: interrupted; nothing was written to {tmp_path / "out"}')
+
+
+def test_bag_cli_internal_error_is_one_line(tmp_path, capsys, monkeypatch, recording):
+    def broken(job):
+        raise RuntimeError('device lost')
+
+    monkeypatch.setattr('affordance_grounding.bag.cli.run_bag', broken)
+    status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', 'x.onnx')
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "RuntimeError('device lost')" in err and '--verbose' in err
