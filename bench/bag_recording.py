@@ -54,6 +54,7 @@ class RecordingSpec:
         with_depth: Record depth (same stamp as colour, received 30 ms later) and CameraInfo.
         bad_frames: Frame indices recorded with a too-short data array (a bad image).
         garbled_frames: Frame indices whose serialized message is cut to 12 bytes.
+        garbled_depth: Frame indices whose depth message is cut to 12 bytes.
         storage: ``mcap`` or ``sqlite3``.
         size: (width, height) of the frames.
     """
@@ -64,6 +65,7 @@ class RecordingSpec:
     with_depth: bool = False
     bad_frames: tuple = ()
     garbled_frames: tuple = ()
+    garbled_depth: tuple = ()
     storage: str = 'mcap'
     size: tuple = (128, 96)
 
@@ -104,8 +106,9 @@ def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
             if spec.with_depth:
                 depth = messages.to_image_msg(typestore, depth_plane_mm(*rgb.shape[:2]),
                                               '16UC1', header(typestore, index))
+                data = typestore.serialize_cdr(depth, messages.IMAGE)
                 writer.write(depth_conn, time_ns + 30_000_000,
-                             typestore.serialize_cdr(depth, messages.IMAGE))
+                             data[:12] if index in spec.garbled_depth else data)
                 writer.write(info_conn, time_ns + 1_000,
                              typestore.serialize_cdr(camera_info(typestore, rgb, index),
                                                      messages.CAMERA_INFO))

@@ -175,3 +175,15 @@ def test_bag_failure_leaves_no_partial_output(tmp_path, tiny_backend):
                        video_path=video, png_dir=tmp_path / 'png'),
                 backend=FailingBackend(tiny_backend))
     assert sorted(path.name for path in tmp_path.iterdir()) == ['recording']
+
+
+def test_bag_unreadable_depth_is_counted_and_the_frame_kept(tmp_path, tiny_backend):
+    spec = RecordingSpec(frames=3, with_depth=True, garbled_depth=(1,))
+    _, summary, output = run_job(tmp_path, tiny_backend, spec,
+                                 topics=InputTopics(None, None, DEPTH_TOPIC, INFO_TOPIC))
+    assert summary.frames_out == 3 and dict(summary.bad_inputs) == {DEPTH_TOPIC: 1}
+    assert summary.grasp_missing['no_depth'] == 1
+    point_times = [time_ns for time_ns, _ in read_topic(output, '/affordance/grasp_point')]
+    assert START_NS + FRAME_PERIOD_NS not in point_times
+    text = summary.describe(output, with_3d=True)
+    assert f'unreadable messages (ignored): {DEPTH_TOPIC} 1' in text
