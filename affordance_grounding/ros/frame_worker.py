@@ -9,21 +9,21 @@ the output always belongs to the newest image. Per-frame problems are counted an
 from dataclasses import dataclass, field
 import threading
 import time
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from affordance_grounding.ros.conversions import (
     array_to_image_msg, image_msg_to_array, image_msg_to_rgb, ImageConversionError)
 from affordance_grounding.ros.health import NodeHealth
-from affordance_grounding.ros.messages import to_grasp_markers, to_point_stamped
+from affordance_grounding.ros.messages import (
+    to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 from affordance_grounding.ros.pairing import StampedBuffer
 from affordance_grounding.ros.params import COLORMAPS, NodeConfig
 from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline, OutputSettings
-from affordance_grounding.runtime.grasp import (
-    check_depth_matches_image, compute_grasp_point, depth_to_metres, intrinsics_from_k)
+from affordance_grounding.runtime.grasp3d import compute_3d_outputs
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
-import cv2
 from sensor_msgs.msg import CameraInfo, Image
 import torch
+from visualization_msgs.msg import MarkerArray
 
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
@@ -56,6 +56,8 @@ class OutputPublishers:
     overlay: object
     grasp_point: Optional[object] = None
     markers: Optional[object] = None
+    affordance_cloud: Optional[object] = None
+    grasp_pose: Optional[object] = None
 
 
 def stamp_to_ns(stamp) -> int:
@@ -143,8 +145,7 @@ class FrameWorker(threading.Thread):
         timings = dict(outputs.timings_s, conversion=decoded - start,
                        publish=published - computed)
         if self.publishers.grasp_point is not None:
-            self._publish_grasp_point(msg, outputs, action)
-            timings['grasp_point'] = time.perf_counter() - published
+            timings.update(self._publish_3d(msg, outputs, action))
         self.health.count_output(timings, self._seconds_since(msg.header.stamp))
 
     def _publish_images(self, msg: Image, outputs: FrameOutputs) -> None:
@@ -154,39 +155,56 @@ class FrameWorker(threading.Thread):
             self.publishers.overlay.publish(
                 array_to_image_msg(outputs.overlay, 'bgr8', msg.header))
 
-    def _publish_grasp_point(self, msg: Image, outputs: FrameOutputs, action: str) -> None:
-        """Pair depth by stamp, back-project the grasp region, publish point and markers."""
+    def _publish_3d(self, msg: Image, outputs: FrameOutputs, action: str) -> Dict[str, float]:
+        """Pair depth by stamp, run the 3D chain, publish point, cloud, pose and markers.
+
+        Returns the 3D stage timings (``depth``: pairing and decoding; ``grasp_point`` and
+        ``grasp_pose`` from the chain; ``publish_3d``), or {} when nothing could be computed.
+        """
+        start = time.perf_counter()
         state = self.state
         info = state.camera_info
         if info is None:
             self._report('no_camera_info', 'enable_3d is set but no camera_info has arrived; '
                          "remap camera_info to the colour camera's CameraInfo topic")
-            return
+            return {}
         slop_ns = int(state.config.sync_slop_s * 1e9)
         depth_msg = state.depth.closest(stamp_to_ns(msg.header.stamp), slop_ns)
         if depth_msg is None:
             self._report('no_depth', 'no depth image within sync_slop_s='
                          f'{state.config.sync_slop_s} s of the colour stamp; is depth '
                          'published and aligned to colour?')
-            return
+            return {}
         try:
             depth, encoding = image_msg_to_array(depth_msg)
-            depth_m = depth_to_metres(depth, encoding)
-            image_hw = (int(msg.height), int(msg.width))
-            check_depth_matches_image(depth_m.shape, image_hw)
-            mask = outputs.mask
-            if mask.shape != image_hw:  # heatmap_resolution=model: back to camera pixels
-                mask = cv2.resize(mask, image_hw[::-1], interpolation=cv2.INTER_NEAREST)
-            k = intrinsics_from_k(info.k)
-            result = compute_grasp_point(mask, depth_m, k.fx, k.fy, k.cx, k.cy)
+            decoded = time.perf_counter()
+            result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
+                                        (int(msg.height), int(msg.width)), info.k)
         except ValueError as error:  # ImageConversionError is a ValueError too
             self._report('bad_depth', f'no grasp point: {error}')
-            return
-        if result.xyz_m is None:
-            self._report('no_grasp_point', f'no grasp point: {result.reason}')
-            return
-        self.publishers.grasp_point.publish(to_point_stamped(msg.header, result.xyz_m))
-        self.publishers.markers.publish(to_grasp_markers(msg.header, result.xyz_m, action))
+            return {}
+        computed = time.perf_counter()
+        publishers = self.publishers
+        markers = []
+        if result.point.xyz_m is None:
+            self._report('no_grasp_point', f'no grasp point: {result.point.reason}')
+        else:
+            publishers.grasp_point.publish(to_point_stamped(msg.header, result.point.xyz_m))
+            markers += to_grasp_markers(msg.header, result.point.xyz_m, action).markers
+        cloud = result.cloud
+        if len(cloud.points) and publishers.affordance_cloud.get_subscription_count() > 0:
+            publishers.affordance_cloud.publish(
+                to_point_cloud(msg.header, cloud.points, cloud.intensity))
+        pose = result.pose
+        if pose.pose is None:
+            self._report(f'grasp_pose_{pose.reason}', f'no grasp pose: {pose.detail}')
+        else:
+            publishers.grasp_pose.publish(to_pose_stamped(msg.header, pose.pose))
+        markers += to_grasp_pose_markers(msg.header, pose.pose).markers
+        if result.point.xyz_m is not None:
+            publishers.markers.publish(MarkerArray(markers=markers))
+        return dict(result.timings_s, depth=decoded - start,
+                    publish_3d=time.perf_counter() - computed)
 
     def _seconds_since(self, stamp) -> float:
         return (self._node.get_clock().now().nanoseconds - stamp_to_ns(stamp)) / 1e9

@@ -12,20 +12,22 @@ from typing import Callable, Dict, List, Optional
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.conversions import array_to_image_msg
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'grasp_point')
+STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'depth',
+              'grasp_point', 'grasp_pose', 'publish_3d')
 # topic (relative to the namespace) -> (type, QoS); '/diagnostics' is absolute.
 OUTPUTS = {
     'heatmap': (Image, qos.RELIABLE), 'grasp_mask': (Image, qos.RELIABLE),
     'overlay': (Image, qos.RELIABLE), 'grasp_point': (PointStamped, qos.RELIABLE),
     'markers': (MarkerArray, qos.RELIABLE), 'active_action': (String, qos.LATCHED),
+    'affordance_cloud': (PointCloud2, qos.RELIABLE), 'grasp_pose': (PoseStamped, qos.RELIABLE),
     '/diagnostics': (DiagnosticArray, 10),
 }
 

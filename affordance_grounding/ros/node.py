@@ -25,14 +25,14 @@ from affordance_grounding.runtime.latest_mailbox import LatestMailbox
 from affordance_grounding.runtime.selection import select_backend
 from affordance_grounding.vocabulary import LABEL_SETS, parse_action_command
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
@@ -148,6 +148,8 @@ class AffordanceNode(LifecycleNode):
         if config.enable_3d:
             self._output_pubs.grasp_point = publisher(PointStamped, 'grasp_point')
             self._output_pubs.markers = publisher(MarkerArray, 'markers')
+            self._output_pubs.affordance_cloud = publisher(PointCloud2, 'affordance_cloud')
+            self._output_pubs.grasp_pose = publisher(PoseStamped, 'grasp_pose')
         self._active_action_pub = publisher(String, 'active_action', qos.LATCHED)
 
     def _create_subscriptions(self, config: NodeConfig) -> None:
