@@ -30,7 +30,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 MIN_POSE_POINTS = 30
-MAX_FIT_POINTS = 8192  # a strided subsample bounds the fit cost on large VGA regions
+MAX_FIT_POINTS = 2048  # a strided subsample bounds the fit cost on large VGA regions
 DEPTH_GATE_SIGMAS = 4.0
 MIN_DEPTH_GATE_M = 0.01
 TRIM_ROUNDS = 2
@@ -123,19 +123,23 @@ def fit_plane(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, n
         inlier mask (N,))``; the first eigenvector is the plane normal.
     """
     inliers = np.ones(len(points), bool)
+    chosen = points
     for round_ in range(TRIM_ROUNDS + 1):
-        chosen = points[inliers]
         centroid = chosen.mean(axis=0)
-        centred = chosen - centroid
-        eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred / len(chosen))
+        # E[p p^T] - c c^T: no centred copy; float64 keeps the cancellation harmless at
+        # metre-scale coordinates and millimetre-scale spreads.
+        covariance = chosen.T @ chosen / len(chosen) - np.outer(centroid, centroid)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         if round_ == TRIM_ROUNDS:
             break
-        residual = (points - centroid) @ eigenvectors[:, 0]  # (N,) signed distance
-        sigma = robust_sigma(residual[inliers])
-        keep = np.abs(residual) <= max(TRIM_SIGMAS * sigma, MIN_TRIM_DISTANCE_M)
-        if keep.sum() < MIN_POSE_POINTS or keep.sum() == inliers.sum():
+        normal = eigenvectors[:, 0]
+        residual = points @ normal - centroid @ normal  # (N,) signed distance
+        limit = max(TRIM_SIGMAS * robust_sigma(residual[inliers]), MIN_TRIM_DISTANCE_M)
+        keep = np.abs(residual) <= limit
+        kept = int(np.count_nonzero(keep))
+        if kept < MIN_POSE_POINTS or np.array_equal(keep, inliers):
             break
-        inliers = keep
+        inliers, chosen = keep, points[keep]
     return centroid, np.maximum(eigenvalues, 0.0), eigenvectors, inliers
 
 
