@@ -96,13 +96,13 @@ def test_resolve_label_index_unknown_action_lists_labels():
     ('   ', ('', -1)),
 ])
 def test_parse_action_command_normalises_and_resolves(text, expected):
-    assert parse_action_command(text, AGD20K_SEEN) == expected
+    assert parse_action_command(text, AGD20K_SEEN).key == expected
 
 
 @pytest.mark.parametrize('text, fragment', [
     ('fly', "unknown action 'fly'"),
     ('x' * 65, 'longer than the limit of 64'),
-    ('hold hold', "unknown action 'hold_hold'"),
+    ('hold hold', "unknown action 'hold hold'"),
 ])
 def test_parse_action_command_rejects_unknown_and_overlong(text, fragment):
     with pytest.raises(ValueError, match=fragment) as error:

@@ -23,7 +23,8 @@ from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
 from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.vocabulary import LABEL_SETS, parse_action_command
+from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.vocabulary import ActionCommand, LABEL_SETS, parse_action_command
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -74,6 +75,8 @@ class AffordanceNode(LifecycleNode):
         self.failure = ''
         self._output_pubs: Optional[OutputPublishers] = None
         self._active_action_pub = None
+        self._text_matcher = None
+        self._action_description = ''
         self._input_subs: List = []
         self._worker: Optional[FrameWorker] = None
         self._parameter_handle = None
@@ -86,13 +89,15 @@ class AffordanceNode(LifecycleNode):
             config = declare_and_read(self)
             self._start_diagnostics(config.diagnostic_period)
             self.backend = load_backend(config)
-            command = parse_action_command(config.default_action, self.backend.metadata.labels)
+            self._text_matcher = self._load_text_matcher(config)
+            command = self._parse_action(config.default_action, config)
         except CONFIGURE_ERRORS as error:
             self.failure = f'configure failed: {error}'
             self.phase = 'unconfigured'
             self.get_logger().error(self.failure)
             return TransitionCallbackReturn.FAILURE
-        self.state = SharedState(config, command)
+        self.state = SharedState(config, command.key)
+        self._action_description = command.describe()
         self._create_publishers(config)
         self._parameter_handle = self.add_on_set_parameters_callback(self._on_set_parameters)
         self.failure, self.phase = '', 'inactive'
@@ -108,7 +113,7 @@ class AffordanceNode(LifecycleNode):
         self._worker.start()
         self._create_subscriptions(self.state.config)
         result = super().on_activate(state)
-        self._active_action_pub.publish(String(data=self.state.command[0]))
+        self._active_action_pub.publish(String(data=self._action_description))
         self._log_topics()
         self.phase = 'active'
         return result
@@ -197,6 +202,7 @@ class AffordanceNode(LifecycleNode):
         if self.backend is not None:
             self.backend.close()
         self.backend, self.state, self.phase = None, None, 'unconfigured'
+        self._text_matcher = None
 
     def _on_image(self, msg: Image) -> None:
         self.health.count_input()
@@ -208,9 +214,28 @@ class AffordanceNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.state.camera_info = msg
 
+    def _load_text_matcher(self, config: NodeConfig):
+        """The CLIP text fallback for action phrases, when ``<model>.text.onnx`` exists."""
+        model_path = os.path.expanduser(config.model_path)
+        path = text_model_path(model_path)
+        try:
+            matcher = load_label_matcher(model_path, self.backend.metadata.labels)
+        except Exception as error:  # noqa: B902 - optional feature: report, run without it
+            self.get_logger().warning(f'action phrases: cannot load {path} ({error}); '
+                                      'only labels and synonyms are understood')
+            return None
+        self.get_logger().info(f'action phrases: labels, synonyms'
+                               + (f' and CLIP text similarity ({path})' if matcher else
+                                  f' (no {path.name}: no text-similarity fallback)'))
+        return matcher
+
+    def _parse_action(self, text: str, config: NodeConfig) -> ActionCommand:
+        return parse_action_command(text, self.backend.metadata.labels, self._text_matcher,
+                                    config.action_min_text_similarity)
+
     def _on_action(self, msg: String) -> None:
         try:
-            command = parse_action_command(msg.data, self.backend.metadata.labels)
+            command = self._parse_action(msg.data, self.state.config)
         except ValueError as error:
             if self.health.problems.report('bad_action', str(error)):
                 self.get_logger().warning(f'[bad_action] rejected action command: {error}; '
@@ -218,18 +243,19 @@ class AffordanceNode(LifecycleNode):
             return
         self._set_command(command)
 
-    def _set_command(self, command) -> None:
-        if command == self.state.command:
+    def _set_command(self, command: ActionCommand) -> None:
+        if command.describe() == self._action_description:
             return
-        self.state.command = command
-        self._active_action_pub.publish(String(data=command[0]))
-        self.get_logger().info(f'action: {command[0] or "idle"}')
+        self.state.command = command.key
+        self._action_description = command.describe()
+        self._active_action_pub.publish(String(data=self._action_description))
+        self.get_logger().info(f'action: {self._action_description or "idle"}')
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
         try:
             config = update_config(self.state.config, changes)
-            command = parse_action_command(config.default_action, self.backend.metadata.labels)
+            command = self._parse_action(config.default_action, config)
         except (ParameterError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.state.config = config

@@ -42,6 +42,8 @@ class NodeConfig:
         calibration: ``none``, ``clip`` or ``clip_local_mean``.
         labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
         default_action: Action used until one arrives on ``action``; empty = idle.
+        action_min_text_similarity: Smallest CLIP text cosine at which an unknown action
+            phrase maps to its nearest label (needs ``<model>.text.onnx``).
         heatmap_resolution: ``input`` (camera resolution) or ``model`` (network size).
         mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
         mask_largest_component: Keep only the largest connected region of the mask.
@@ -65,6 +67,7 @@ class NodeConfig:
     calibration: str = 'clip'
     labels: str = 'seen'
     default_action: str = ''
+    action_min_text_similarity: float = 0.8
     heatmap_resolution: str = 'input'
     mask_threshold: float = 0.5
     mask_largest_component: bool = True
@@ -94,7 +97,8 @@ class NodeConfig:
         if not DEVICE_PATTERN.match(self.device):
             raise ParameterError(f'parameter device={self.device!r} is invalid; expected cuda, '
                                  'cuda:N (e.g. cuda:0), cpu or auto')
-        for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0)):
+        for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0),
+                                ('action_min_text_similarity', -1.0, 1.0)):
             _check_range(name, getattr(self, name), low, high, '[{low}, {high}]')
         for name in ('max_rate_hz', 'max_image_age_s'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
@@ -136,6 +140,8 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
     'default_action': ('Action used until one arrives on the action topic; empty = idle',
                        False),
+    'action_min_text_similarity': ('Smallest CLIP text cosine mapping an unknown action phrase '
+                                   'to its nearest label (needs <model>.text.onnx)', False),
     'heatmap_resolution': ('Output resolution: input (camera) | model (network)', True),
     'mask_threshold': ('Heatmap value in [0, 1] at which a pixel joins the grasp mask', False),
     'mask_largest_component': ('Keep only the largest connected grasp region', False),

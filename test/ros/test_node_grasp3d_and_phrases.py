@@ -1,15 +1,18 @@
-"""The node's 3D outputs over real DDS: region cloud and grasp pose, with the input header.
+"""The node over real DDS: region cloud and grasp pose with the input header; action phrases.
 
-The node runs in its own process (synthetic-pretrained model, ONNX Runtime CPU, 3D on); the
-depth is a ray-cast tilted plane, so the pose has a known answer.
+The node runs in its own process (synthetic-pretrained model with its CLIP text tower next to
+it, ONNX Runtime CPU, 3D on); the depth is a ray-cast tilted plane, so the pose has a known
+answer. Every test sets the action it needs.
 """
 
+import shutil
 import time
 
 from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
 from affordance_grounding.ros.messages import CLOUD_DTYPE
 from affordance_grounding.ros.node_process import NodeProcess
+from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
 import cv2
 import numpy as np
 import pytest
@@ -25,11 +28,22 @@ FRAME = 'camera_color_optical_frame'
 
 
 @pytest.fixture(scope='module')
-def node(synthetic_onnx, tmp_path_factory):
-    """Yield the node under test with 3D on and the action set at start-up."""
+def model_with_text_tower(synthetic_onnx, tmp_path_factory):
+    """A copy of the synthetic model with ``<model>.text.onnx`` next to it."""
+    from training.export import export_text_tower
+
+    model = tmp_path_factory.mktemp('model_with_text') / 'synthetic.onnx'
+    shutil.copyfile(synthetic_onnx, model)
+    export_text_tower('config/model_synthetic.yaml', str(text_model_path(str(model))))
+    return model
+
+
+@pytest.fixture(scope='module')
+def node(model_with_text_tower, tmp_path_factory):
+    """Yield the node under test with 3D on; every phrase passes the text threshold."""
     process = NodeProcess(tmp_path_factory.mktemp('node3d') / 'node.log', {
-        'model_path': str(synthetic_onnx), 'device': 'cpu', 'enable_3d': True,
-        'max_rate_hz': 0.0, 'diagnostic_period': 0.5, 'default_action': 'hold'})
+        'model_path': str(model_with_text_tower), 'device': 'cpu', 'enable_3d': True,
+        'max_rate_hz': 0.0, 'diagnostic_period': 0.5, 'action_min_text_similarity': -1.0})
     process.wait_for_log('out /affordance/grasp_pose')
     yield process
     assert process.stop() == 0, process.log()
@@ -69,6 +83,19 @@ def same_stamp(header):
         header.stamp.sec, header.stamp.nanosec)
 
 
+def use_action(client, text: str, description: str, timeout_s: float = 20.0) -> None:
+    """Send an action command; wait until the newest active_action is what it understood."""
+    client.send_action(text)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        latest = client.messages('active_action')[-1:]
+        if latest and latest[0].data == description:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'active_action never became {description!r}: {latest}')
+        time.sleep(0.05)
+
+
 def send_frame(client, depth: np.ndarray):
     """Publish depth, wait until the node has it (camera_info too), then the colour image."""
     header = client.make_header(FRAME)
@@ -86,6 +113,7 @@ def decode_cloud(msg) -> np.ndarray:
 
 
 def test_cloud_and_pose_arrive_with_the_input_header_and_the_known_normal(node, client):
+    use_action(client, 'hold', 'hold')
     header = send_frame(client, plane_depth())
     pose = client.wait_for('grasp_pose', same_stamp(header), timeout_s=30.0)
     cloud = client.wait_for('affordance_cloud', same_stamp(header))
@@ -120,6 +148,7 @@ def test_cloud_and_pose_arrive_with_the_input_header_and_the_known_normal(node, 
 
 
 def test_all_nan_depth_publishes_no_pose_and_counts_why(node, client):
+    use_action(client, 'hold', 'hold')
     before = wait_for_diagnostics(client, lambda v: True)
     header = send_frame(client, np.full((HEIGHT, WIDTH), np.nan, np.float32))
     client.wait_for('heatmap', same_stamp(header), timeout_s=30.0)
@@ -134,7 +163,28 @@ def test_all_nan_depth_publishes_no_pose_and_counts_why(node, client):
 
 
 def test_diagnostics_split_the_3d_stages(node, client):
+    use_action(client, 'hold', 'hold')
     send_frame(client, plane_depth())
     values = wait_for_diagnostics(client, lambda v: 'grasp_pose mean (ms)' in v)
     for stage in ('depth', 'grasp_point', 'grasp_pose', 'publish_3d'):
         assert float(values[f'{stage} max (ms)']) > 0.0, stage
+
+
+def test_planner_verbs_are_understood_and_reported(node, client):
+    use_action(client, 'hold', 'hold')
+    use_action(client, 'Grab', 'Grab -> hold (synonym)')
+    wait_for_diagnostics(client, lambda v: v['action'] == 'hold')
+    use_action(client, 'slice', 'slice -> cut_with (synonym)')
+    wait_for_diagnostics(client, lambda v: v['action'] == 'cut_with')
+    assert 'action: slice -> cut_with (synonym)' in node.log()
+
+
+def test_other_phrases_map_by_clip_text_similarity(node, client, model_with_text_tower):
+    from affordance_grounding.vocabulary import AGD20K_SEEN
+
+    matcher = load_label_matcher(str(model_with_text_tower), AGD20K_SEEN)
+    label, score = matcher('slice it')  # the same text tower, in this process
+    use_action(client, 'hold', 'hold')
+    use_action(client, 'slice it', f'slice it -> {label} (text similarity {score:.2f})')
+    wait_for_diagnostics(client, lambda v: v['action'] == label)
+    assert 'CLIP text similarity' in node.log()
