@@ -138,7 +138,7 @@ class ActionCommand:
         return self.label, self.index
 
     def describe(self) -> str:
-        """What ``active_action`` and the log show: the label, plus how a phrase mapped to it.
+        """Say what ``active_action`` and the log show: the label, and how a phrase mapped to it.
 
         ``hold`` (exact label), ``grasp -> hold (synonym)``, ``slice it -> cut_with (text
         similarity 0.81)``; '' when idle.

@@ -54,7 +54,7 @@ def plane_depth_mm(seed: int = 0) -> np.ndarray:
 
 
 def region_mask(fraction: float) -> np.ndarray:
-    """An elliptic region (axes 2:1, tilted 20 degrees) covering ``fraction`` of the image."""
+    """Draw an elliptic region (axes 2:1, tilted 20 degrees) covering ``fraction`` of the image."""
     minor = int(round(np.sqrt(fraction * HEIGHT * WIDTH / (2 * np.pi))))
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     cv2.ellipse(mask, (WIDTH // 2, HEIGHT // 2), (2 * minor, minor), 20, 0, 360, 255, -1)
@@ -62,7 +62,7 @@ def region_mask(fraction: float) -> np.ndarray:
 
 
 def old_grasp_point(depth_msg, mask: np.ndarray) -> None:
-    """The baseline: what the worker did per frame before the 3D outputs."""
+    """Run the baseline: what the worker did per frame before the 3D outputs."""
     depth, encoding = image_msg_to_array(depth_msg)
     k = intrinsics_from_k(K_MATRIX)
     compute_grasp_point(mask, depth_to_metres(depth, encoding), k.fx, k.fy, k.cx, k.cy)

@@ -89,7 +89,7 @@ def test_text_fallback_applies_only_after_labels_and_synonyms_and_honours_the_th
 
 @pytest.fixture(scope='module')
 def synthetic_text_model(tmp_path_factory):
-    """The synthetic model's CLIP text tower exported next to a (placeholder) model path."""
+    """Export the synthetic model's CLIP text tower next to a (placeholder) model path."""
     from training.export import export_text_tower
 
     model = tmp_path_factory.mktemp('text') / 'synthetic.onnx'

@@ -59,7 +59,7 @@ def to_grasp_markers(header: Header, xyz_m: Tuple[float, float, float],
 
 
 def to_point_cloud(header: Header, points: np.ndarray, intensity: np.ndarray) -> PointCloud2:
-    """An unorganised cloud (height 1) with fields x, y, z, intensity (float32), dense.
+    """Build an unorganised cloud (height 1): fields x, y, z, intensity (float32), dense.
 
     Built with a numpy structured array in one copy (sensor_msgs_py is not installable
     everywhere, and a per-point Python loop would cost milliseconds on a VGA region).
@@ -80,20 +80,20 @@ def to_point_cloud(header: Header, points: np.ndarray, intensity: np.ndarray) ->
 
 
 def to_pose(position, quaternion_xyzw) -> Pose:
-    """A ``geometry_msgs/Pose`` from a position and an (x, y, z, w) quaternion."""
+    """Build a ``geometry_msgs/Pose`` from a position and an (x, y, z, w) quaternion."""
     x, y, z = (float(value) for value in position)
     qx, qy, qz, qw = (float(value) for value in quaternion_xyzw)
     return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
 
 
 def to_pose_stamped(header: Header, pose: GraspPose) -> PoseStamped:
-    """The grasp pose in the camera optical frame of ``header`` (stamp copied)."""
+    """Stamp the grasp pose with ``header`` (its camera optical frame and stamp)."""
     return PoseStamped(header=copy_header(header),
                        pose=to_pose(pose.position, pose.quaternion_xyzw))
 
 
 def to_grasp_pose_markers(header: Header, pose: Optional[GraspPose]) -> MarkerArray:
-    """The grasp pose as an arrow along its approach axis plus the fitted plane patch.
+    """Draw the grasp pose as an arrow along its approach axis plus the fitted plane patch.
 
     The arrow ends at the grasp position, pointing along z (into the surface); the patch is a
     thin box spanning the 5th-95th percentiles of the region along x and y. Ids 2 and 3 of the

@@ -215,7 +215,7 @@ class AffordanceNode(LifecycleNode):
         self.state.camera_info = msg
 
     def _load_text_matcher(self, config: NodeConfig):
-        """The CLIP text fallback for action phrases, when ``<model>.text.onnx`` exists."""
+        """Load the CLIP text fallback for action phrases when ``<model>.text.onnx`` exists."""
         model_path = os.path.expanduser(config.model_path)
         path = text_model_path(model_path)
         try:
@@ -224,7 +224,7 @@ class AffordanceNode(LifecycleNode):
             self.get_logger().warning(f'action phrases: cannot load {path} ({error}); '
                                       'only labels and synonyms are understood')
             return None
-        self.get_logger().info(f'action phrases: labels, synonyms'
+        self.get_logger().info('action phrases: labels, synonyms'
                                + (f' and CLIP text similarity ({path})' if matcher else
                                   f' (no {path.name}: no text-similarity fallback)'))
         return matcher

@@ -104,7 +104,7 @@ def rotation_to_quaternion(rotation: np.ndarray) -> Tuple[float, float, float, f
 
 
 def robust_sigma(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (outlier-proof)."""
+    """Estimate a standard deviation from the median absolute deviation (outlier-proof)."""
     return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 

@@ -30,7 +30,7 @@ def text_model_path(model_path: str) -> Path:
 
 
 def label_to_text(label: str) -> str:
-    """What the text tower reads for a label: its words (``cut_with`` -> ``cut with``)."""
+    """Return what the text tower reads for a label: its words (``cut_with`` -> ``cut with``)."""
     return label.replace('_', ' ')
 
 

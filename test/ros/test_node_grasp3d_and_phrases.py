@@ -29,7 +29,7 @@ FRAME = 'camera_color_optical_frame'
 
 @pytest.fixture(scope='module')
 def model_with_text_tower(synthetic_onnx, tmp_path_factory):
-    """A copy of the synthetic model with ``<model>.text.onnx`` next to it."""
+    """Copy the synthetic model and export ``<model>.text.onnx`` next to it."""
     from training.export import export_text_tower
 
     model = tmp_path_factory.mktemp('model_with_text') / 'synthetic.onnx'
@@ -63,7 +63,7 @@ def client(node, ros_context):
 
 
 def scene() -> np.ndarray:
-    """A (240, 320, 3) uint8 RGB image with a large bright disc (a region for ``hold``)."""
+    """Return a (240, 320, 3) uint8 RGB image with a large bright disc (a ``hold`` region)."""
     rng = np.random.default_rng(1)
     image = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (WIDTH, HEIGHT),
                        interpolation=cv2.INTER_CUBIC)

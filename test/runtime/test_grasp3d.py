@@ -75,7 +75,7 @@ PLANE_POINT = np.array([0.03, 0.02, 0.9])
 
 
 def noisy_tilted_plane(seed=0) -> np.ndarray:
-    """The tilted plane, 1 mm depth noise, 3% of pixels jumping to a 2.5 m background."""
+    """Render the tilted plane, 1 mm depth noise, 3% of pixels on a 2.5 m background."""
     rng = np.random.default_rng(seed)
     depth = render_plane(PLANE_NORMAL, PLANE_POINT) + rng.normal(0, 0.001, (HEIGHT, WIDTH))
     depth[rng.random((HEIGHT, WIDTH)) < 0.03] = 2.5
