@@ -78,7 +78,7 @@ def measure_region(fraction: float, depth_msg, rounds: int) -> Dict:
     pose = chain.pose.pose
 
     def publish_3d():
-        to_point_cloud(header, chain.cloud.points, chain.cloud.intensity)
+        to_point_cloud(header, chain.cloud.xyzi)
         to_pose_stamped(header, pose)
         to_grasp_markers(header, chain.point.xyz_m, 'hold')
         to_grasp_pose_markers(header, pose)

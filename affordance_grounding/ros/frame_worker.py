@@ -194,7 +194,7 @@ class FrameWorker(threading.Thread):
         cloud = result.cloud
         if len(cloud.points) and publishers.affordance_cloud.get_subscription_count() > 0:
             publishers.affordance_cloud.publish(
-                to_point_cloud(msg.header, cloud.points, cloud.intensity))
+                to_point_cloud(msg.header, cloud.xyzi))
         pose = result.pose
         if pose.pose is None:
             self._report(f'grasp_pose_{pose.reason}', f'no grasp pose: {pose.detail}')

@@ -58,24 +58,24 @@ def to_grasp_markers(header: Header, xyz_m: Tuple[float, float, float],
     return MarkerArray(markers=[sphere, text])
 
 
-def to_point_cloud(header: Header, points: np.ndarray, intensity: np.ndarray) -> PointCloud2:
+def to_point_cloud(header: Header, xyzi: np.ndarray) -> PointCloud2:
     """Build an unorganised cloud (height 1): fields x, y, z, intensity (float32), dense.
 
-    Built with a numpy structured array in one copy (sensor_msgs_py is not installable
-    everywhere, and a per-point Python loop would cost milliseconds on a VGA region).
+    The (N, 4) float32 rows are viewed as a numpy structured array of :data:`CLOUD_DTYPE` and
+    copied into the message once (sensor_msgs_py is not installable everywhere, and a
+    per-point Python loop would cost milliseconds on a VGA region).
 
     Args:
         header: Input image header (stamp and optical frame copied).
-        points: (N, 3) finite points in metres.
-        intensity: (N,) heatmap values.
+        xyzi: (N, 4) finite x, y, z in metres and the heatmap value per point.
     """
-    cloud = np.empty(len(points), CLOUD_DTYPE)  # (N,) records
-    cloud['x'], cloud['y'], cloud['z'] = points[:, 0], points[:, 1], points[:, 2]
-    cloud['intensity'] = intensity
-    msg = PointCloud2(header=copy_header(header), height=1, width=len(points),
+    records = np.ascontiguousarray(xyzi, dtype=np.float32).view(CLOUD_DTYPE).reshape(-1)
+    msg = PointCloud2(header=copy_header(header), height=1, width=len(records),
                       fields=CLOUD_FIELDS, is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
-                      row_step=CLOUD_DTYPE.itemsize * len(points), is_dense=True)
-    msg.data = array.array('B', cloud.tobytes())
+                      row_step=CLOUD_DTYPE.itemsize * len(records), is_dense=True)
+    data = array.array('B')
+    data.frombytes(memoryview(records).cast('B'))
+    msg.data = data
     return msg
 
 

@@ -21,16 +21,26 @@ class RegionCloud:
     """The back-projected grasp region.
 
     Attributes:
-        points: (N, 3) float32 x, y, z in metres, camera optical frame; all finite, z > 0.
-        intensity: (N,) float32 heatmap value of each point's pixel.
+        xyzi: (N, 4) float32 rows of x, y, z in metres (camera optical frame; all finite,
+            z > 0) and the heatmap value of the point's pixel: already the memory layout of
+            the published PointCloud2, so publishing copies it once.
         num_mask_pixels: Pixels in the mask, with or without valid depth.
         mask_centroid_uv: (u, v) mean pixel of the whole mask, or None when it is empty.
     """
 
-    points: np.ndarray
-    intensity: np.ndarray
+    xyzi: np.ndarray
     num_mask_pixels: int
     mask_centroid_uv: Optional[Tuple[float, float]]
+
+    @property
+    def points(self) -> np.ndarray:
+        """(N, 3) x, y, z view."""
+        return self.xyzi[:, :3]
+
+    @property
+    def intensity(self) -> np.ndarray:
+        """(N,) heatmap value view."""
+        return self.xyzi[:, 3]
 
 
 def resize_to_image(map_: np.ndarray, image_hw: Tuple[int, int],
@@ -76,12 +86,17 @@ def depth_values_to_metres(values: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def mask_centroid(inside: np.ndarray) -> Optional[Tuple[float, float]]:
-    """(u, v) mean pixel of a boolean (H, W) mask (exact integer sums), None when empty."""
-    count = int(np.count_nonzero(inside))
+    """(u, v) mean pixel of a boolean (H, W) mask (exact integer sums), None when empty.
+
+    Column and row counts come from ``cv2.reduce`` (ten times faster than numpy's axis
+    reductions on a VGA mask), then two dot products with the pixel indices.
+    """
+    as_bytes = inside.view(np.uint8)  # (H, W) 0/1
+    per_column = cv2.reduce(as_bytes, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()  # (W,)
+    count = int(per_column.sum())
     if count == 0:
         return None
-    per_column = np.count_nonzero(inside, axis=0)  # (W,)
-    per_row = np.count_nonzero(inside, axis=1)  # (H,)
+    per_row = cv2.reduce(as_bytes, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()  # (H,)
     return (float(per_column @ np.arange(inside.shape[1])) / count,
             float(per_row @ np.arange(inside.shape[0])) / count)
 
@@ -105,17 +120,17 @@ def back_project_region(mask: np.ndarray, depth: np.ndarray, encoding: str,
         ValueError: For an encoding that is not a depth encoding.
     """
     inside = np.asarray(mask) != 0  # (H, W); boolean selection is the fastest numpy gather
-    z = depth_values_to_metres(depth[inside], encoding)  # (N,) NaN where invalid
+    raw = depth[inside]  # (N,) every mask pixel, row-major
+    z = depth_values_to_metres(raw, encoding)  # (N,) NaN where invalid
     valid = np.isfinite(z)
     if valid.all():  # the common case: skip four copies
         valid = slice(None)
     table_x, table_y = pixel_ray_tables(k, *inside.shape)
     z = z[valid]
-    points = np.empty((z.size, 3), np.float32)
-    np.multiply(table_x[inside][valid], z, out=points[:, 0])
-    np.multiply(table_y[inside][valid], z, out=points[:, 1])
-    points[:, 2] = z
-    intensity = np.asarray(heatmap, dtype=np.float32)[inside][valid]
-    return RegionCloud(points=points, intensity=intensity,
-                       num_mask_pixels=int(np.count_nonzero(inside)),
+    xyzi = np.empty((z.size, 4), np.float32)
+    np.multiply(table_x[inside][valid], z, out=xyzi[:, 0])
+    np.multiply(table_y[inside][valid], z, out=xyzi[:, 1])
+    xyzi[:, 2] = z
+    xyzi[:, 3] = np.asarray(heatmap, dtype=np.float32)[inside][valid]
+    return RegionCloud(xyzi=xyzi, num_mask_pixels=int(raw.size),
                        mask_centroid_uv=mask_centroid(inside))

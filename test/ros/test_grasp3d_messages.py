@@ -26,7 +26,7 @@ def flat_pose():
 def test_point_cloud_round_trips_points_and_intensity():
     points = np.array([[0.1, -0.2, 1.5], [0.0, 0.3, 0.7]], np.float32)
     intensity = np.array([0.25, 1.0], np.float32)
-    msg = to_point_cloud(header(), points, intensity)
+    msg = to_point_cloud(header(), np.column_stack([points, intensity]))
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 345)
     assert msg.header.frame_id == 'camera_color_optical_frame'
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 2, 16, 32)

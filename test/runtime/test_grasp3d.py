@@ -248,3 +248,20 @@ def test_chain_rejects_depth_of_another_size_and_uncalibrated_cameras():
     with pytest.raises(ValueError, match='calibrated'):
         compute_3d_outputs(np.ones((HEIGHT, WIDTH), np.float32), '32FC1', mask, mask,
                            (HEIGHT, WIDTH), [0.0] * 9)
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_pose_is_finite_or_absent_on_arbitrary_points(seed):
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(0, 400))
+    scale = 10.0 ** rng.uniform(-6, 3, size=3)  # from micrometre flat to kilometre spread
+    points = (rng.normal(size=(count, 3)) * scale + [0, 0, 1]).astype(np.float32)
+    result = estimate_grasp_pose(points)
+    if result.pose is None:
+        assert result.reason in (TOO_FEW_POINTS, DEGENERATE) and result.detail
+    else:
+        pose = result.pose
+        values = np.concatenate([pose.position, pose.rotation.ravel(), pose.patch_center,
+                                 pose.quaternion_xyzw, pose.patch_size])
+        assert np.isfinite(values).all()
+        check_frame(pose.rotation)
