@@ -108,7 +108,9 @@ def measure_region(fraction: float, depth_msg, rounds: int) -> Dict:
 def format_table(rows: List[Dict]) -> str:
     """Return the report as a text table (ms per frame, medians)."""
     names = ['baseline (old grasp point)'] + list(STAGES)
-    lines = [f"{'region':>8s} {'pixels':>7s} " + ' '.join(f'{n[:12]:>12s}' for n in names)
+    short = {'baseline (old grasp point)': 'old point'}
+    lines = [f"{'region':>8s} {'pixels':>7s} "
+             + ' '.join(f'{short.get(n, n):>12s}' for n in names)
              + f" {'3D total':>9s} {'(best)':>7s} {'x base':>7s} {'normal err':>10s}"]
     for row in rows:
         medians = row['stage_median_ms']

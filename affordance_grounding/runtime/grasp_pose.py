@@ -30,7 +30,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 MIN_POSE_POINTS = 30
-MAX_FIT_POINTS = 2048  # a strided subsample bounds the fit cost on large VGA regions
+MAX_FIT_POINTS = 1024  # a strided subsample bounds the fit cost on large VGA regions
 DEPTH_GATE_SIGMAS = 4.0
 MIN_DEPTH_GATE_M = 0.01
 TRIM_ROUNDS = 2
@@ -103,16 +103,18 @@ def rotation_to_quaternion(rotation: np.ndarray) -> Tuple[float, float, float, f
     return tuple(float(value) for value in quaternion)
 
 
-def robust_sigma(values: np.ndarray) -> float:
+def robust_sigma(values: np.ndarray, median: Optional[float] = None) -> float:
     """Estimate a standard deviation from the median absolute deviation (outlier-proof)."""
-    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    median = np.median(values) if median is None else median
+    return 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def gate_depth(points: np.ndarray) -> np.ndarray:
     """Boolean (N,) mask of the points whose depth is near the region's median depth."""
     depth = points[:, 2]
-    limit = max(DEPTH_GATE_SIGMAS * robust_sigma(depth), MIN_DEPTH_GATE_M)
-    return np.abs(depth - np.median(depth)) <= limit
+    median = float(np.median(depth))
+    limit = max(DEPTH_GATE_SIGMAS * robust_sigma(depth, median), MIN_DEPTH_GATE_M)
+    return np.abs(depth - median) <= limit
 
 
 def fit_plane(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
