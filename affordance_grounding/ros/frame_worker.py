@@ -12,7 +12,8 @@ import time
 from typing import Optional, Tuple
 
 from affordance_grounding.ros.conversions import (
-    array_to_image_msg, image_msg_to_array, image_msg_to_rgb, ImageConversionError)
+    array_to_image_msg, colour_msg_to_rgb, CompressedImageError, image_msg_to_array,
+    ImageConversionError)
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.messages import to_grasp_markers, to_point_stamped
 from affordance_grounding.ros.pairing import StampedBuffer
@@ -25,6 +26,8 @@ import cv2
 from sensor_msgs.msg import CameraInfo, Image
 import torch
 
+# Stamps this old are no clock skew but recorded data played on the wall clock.
+RECORDED_STAMP_AGE_S = 10.0
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
 
@@ -56,6 +59,13 @@ class OutputPublishers:
     overlay: object
     grasp_point: Optional[object] = None
     markers: Optional[object] = None
+
+
+def recorded_time_advice(age_s: float) -> str:
+    """The one line that says why every frame is old and how to fix it."""
+    return (f'frames are {age_s:.0f} s old by this node\'s clock: recorded data (a rosbag?) '
+            'played without simulated time; play it with `ros2 bag play --clock` and start the '
+            'node with use_sim_time:=true (launch argument, or -p use_sim_time:=true)')
 
 
 def stamp_to_ns(stamp) -> int:
@@ -111,24 +121,28 @@ class FrameWorker(threading.Thread):
             if rate_hz > 0:
                 self._stop_event.wait(max(0.0, 1.0 / rate_hz - (time.monotonic() - started)))
 
-    def process(self, msg: Image) -> None:
-        """Decode, infer, post-process and publish one colour frame."""
+    def process(self, msg) -> None:
+        """Decode, infer, post-process and publish one colour frame (raw or compressed)."""
         state, config = self.state, self.state.config
+        age_s = self._seconds_since(msg.header.stamp)
+        self._check_recorded_time(age_s, config)
         action, class_index = state.command
         if not action:
             self._report('no_action', IDLE_HINT, error=False)
             return
-        if config.max_image_age_s > 0:
-            age_s = self._seconds_since(msg.header.stamp)
-            if age_s > config.max_image_age_s:
-                self.health.count_stale()
+        if config.max_image_age_s > 0 and age_s > config.max_image_age_s:
+            self.health.count_stale()
+            if self.health.old_stamp_age_s is None:  # else recorded_time_advice said why
                 self._report('stale_image', f'dropping an image {age_s:.3f} s old (> '
                              f'max_image_age_s={config.max_image_age_s}); check clocks or '
                              'raise max_image_age_s')
-                return
+            return
         start = time.perf_counter()
         try:
-            rgb = image_msg_to_rgb(msg)
+            rgb = colour_msg_to_rgb(msg)
+        except CompressedImageError as error:
+            self._report(f'bad_compressed_image_{error.kind}', f'dropping image: {error}')
+            return
         except ImageConversionError as error:
             self._report('bad_image', f'dropping image: {error}')
             return
@@ -143,7 +157,7 @@ class FrameWorker(threading.Thread):
         timings = dict(outputs.timings_s, conversion=decoded - start,
                        publish=published - computed)
         if self.publishers.grasp_point is not None:
-            self._publish_grasp_point(msg, outputs, action)
+            self._publish_grasp_point(msg, outputs, action, rgb.shape[:2])
             timings['grasp_point'] = time.perf_counter() - published
         self.health.count_output(timings, self._seconds_since(msg.header.stamp))
 
@@ -154,7 +168,8 @@ class FrameWorker(threading.Thread):
             self.publishers.overlay.publish(
                 array_to_image_msg(outputs.overlay, 'bgr8', msg.header))
 
-    def _publish_grasp_point(self, msg: Image, outputs: FrameOutputs, action: str) -> None:
+    def _publish_grasp_point(self, msg: Image, outputs: FrameOutputs, action: str,
+                             image_hw: Tuple[int, int]) -> None:
         """Pair depth by stamp, back-project the grasp region, publish point and markers."""
         state = self.state
         info = state.camera_info
@@ -172,7 +187,6 @@ class FrameWorker(threading.Thread):
         try:
             depth, encoding = image_msg_to_array(depth_msg)
             depth_m = depth_to_metres(depth, encoding)
-            image_hw = (int(msg.height), int(msg.width))
             check_depth_matches_image(depth_m.shape, image_hw)
             mask = outputs.mask
             if mask.shape != image_hw:  # heatmap_resolution=model: back to camera pixels
@@ -187,6 +201,16 @@ class FrameWorker(threading.Thread):
             return
         self.publishers.grasp_point.publish(to_point_stamped(msg.header, result.xyz_m))
         self.publishers.markers.publish(to_grasp_markers(msg.header, result.xyz_m, action))
+
+    def _check_recorded_time(self, age_s: float, config: NodeConfig) -> None:
+        """Say once (per episode) that frames look recorded, when simulated time is off."""
+        looks_recorded = (age_s > max(RECORDED_STAMP_AGE_S, config.max_image_age_s)
+                          and not self._node.get_clock().ros_time_is_active)
+        if self.health.note_frame_age(age_s, looks_recorded):
+            dropped = (f'every frame is dropped (max_image_age_s={config.max_image_age_s})'
+                       if config.max_image_age_s > 0 else 'outputs carry old stamps')
+            self._node.get_logger().warning(
+                f'[recorded_time] {recorded_time_advice(age_s)}; until then {dropped}')
 
     def _seconds_since(self, stamp) -> float:
         return (self._node.get_clock().now().nanoseconds - stamp_to_ns(stamp)) / 1e9
