@@ -4,7 +4,7 @@
         [--setups defaults,node_only,both_sides] [--config MODEL.yaml]
         [--out outputs/bench/transport.json]
 
-A camera driver stand-in (this script with ``--publish``, its own process and DDS participant)
+A camera driver stand-in (bench.camera, its own process and DDS participant)
 sends rgb8 frames best effort (``qos_profile_sensor_data``, as drivers do) at ``--rate`` Hz to
 ``affordance_node`` (its own process, default ``config/params.yaml`` QoS). Per setup the FastDDS
 profile ``config/fastdds_large_images.xml`` is given to nobody (``defaults``), to the node only
@@ -29,6 +29,7 @@ from affordance_grounding.ros.graph_client import (
     GraphClient, latest_diagnostics, wait_for_diagnostics)
 from affordance_grounding.ros.node_process import NodeProcess
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
+from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.node import measure_pure_inference
@@ -39,7 +40,6 @@ import rclpy
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / 'config' / 'fastdds_large_images.xml'
 SETUPS = ('defaults', 'node_only', 'both_sides')
-RESULT_PREFIX = 'TRANSPORT_RESULT '
 TARGET_DELIVERED = 0.95
 TARGET_RATE_RATIO = 0.90
 
@@ -68,45 +68,16 @@ def patched_environ(changes: Dict[str, Optional[str]]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def publish_frames(width: int, height: int, rate_hz: float, seconds: float,
-                   topic: str) -> dict:
-    """The camera stand-in: wait for the node's subscription, then stream; returns the counts."""
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    rclpy.init()
-    node = rclpy.create_node('transport_bench_camera')
-    publisher = node.create_publisher(Image, topic, qos_profile_sensor_data)
-    msg = Image(height=height, width=width, encoding='rgb8', step=width * 3)
-    msg.header.frame_id = 'camera_color_optical_frame'
-    msg.data = np.random.default_rng(0).integers(0, 255, height * width * 3,
-                                                 dtype=np.uint8).tobytes()
-    deadline = time.monotonic() + 30.0
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # the node's reader matches our writer too (discovery is two-way)
-    start, sent = time.monotonic(), 0
-    while time.monotonic() - start < seconds:
-        msg.header.stamp = node.get_clock().now().to_msg()
-        publisher.publish(msg)
-        sent += 1
-        time.sleep(max(0.0, start + sent / rate_hz - time.monotonic()))
-    elapsed = time.monotonic() - start
-    node.destroy_node()
-    rclpy.try_shutdown()
-    return {'sent': sent, 'seconds': elapsed}
-
-
 def run_camera(size: Sequence[int], rate_hz: float, seconds: float, profile: bool) -> dict:
-    """Run :func:`publish_frames` in its own process (own participant, own environment)."""
-    command = [sys.executable, '-m', 'bench.transport', '--publish',
-               f'{size[0]}x{size[1]}', '--rate', str(rate_hz), '--seconds', str(seconds)]
+    """Run bench.camera in its own process (own participant, own environment)."""
+    command = [sys.executable, '-m', 'bench.camera', f'{size[0]}x{size[1]}', '--rate',
+               str(rate_hz), '--seconds', str(seconds)]
     with patched_environ(profile_environment(profile)):
         completed = subprocess.run(command, capture_output=True, text=True, cwd=str(REPO),
                                    env=dict(os.environ), timeout=seconds + 90)
     for line in completed.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+        if line.startswith(CAMERA_RESULT):
+            return json.loads(line[len(CAMERA_RESULT):])
     raise RuntimeError(f'camera process exited with {completed.returncode}: '
                        f'{completed.stderr.strip()[-500:]}')
 
@@ -207,7 +178,7 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Parse arguments, run (or be the camera with ``--publish``), print and write JSON."""
+    """Parse arguments, run, print the table and write the JSON file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='640x480,1280x720')
     parser.add_argument('--setups', default=','.join(SETUPS))
@@ -217,15 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='model config YAML (random weights where its files are missing)')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/transport.json')
-    parser.add_argument('--publish', metavar='WxH', help=argparse.SUPPRESS)
-    parser.add_argument('--topic', default='/affordance/image', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    if args.publish:
-        width, height = (int(side) for side in args.publish.split('x'))
-        result = publish_frames(width, height, args.rate, args.seconds, args.topic)
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
-        return 0
     sizes = [[int(side) for side in size.split('x')] for size in args.sizes.split(',')]
     setups = args.setups.split(',')
     unknown = sorted(set(setups) - set(SETUPS))
