@@ -37,7 +37,7 @@ LAUNCH_ARGUMENTS = (
     ('use_sim_time', '', 'true | false: use /clock, e.g. for ros2 bag play --clock (empty: '
      'the params file, else false)'),
     ('fastdds_profile', '', 'FastDDS XML profile of the node: a path, "none", or empty for '
-     'the environment\'s FASTRTPS_DEFAULT_PROFILES_FILE, else the shipped '
+     "the environment's FASTRTPS_DEFAULT_PROFILES_FILE, else the shipped "
      'config/fastdds_large_images.xml'),
     ('log_level', 'info', 'node log level'),
 )
@@ -71,7 +71,7 @@ def build_environment(profile_argument: str, share: str, environment: dict) -> d
     (unless RMW_FASTRTPS_USE_QOS_FROM_XML=1 is set, which this file leaves alone).
     """
     if profile_argument.lower() == 'none':
-        return {name: '' for name in PROFILE_ENV_VARS}
+        return dict.fromkeys(PROFILE_ENV_VARS, '')
     if profile_argument:
         path = profile_argument
     else:
@@ -79,7 +79,7 @@ def build_environment(profile_argument: str, share: str, environment: dict) -> d
         if inherited:
             return {}  # the robot's own profile, applied to every process alike
         path = os.path.join(share, 'config', 'fastdds_large_images.xml')
-    return {name: path for name in PROFILE_ENV_VARS}
+    return dict.fromkeys(PROFILE_ENV_VARS, path)
 
 
 def launch_setup(context, *args, **kwargs):

@@ -105,7 +105,7 @@ def test_launch_starts_the_installed_executable_with_the_installed_params(
     assert overrides == {}  # nothing given: the params file decides everything
     profile = colcon_install / 'share/affordance_grounding/config/fastdds_large_images.xml'
     assert profile.is_file()
-    assert kwargs['additional_env'] == {name: str(profile) for name in PROFILE_VARS}
+    assert kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, str(profile))
     assert dict(kwargs['remappings']) == {
         'image': '/camera/color/image_raw', 'camera_info': '/camera/color/camera_info',
         'depth': '/camera/aligned_depth_to_color/image_raw', 'action': '/affordance/action'}
@@ -149,10 +149,9 @@ def test_a_boolean_argument_must_be_true_or_false(launch_module):
 
 def test_fastdds_profile_argument(launch_module, monkeypatch):
     node, = run_setup(launch_module, fastdds_profile='none')
-    assert node.kwargs['additional_env'] == {name: '' for name in PROFILE_VARS}
+    assert node.kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, '')
     node, = run_setup(launch_module, fastdds_profile='/etc/robot_fastdds.xml')
-    assert node.kwargs['additional_env'] == {name: '/etc/robot_fastdds.xml'
-                                             for name in PROFILE_VARS}
+    assert node.kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, '/etc/robot_fastdds.xml')
     monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/etc/robot_wide.xml')
     node, = run_setup(launch_module)  # the robot's own profile wins over the shipped one
     assert node.kwargs['additional_env'] == {}

@@ -62,8 +62,8 @@ class OutputPublishers:
 
 
 def recorded_time_advice(age_s: float) -> str:
-    """The one line that says why every frame is old and how to fix it."""
-    return (f'frames are {age_s:.0f} s old by this node\'s clock: recorded data (a rosbag?) '
+    """Return the one line that says why every frame is old and how to fix it."""
+    return (f"frames are {age_s:.0f} s old by this node's clock: recorded data (a rosbag?) "
             'played without simulated time; play it with `ros2 bag play --clock` and start the '
             'node with use_sim_time:=true (launch argument, or -p use_sim_time:=true)')
 

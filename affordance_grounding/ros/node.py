@@ -1,4 +1,4 @@
-"""The affordance grounding lifecycle node (docs/ros_interface.md): glue between ROS and the runtime.
+"""The affordance grounding lifecycle node (docs/ros_interface.md): ROS <-> runtime glue.
 
 configure: read and validate parameters, load the model (a bad file fails here, with the
 reason in the log and on /diagnostics), create publishers. activate: start the inference

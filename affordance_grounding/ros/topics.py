@@ -1,9 +1,9 @@
-"""The node's topics: create, log and destroy its publishers and subscriptions (docs/ros_interface.md).
+"""The node's topics: create, log and destroy its publishers and subscriptions.
 
 Kept apart from the node's lifecycle so that which topic has which type and QoS lives in one
 place. The colour input is ``image`` (sensor_msgs/Image) or, with ``image_transport:
 compressed``, ``<image>/compressed`` (sensor_msgs/CompressedImage) resolved after remapping,
-as image_transport names it; depth and camera_info stay raw.
+as image_transport names it; depth and camera_info stay raw. Topic table: docs/ros_interface.md.
 """
 
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ class InputCallbacks:
 
 
 def colour_topic(node, config: NodeConfig) -> str:
-    """Resolved colour input topic: ``image`` after remapping, plus ``/compressed``."""
+    """Return the colour input topic: ``image``, or ``image`` remapped plus ``/compressed``."""
     if config.image_transport == 'compressed':
         return node.resolve_topic_name('image') + '/compressed'
     return 'image'

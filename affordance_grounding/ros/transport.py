@@ -20,7 +20,7 @@ LOSS_WARN_PERIOD_S = 60.0
 
 
 def installed_profile_path() -> str:
-    """Path of the shipped profile: the installed share/ copy, else the checkout's config/."""
+    """Return the shipped profile's path: the installed share/ copy, else the checkout's."""
     try:
         from ament_index_python.packages import get_package_share_directory
         share = Path(get_package_share_directory(PACKAGE))
@@ -30,7 +30,7 @@ def installed_profile_path() -> str:
 
 
 def profile_in_use() -> Optional[str]:
-    """The FastDDS profiles file this process was started with, if any."""
+    """Return the FastDDS profiles file this process was started with, if any."""
     for name in PROFILE_ENV_VARS:
         if os.environ.get(name):
             return os.environ[name]

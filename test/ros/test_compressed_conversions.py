@@ -16,7 +16,7 @@ def compressed(rgb: np.ndarray, extension: str, *params) -> CompressedImage:
 
 @pytest.fixture(scope='module')
 def photo():
-    """A smooth colour image with edges (jpeg error depends on content, noise is worst)."""
+    """Return a smooth colour image with edges (jpeg error depends on content)."""
     y, x = np.mgrid[0:120, 0:160]
     rgb = np.stack([x * 255 // 159, y * 255 // 119, (x + y) % 256], axis=-1).astype(np.uint8)
     cv2.rectangle(rgb, (40, 30), (100, 90), (250, 20, 30), -1)

@@ -25,13 +25,13 @@ JPEG_MAX_ABS, JPEG_MEAN_ABS, JPEG_MASK_AGREEMENT = 0.05, 0.005, 0.99
 
 @pytest.fixture(scope='module')
 def photo():
-    """The astronaut photo (shipped with scikit-image) at 320x240, RGB."""
+    """Return the astronaut photo (shipped with scikit-image) at 320x240, RGB."""
     return cv2.resize(sample_images.astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
 
 
 @pytest.fixture(scope='module')
 def nodes(synthetic_onnx, tmp_path_factory, ros_context):
-    """Yield {'raw': (process, client), 'compressed': (process, client)}."""
+    """Yield a (process, client) pair per transport, ``raw`` and ``compressed``."""
     log_dir = tmp_path_factory.mktemp('compressed')
     started = {}
     for transport in ('raw', 'compressed'):

@@ -29,8 +29,10 @@ def stamp(seconds: float) -> Time:
 
 
 def publish_until_heatmap(client, make_stamp=lambda: None, timeout_s: float = 30.0):
-    """Publish frames until one comes back as a heatmap (a best-effort frame may be lost while
-    discovery completes); returns that frame's header."""
+    """Publish frames until one comes back as a heatmap; return that frame's header.
+
+    A best-effort frame may be lost while discovery completes, hence the retries.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         header = client.publish_image(FRAME, stamp=make_stamp())
