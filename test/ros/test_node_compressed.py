@@ -25,7 +25,7 @@ JPEG_MAX_ABS, JPEG_MEAN_ABS, JPEG_MASK_AGREEMENT = 0.05, 0.005, 0.99
 
 @pytest.fixture(scope='module')
 def photo():
-    """Return the astronaut photo (shipped with scikit-image) at 320x240, RGB."""
+    """Return the astronaut picture of scikit-image at 320x240, RGB."""
     return cv2.resize(sample_images.astronaut(), (320, 240), interpolation=cv2.INTER_AREA)
 
 
