@@ -26,7 +26,7 @@ import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
 from affordance_grounding.ros.graph_client import (
-    GraphClient, latest_diagnostics, wait_for_diagnostics)
+    GraphClient, latest_diagnostics, STAGE_KEYS, wait_for_diagnostics)
 from affordance_grounding.ros.node_process import NodeProcess
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
@@ -97,6 +97,23 @@ def read_counters(client: GraphClient) -> Dict[str, int]:
         ('dropped', 'frames dropped (newer frame arrived)'))}
 
 
+def stage_means(client: GraphClient, published_before: int) -> Dict[str, float]:
+    """Frame-weighted mean ms per node stage over the /diagnostics recorded since a clear()."""
+    totals: Dict[str, float] = {}
+    frames: Dict[str, int] = {}
+    previous = published_before
+    for values in (dict({i.key: i.value for i in status.values})
+                   for array in client.messages('/diagnostics') for status in array.status
+                   if status.name.startswith('affordance_grounding')):
+        published = int(values['frames published'])
+        count, previous = published - previous, published
+        for key in STAGE_KEYS:
+            if count > 0 and f'{key} mean (ms)' in values:
+                totals[key] = totals.get(key, 0.0) + count * float(values[f'{key} mean (ms)'])
+                frames[key] = frames.get(key, 0) + count
+    return {key: totals[key] / frames[key] for key in STAGE_KEYS if key in totals}
+
+
 def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], rate_hz: float,
                   seconds: float, log_dir: Path) -> List[dict]:
     """Start the node with (or without) the profile and stream every size at it."""
@@ -111,12 +128,15 @@ def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], r
         wait_for_diagnostics(client, lambda v: v['state'] == 'active', timeout_s=300.0)
         for size in sizes:
             before = read_counters(client)
+            client.clear()
             camera = run_camera(size, rate_hz, seconds, profile=setup == 'both_sides')
             time.sleep(1.0)  # the last frames' inference
             after = read_counters(client)
             delta = {key: after[key] - before[key] for key in after}
+            stages = stage_means(client, before['published'])
             rows.append({'setup': setup, 'size': f'{size[0]}x{size[1]}',
-                         'sent': camera['sent'], **delta,
+                         'sent': camera['sent'], **delta, 'stage_mean_ms': stages,
+                         'node_frame_ms': sum(stages.values()),
                          'delivered': delta['received'] / camera['sent'],
                          'heatmap_hz': delta['published'] / camera['seconds'],
                          'load_average': load_average()})
@@ -168,12 +188,16 @@ def format_table(report: dict) -> str:
              f" -> model {report['model_hz']:.0f} Hz, allowed {report['allowed_hz']:.1f} Hz; "
              f"load {report['load_average_before']} -> {report['load_average_after']}",
              f"{'setup':11s} {'size':>9s} {'sent':>5s} {'received':>8s} {'lost':>5s} "
-             f"{'delivered':>9s} {'heatmap Hz':>10s} {'vs allowed':>10s} {'target':>6s}"]
+             f"{'delivered':>9s} {'heatmap Hz':>10s} {'vs allowed':>10s} {'target':>6s} "
+             f"{'node ms':>7s}  stages (ms)"]
     for row in report['rows']:
         lines.append(f"{row['setup']:11s} {row['size']:>9s} {row['sent']:5d} "
                      f"{row['received']:8d} {row['lost']:5d} {row['delivered']:9.1%} "
                      f"{row['heatmap_hz']:10.1f} {row['rate_vs_allowed']:10.1%} "
-                     f"{'yes' if row['meets_target'] else 'no':>6s}")
+                     f"{'yes' if row['meets_target'] else 'no':>6s} "
+                     f"{row['node_frame_ms']:7.1f}  "
+                     + ', '.join(f'{key} {value:.1f}'
+                                 for key, value in row['stage_mean_ms'].items()))
     return '\n'.join(lines)
 
 
