@@ -115,13 +115,13 @@ def stage_means(client: GraphClient, published_before: int) -> Dict[str, float]:
 
 
 def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], rate_hz: float,
-                  seconds: float, log_dir: Path) -> List[dict]:
+                  seconds: float, log_dir: Path, heatmap_resolution: str) -> List[dict]:
     """Start the node with (or without) the profile and stream every size at it."""
     with patched_environ(profile_environment(setup != 'defaults')):
         node = NodeProcess(log_dir / f'node_{setup}.log', {
             'model_path': model_path, 'backend': 'onnxruntime', 'device': 'cpu',
             'default_action': 'hold', 'max_rate_hz': 0.0, 'max_image_age_s': 0.0,
-            'diagnostic_period': 0.5})
+            'diagnostic_period': 0.5, 'heatmap_resolution': heatmap_resolution})
     client = GraphClient(name=f'transport_bench_{setup}', outputs=('/diagnostics',))
     rows = []
     try:
@@ -149,7 +149,7 @@ def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], r
 
 
 def run(sizes: Sequence[Sequence[int]], setups: Sequence[str], rate_hz: float, seconds: float,
-        config_path: Optional[str], cache_dir: str) -> dict:
+        config_path: Optional[str], cache_dir: str, heatmap_resolution: str = 'input') -> dict:
     """Measure every setup and size; returns the JSON-ready report."""
     files = prepare_model_files(config_path, 0, cache_dir, need_onnx=True)
     model_path = str(Path(files['onnx']).resolve())
@@ -161,7 +161,8 @@ def run(sizes: Sequence[Sequence[int]], setups: Sequence[str], rate_hz: float, s
     try:
         with tempfile.TemporaryDirectory() as log_dir:
             for setup in setups:
-                rows += measure_setup(setup, model_path, sizes, rate_hz, seconds, Path(log_dir))
+                rows += measure_setup(setup, model_path, sizes, rate_hz, seconds, Path(log_dir),
+                                      heatmap_resolution)
     finally:
         rclpy.try_shutdown()
     inference_ms.append(measure_pure_inference('onnxruntime', model_path, frame, 30) * 1e3)
@@ -175,7 +176,7 @@ def run(sizes: Sequence[Sequence[int]], setups: Sequence[str], rate_hz: float, s
             'load_average_after': load_average(), 'rows': rows, 'seconds': seconds,
             'rate_hz': rate_hz, 'pure_inference_ms': inference_ms, 'model_hz': model_hz,
             'allowed_hz': allowed_hz, 'model': config_path or 'full-size, random weights',
-            'profile': str(PROFILE.relative_to(REPO)),
+            'profile': str(PROFILE.relative_to(REPO)), 'heatmap_resolution': heatmap_resolution,
             'target': f'both_sides: delivered >= {TARGET_DELIVERED:.0%}, heatmap rate >= '
                       f'{TARGET_RATE_RATIO:.0%} of min(camera rate, model rate)'}
 
@@ -183,7 +184,8 @@ def run(sizes: Sequence[Sequence[int]], setups: Sequence[str], rate_hz: float, s
 def format_table(report: dict) -> str:
     """Return the report as a fixed-width table."""
     inference = ' / '.join(f'{ms:.1f}' for ms in report['pure_inference_ms'])
-    lines = [f"{report['model']}; rgb8 best effort at {report['rate_hz']:.0f} Hz for "
+    lines = [f"{report['model']}, heatmap_resolution {report['heatmap_resolution']}; rgb8 best "
+             f"effort at {report['rate_hz']:.0f} Hz for "
              f"{report['seconds']:.0f} s per row; pure inference {inference} ms (before / after)"
              f" -> model {report['model_hz']:.0f} Hz, allowed {report['allowed_hz']:.1f} Hz; "
              f"load {report['load_average_before']} -> {report['load_average_after']}",
@@ -210,6 +212,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--rate', type=float, default=30.0)
     parser.add_argument('--config', default='config/model_synthetic.yaml',
                         help='model config YAML (random weights where its files are missing)')
+    parser.add_argument('--heatmap-resolution', default='input', choices=('input', 'model'),
+                        help='node parameter (model: 224x224 outputs, less work per frame)')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/transport.json')
     args = parser.parse_args(argv)
@@ -219,7 +223,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     unknown = sorted(set(setups) - set(SETUPS))
     if unknown:
         parser.error(f'unknown setups {unknown}; choose from {list(SETUPS)}')
-    report = run(sizes, setups, args.rate, args.seconds, args.config, args.cache_dir)
+    report = run(sizes, setups, args.rate, args.seconds, args.config, args.cache_dir,
+                 args.heatmap_resolution)
     print(format_table(report))
     write_report(report, args.out)
     return 0

@@ -3,8 +3,10 @@
 configure: read and validate parameters, load the model (a bad file fails here, with the
 reason in the log and on /diagnostics), create publishers. activate: start the inference
 worker (warm-up), subscribe. deactivate: unsubscribe, stop the worker (the model stays
-loaded, so pausing is instant). cleanup: free the model. The model is loaded at configure
-rather than activate so that a missing or corrupt file is reported before activation.
+loaded, so pausing is instant). cleanup: free the model. shutdown (also what Ctrl-C does):
+stop the worker, then free everything, before the ROS context goes away. The model is loaded
+at configure rather than activate so that a missing or corrupt file is reported before
+activation. Topic bookkeeping lives in ``topics.py``; the inference loop in ``frame_worker.py``.
 """
 
 import os
