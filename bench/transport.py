@@ -102,7 +102,7 @@ def stage_means(client: GraphClient, published_before: int) -> Dict[str, float]:
     totals: Dict[str, float] = {}
     frames: Dict[str, int] = {}
     previous = published_before
-    for values in (dict({i.key: i.value for i in status.values})
+    for values in ({item.key: item.value for item in status.values}
                    for array in client.messages('/diagnostics') for status in array.status
                    if status.name.startswith('affordance_grounding')):
         published = int(values['frames published'])

@@ -53,8 +53,8 @@ def test_without_3d_there_is_no_depth(lifecycle_node):
     config = NodeConfig()
     topics.create_publishers(config)
     topics.subscribe(config, callbacks())
-    assert [sub.topic_name for sub in topics.inputs] == ['/camera/color/image_raw',
-                                                          '/affordance/action']
+    names = [sub.topic_name for sub in topics.inputs]
+    assert names == ['/camera/color/image_raw', '/affordance/action']
     assert topics.outputs.grasp_point is None and topics.outputs.markers is None
     assert colour_topic(lifecycle_node, config) == 'image'
     topics.unsubscribe()
