@@ -202,8 +202,8 @@ class AffordanceNode(LifecycleNode):
     def _start_diagnostics(self, period_s: float) -> None:
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
-        # Steady time, not the node's clock: with use_sim_time a paused, missing or looped
-        # /clock must not stop (or wedge) the diagnostics.
+        # Steady time, not the node's clock: with use_sim_time and no /clock yet (bag not
+        # playing, or paused) a ROS-time timer never fires, and diagnostics are needed most then.
         self._diagnostics_timer = self.create_timer(
             period_s, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 

@@ -107,6 +107,16 @@ def test_clock_jumping_back_does_not_wedge_the_node(synthetic_onnx, start_node, 
         thread.join()
 
 
+def test_diagnostics_keep_coming_under_sim_time_without_a_clock(synthetic_onnx, start_node,
+                                                                make_client):
+    """use_sim_time before the bag plays (no /clock yet): /diagnostics still report."""
+    start_node(model_path=str(synthetic_onnx), device='cpu', use_sim_time=True,
+               diagnostic_period=0.5)
+    client = make_client(outputs=('/diagnostics',))
+    values = wait_for_diagnostics(client, lambda v: v['state'] == 'active', timeout_s=60.0)
+    assert values['message'] == 'idle: no action set'
+
+
 def test_sigint_stops_the_worker_before_the_context(synthetic_onnx, start_node, make_client):
     """Ctrl-C while frames stream: a clean exit, no publish on a dead context."""
     node = start_node(model_path=str(synthetic_onnx), device='cpu', default_action='hold',
