@@ -150,8 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--config', help='model config YAML (default: full size, random)')
     parser.add_argument('--image-qos', default='reliable',
                         choices=('reliable', 'sensor_data', 'system_default'),
-                        help='node image_qos; best effort loses 640x480 frames in UDP '
-                             'fragments with default kernel buffers (README)')
+                        help='node image_qos; best effort loses most 640x480 frames between '
+                             'processes with default FastDDS settings (bench.transport, README)')
     parser.add_argument('--repeats', type=int, default=10, help='pure-inference repeats')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/node.json')

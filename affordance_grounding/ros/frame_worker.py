@@ -12,7 +12,8 @@ import time
 from typing import Dict, Optional, Tuple
 
 from affordance_grounding.ros.conversions import (
-    array_to_image_msg, image_msg_to_array, image_msg_to_rgb, ImageConversionError)
+    array_to_image_msg, colour_msg_to_rgb, CompressedImageError, image_msg_to_array,
+    ImageConversionError)
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.messages import (
     to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
@@ -25,6 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image
 import torch
 from visualization_msgs.msg import MarkerArray
 
+# Stamps this old are no clock skew but recorded data played on the wall clock.
+RECORDED_STAMP_AGE_S = 10.0
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
 
@@ -58,6 +61,13 @@ class OutputPublishers:
     markers: Optional[object] = None
     affordance_cloud: Optional[object] = None
     grasp_pose: Optional[object] = None
+
+
+def recorded_time_advice(age_s: float) -> str:
+    """Return the one line that says why every frame is old and how to fix it."""
+    return (f"frames are {age_s:.0f} s old by this node's clock: recorded data (a rosbag?) "
+            'played without simulated time; play it with `ros2 bag play --clock` and start the '
+            'node with use_sim_time:=true (launch argument, or -p use_sim_time:=true)')
 
 
 def stamp_to_ns(stamp) -> int:
@@ -113,24 +123,28 @@ class FrameWorker(threading.Thread):
             if rate_hz > 0:
                 self._stop_event.wait(max(0.0, 1.0 / rate_hz - (time.monotonic() - started)))
 
-    def process(self, msg: Image) -> None:
-        """Decode, infer, post-process and publish one colour frame."""
+    def process(self, msg) -> None:
+        """Decode, infer, post-process and publish one colour frame (raw or compressed)."""
         state, config = self.state, self.state.config
+        age_s = self._seconds_since(msg.header.stamp)
+        self._check_recorded_time(age_s, config)
         action, class_index = state.command
         if not action:
             self._report('no_action', IDLE_HINT, error=False)
             return
-        if config.max_image_age_s > 0:
-            age_s = self._seconds_since(msg.header.stamp)
-            if age_s > config.max_image_age_s:
-                self.health.count_stale()
+        if config.max_image_age_s > 0 and age_s > config.max_image_age_s:
+            self.health.count_stale()
+            if self.health.old_stamp_age_s is None:  # else recorded_time_advice said why
                 self._report('stale_image', f'dropping an image {age_s:.3f} s old (> '
                              f'max_image_age_s={config.max_image_age_s}); check clocks or '
                              'raise max_image_age_s')
-                return
+            return
         start = time.perf_counter()
         try:
-            rgb = image_msg_to_rgb(msg)
+            rgb = colour_msg_to_rgb(msg)
+        except CompressedImageError as error:
+            self._report(f'bad_compressed_image_{error.kind}', f'dropping image: {error}')
+            return
         except ImageConversionError as error:
             self._report('bad_image', f'dropping image: {error}')
             return
@@ -145,7 +159,7 @@ class FrameWorker(threading.Thread):
         timings = dict(outputs.timings_s, conversion=decoded - start,
                        publish=published - computed)
         if self.publishers.grasp_point is not None:
-            timings.update(self._publish_3d(msg, outputs, action))
+            timings.update(self._publish_3d(msg, outputs, action, rgb.shape[:2]))
         self.health.count_output(timings, self._seconds_since(msg.header.stamp))
 
     def _publish_images(self, msg: Image, outputs: FrameOutputs) -> None:
@@ -155,9 +169,11 @@ class FrameWorker(threading.Thread):
             self.publishers.overlay.publish(
                 array_to_image_msg(outputs.overlay, 'bgr8', msg.header))
 
-    def _publish_3d(self, msg: Image, outputs: FrameOutputs, action: str) -> Dict[str, float]:
+    def _publish_3d(self, msg, outputs: FrameOutputs, action: str,
+                    image_hw: Tuple[int, int]) -> Dict[str, float]:
         """Pair depth by stamp, run the 3D chain, publish point, cloud, pose and markers.
 
+        ``image_hw`` is the decoded colour size (a CompressedImage carries no size fields).
         Returns the 3D stage timings (``depth``: pairing and decoding; ``grasp_point`` and
         ``grasp_pose`` from the chain; ``publish_3d``), or {} when nothing could be computed.
         """
@@ -179,7 +195,7 @@ class FrameWorker(threading.Thread):
             depth, encoding = image_msg_to_array(depth_msg)
             decoded = time.perf_counter()
             result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
-                                        (int(msg.height), int(msg.width)), info.k)
+                                        image_hw, info.k)
         except ValueError as error:  # ImageConversionError is a ValueError too
             self._report('bad_depth', f'no grasp point: {error}')
             return {}
@@ -205,6 +221,16 @@ class FrameWorker(threading.Thread):
             publishers.markers.publish(MarkerArray(markers=markers))
         return dict(result.timings_s, depth=decoded - start,
                     publish_3d=time.perf_counter() - computed)
+
+    def _check_recorded_time(self, age_s: float, config: NodeConfig) -> None:
+        """Say once (per episode) that frames look recorded, when simulated time is off."""
+        looks_recorded = (age_s > max(RECORDED_STAMP_AGE_S, config.max_image_age_s)
+                          and not self._node.get_clock().ros_time_is_active)
+        if self.health.note_frame_age(age_s, looks_recorded):
+            dropped = (f'every frame is dropped (max_image_age_s={config.max_image_age_s})'
+                       if config.max_image_age_s > 0 else 'outputs carry old stamps')
+            self._node.get_logger().warning(
+                f'[recorded_time] {recorded_time_advice(age_s)}; until then {dropped}')
 
     def _seconds_since(self, stamp) -> float:
         return (self._node.get_clock().now().nanoseconds - stamp_to_ns(stamp)) / 1e9

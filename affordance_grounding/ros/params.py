@@ -20,6 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
 HEATMAP_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
 IMAGE_QOS_PROFILES: Tuple[str, ...] = ('sensor_data', 'reliable', 'system_default')
+IMAGE_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
 DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
@@ -53,6 +54,8 @@ class NodeConfig:
         max_rate_hz: Highest inference rate; 0 = as fast as frames arrive.
         max_image_age_s: Drop frames older than this (header stamp); 0 = never drop.
         image_qos: QoS of the image inputs: ``sensor_data``, ``reliable``, ``system_default``.
+        image_transport: ``raw`` (sensor_msgs/Image on ``image``) or ``compressed``
+            (sensor_msgs/CompressedImage on ``<image>/compressed``, jpeg or png).
         enable_3d: Subscribe to depth + camera_info and publish the grasp point and markers.
         sync_slop_s: Largest stamp difference between a colour and a depth image to pair.
         diagnostic_period: Seconds between /diagnostics messages.
@@ -77,6 +80,7 @@ class NodeConfig:
     max_rate_hz: float = 30.0
     max_image_age_s: float = 0.5
     image_qos: str = 'sensor_data'
+    image_transport: str = 'raw'
     enable_3d: bool = False
     sync_slop_s: float = 0.05
     diagnostic_period: float = 1.0
@@ -91,6 +95,7 @@ class NodeConfig:
         for name, allowed in (('backend', BACKENDS), ('calibration', CALIBRATIONS),
                               ('heatmap_resolution', HEATMAP_RESOLUTIONS),
                               ('image_qos', IMAGE_QOS_PROFILES),
+                              ('image_transport', IMAGE_TRANSPORTS),
                               ('labels', ('',) + tuple(LABEL_SETS)),
                               ('colormap', tuple(sorted(COLORMAPS)))):
             _check_choice(name, getattr(self, name), allowed)
@@ -151,6 +156,8 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'max_rate_hz': ('Highest inference rate in Hz; 0 = every frame', False),
     'max_image_age_s': ('Drop frames older than this many seconds; 0 = never', False),
     'image_qos': (f'QoS of image inputs: {" | ".join(IMAGE_QOS_PROFILES)}', True),
+    'image_transport': ('Colour input: raw (Image on image) | compressed (CompressedImage on '
+                        'image/compressed); depth stays raw', True),
     'enable_3d': ('Use depth + camera_info to publish grasp_point and markers', True),
     'sync_slop_s': ('Largest colour/depth stamp difference in seconds to pair them', False),
     'diagnostic_period': ('Seconds between /diagnostics messages', True),
