@@ -20,9 +20,9 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import (
+from harness.graph_client import (
     collect_stage_means, GraphClient, wait_for_diagnostics)
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.node_process import NodeProcess
 from affordance_grounding.runtime.backends import BackendOptions
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
 from affordance_grounding.runtime.selection import create_backend

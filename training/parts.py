@@ -13,6 +13,7 @@ P = G * G patches, D descriptor width, K clusters.
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from affordance_grounding.model.calibration import minmax_last_dim
 import torch
 import torch.nn.functional as F
 
@@ -193,13 +194,6 @@ def compute_region_maps(s_exo: torch.Tensor, cam_exo: torch.Tensor, epoch: int) 
     return (s_exo.clamp(min=0) * cam_exo.clamp(min=0)).detach()
 
 
-def _minmax_last_dim(values: torch.Tensor, eps: float) -> torch.Tensor:
-    """(x - min) / (max - min + eps) over the last dimension."""
-    low = values.amin(dim=-1, keepdim=True)
-    high = values.amax(dim=-1, keepdim=True)
-    return (values - low) / (high - low + eps)
-
-
 def select_exo_descriptors(region: torch.Tensor, num_exo: int, threshold: float,
                            legacy_row_indexing: bool = False) -> torch.Tensor:
     """Mask of the exo descriptors each sample clusters (METHOD 3.6 step 1).
@@ -222,11 +216,11 @@ def select_exo_descriptors(region: torch.Tensor, num_exo: int, threshold: float,
     flat_images, grid, _ = region.shape
     batch = flat_images // num_exo
     if not legacy_row_indexing:
-        normalised = _minmax_last_dim(region.reshape(flat_images, grid * grid),
+        normalised = minmax_last_dim(region.reshape(flat_images, grid * grid),
                                       REGION_EPS)  # (BE, P)
         return (normalised > threshold).reshape(batch, num_exo * grid * grid)  # (B, E*P)
     rows = region[:batch, :num_exo, :]  # (B, E, G): row n of flat image b
-    top_row = _minmax_last_dim(rows, REGION_EPS) > threshold  # (B, E, G)
+    top_row = minmax_last_dim(rows, REGION_EPS) > threshold  # (B, E, G)
     selected = torch.zeros(batch, num_exo, grid * grid, dtype=torch.bool, device=region.device)
     selected[:, :, :grid] = top_row  # (B, E, P): only patches of row 0
     return selected.reshape(batch, num_exo * grid * grid)  # (B, E*P)
@@ -270,7 +264,7 @@ def compute_pscores(cluster_maps: torch.Tensor, saliency: torch.Tensor) -> torch
     Returns:
         (B, K) p-scores.
     """
-    normalised = _minmax_last_dim(cluster_maps, CLUSTER_MAP_EPS)  # (B, K, P)
+    normalised = minmax_last_dim(cluster_maps, CLUSTER_MAP_EPS)  # (B, K, P)
     region = (normalised > normalised.mean(dim=-1, keepdim=True)).to(cluster_maps.dtype)
     salient = saliency.to(cluster_maps.dtype)[:, None, :]  # (B, 1, P)
     intersection = (region * salient).sum(dim=-1)  # (B, K)

@@ -21,9 +21,9 @@ from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipel
 from affordance_grounding.runtime.grasp import (
     check_depth_matches_image, compute_grasp_point, depth_to_metres, intrinsics_from_k)
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
+from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 import cv2
 from sensor_msgs.msg import CameraInfo, Image
-import torch
 
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
@@ -88,11 +88,7 @@ class FrameWorker(threading.Thread):
 
     def run(self) -> None:
         """Warm up, then process the newest frame until stopped, honouring ``max_rate_hz``."""
-        backend = self.pipeline.backend
-        if not (backend.name == 'torch' and backend.device == 'cpu'):
-            # torch only preprocesses here: one thread is faster (its uint8 resize kernel is
-            # vectorised) and leaves the cores to the backend and the ROS executor.
-            torch.set_num_threads(1)
+        apply_worker_thread_policy(self.pipeline.backend)
         try:
             self.pipeline.backend.warm_up()
         except Exception as error:  # noqa: B902 - report any backend failure, do not die silently

@@ -1,4 +1,4 @@
-"""The affordance grounding lifecycle node (ROS_INTERFACE.md): glue between ROS and the runtime.
+"""The affordance grounding lifecycle node (docs/ros_interface.md): glue between ROS and runtime.
 
 configure: read and validate parameters, load the model (a bad file fails here, with the
 reason in the log and on /diagnostics), create publishers. activate: start the inference
@@ -10,7 +10,6 @@ rather than activate so that a missing or corrupt file is reported before activa
 import os
 from typing import List, Optional, Sequence
 
-from affordance_grounding.model.checkpoint import CheckpointError
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.frame_worker import (
     FrameWorker, OutputPublishers, SharedState, stamp_to_ns)
@@ -38,8 +37,8 @@ from visualization_msgs.msg import MarkerArray
 
 NODE_NAME = 'affordance_grounding'
 DIAGNOSTIC_NAME = f'{NODE_NAME}: inference'
-CONFIGURE_ERRORS = (ParameterError, ModelFileError, CheckpointError, BackendUnavailableError,
-                    ValueError, OSError)
+CONFIGURE_ERRORS = (ParameterError, ModelFileError, BackendUnavailableError, ValueError,
+                    OSError)
 
 
 def load_backend(config: NodeConfig) -> InferenceBackend:
@@ -50,7 +49,7 @@ def load_backend(config: NodeConfig) -> InferenceBackend:
                              '--ros-args -p model_path:=/path/model.onnx')
     options = BackendOptions(calibration=config.calibration,
                              expected_labels=LABEL_SETS.get(config.labels),
-                             precision='auto' if config.fp16 else 'fp32',
+                             precision=config.precision,
                              engine_cache_dir=os.path.expanduser(config.engine_cache_dir),
                              cpu_spin_wait=False)  # the worker pre/post-processes between runs
     return select_backend(config.backend, os.path.expanduser(config.model_path), config.device,

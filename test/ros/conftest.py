@@ -6,8 +6,8 @@ sessions on one machine never see each other's nodes.
 
 import os
 
-from affordance_grounding.ros.graph_client import GraphClient
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.graph_client import GraphClient
+from harness.node_process import NodeProcess
 import pytest
 import rclpy
 

@@ -9,8 +9,8 @@ import array
 import time
 
 from affordance_grounding.ros.conversions import array_to_image_msg
-from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.graph_client import GraphClient, wait_for_diagnostics
+from harness.node_process import NodeProcess
 from affordance_grounding.runtime.backends import OnnxRuntimeBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
 from affordance_grounding.runtime.grasp import compute_grasp_mask

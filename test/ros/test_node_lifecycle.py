@@ -2,7 +2,7 @@
 
 import time
 
-from affordance_grounding.ros.graph_client import wait_for_diagnostics
+from harness.graph_client import wait_for_diagnostics
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np

@@ -10,7 +10,7 @@ import time
 
 from affordance_grounding.config import load_model_config
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.ros.graph_client import collect_stage_means, wait_for_diagnostics
+from harness.graph_client import collect_stage_means, wait_for_diagnostics
 import numpy as np
 import pytest
 import torch

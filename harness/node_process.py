@@ -1,7 +1,8 @@
 """The node as a child process (``--ros-args --params-file``), for the demo, benchmarks, tests.
 
 What ``ros2 launch`` does on a ROS machine, minus launch_ros: start the executable with a
-params file, overrides and a namespace, keep its log, stop it with Ctrl-C.
+params file, overrides and a namespace, keep its log, stop it with Ctrl-C. Checkout only: the
+default params file is the checkout's ``config/params.yaml``.
 """
 
 import os
@@ -12,8 +13,8 @@ import sys
 import time
 from typing import Mapping, Optional
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PARAMS = PACKAGE_ROOT / 'config' / 'params.yaml'
+CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PARAMS = CHECKOUT_ROOT / 'config' / 'params.yaml'
 
 
 def format_parameter(value) -> str:
@@ -39,7 +40,7 @@ class NodeProcess:
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'w')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=PACKAGE_ROOT, env=dict(os.environ))
+                                        cwd=CHECKOUT_ROOT, env=dict(os.environ))
 
     def log(self) -> str:
         """Return everything the node printed so far."""

@@ -1,7 +1,6 @@
 """A client of the node over real topics: publishes images and actions, records outputs.
 
-Used by the demo, the node benchmark and the tests (and handy from a Python shell on a
-robot). It waits for DDS discovery by checking matched endpoints, never by sleeping blindly.
+Used by the demo, the node benchmark and the tests, from a checkout. It waits for DDS discovery by checking matched endpoints, never by sleeping blindly.
 """
 
 from collections import defaultdict
