@@ -1,6 +1,7 @@
 """A client of the node over real topics: publishes images and actions, records outputs.
 
-Used by the demo, the node benchmark and the tests, from a checkout. It waits for DDS discovery by checking matched endpoints, never by sleeping blindly.
+Used by the demo, the node benchmark and the tests, from a checkout. It waits for DDS
+discovery by checking matched endpoints, never by sleeping blindly.
 """
 
 from collections import defaultdict
@@ -87,12 +88,15 @@ class GraphClient(Node):
             self.arrival_s.clear()
 
     def wait_for(self, topic: str, predicate: Callable = lambda msg: True,
-                 timeout_s: float = 20.0):
-        """Return the first recorded message on ``topic`` that satisfies ``predicate``."""
+                 timeout_s: float = 20.0, skip: int = 0):
+        """Return the first message on ``topic``, past the first ``skip``, that fits ``predicate``.
+
+        ``skip=len(client.messages(topic))`` waits for a message that has not arrived yet.
+        """
         found = []
 
         def check() -> bool:
-            found[:] = [msg for msg in self._messages[topic] if predicate(msg)][:1]
+            found[:] = [msg for msg in self._messages[topic][skip:] if predicate(msg)][:1]
             return bool(found)
         with self._condition:
             if not self._condition.wait_for(check, timeout_s):

@@ -1,4 +1,4 @@
-"""SelectiveCL's contrastive losses and optimiser groups (METHOD.md 3.2, 3.7, 4.1-4.3).
+"""SelectiveCL's contrastive losses and optimiser groups (see docs/method.md, "Losses").
 
 Small modules in the style of open_clip's ``ClipLoss``: one helper per step, a scalar loss
 from ``forward``. The CLIP affinity maps themselves (S_ego, S_exo, Q) are computed once per
@@ -17,14 +17,16 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from training.config import TrainConfig
 from training.parts import PartMaps
 
-TEMPERATURE = 0.5  # tau
-BASE_TEMPERATURE = 0.07  # tau_b, left at its default by the reference
+# The recipe's values have one home, TrainConfig; these names are the modules' defaults.
+TEMPERATURE = TrainConfig.temperature  # tau
+BASE_TEMPERATURE = TrainConfig.base_temperature  # tau_b, left at its default by the reference
 # Both losses are multiplied by tau / tau_b = 0.5 / 0.07 ~ 7.142857, an implicit loss weight
-# of the reference kept on purpose (METHOD 7.2 item 8).
+# of the reference kept on purpose (docs/method.md, "Reference bugs").
 LOSS_SCALE = TEMPERATURE / BASE_TEMPERATURE
-WEIGHT_DECAY = 5e-4
+WEIGHT_DECAY = TrainConfig.weight_decay
 
 # Optimiser table of METHOD 4.3, keyed by module role and sub-module path ('' = the whole
 # role module): (weight lr multiplier, bias lr multiplier). The reference derived it from the

@@ -1,6 +1,7 @@
 """Pick the fastest backend that can run a model file here, saying why faster ones cannot.
 
-Order (docs/export.md, "Backend order"): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX Runtime CPU, PyTorch CPU.
+Order (docs/export.md, "Backend order"): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX
+Runtime CPU, PyTorch CPU.
 A candidate is skipped when its library, provider or device is missing or when it cannot read
 the given file type (ONNX/engine vs checkpoint bundle); each reason is logged. A broken model
 file is never skipped over: its error is raised, since no other backend would do better.

@@ -1,4 +1,4 @@
-"""Tests for training.losses against explicit loops written from METHOD.md 3.7 and 4.1-4.3."""
+"""Tests for training.losses against explicit loops written from docs/method.md, "Losses"."""
 
 import math
 
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from training import losses
+from training.config import TrainConfig
 from training.parts import PartMaps
 
 TAU = 0.5
@@ -74,9 +75,16 @@ def _proto_case(seed=0, batch=4, num_exo=3, grid=3, dim=8):
     return embed_ego, embed_exo, _random_weights(generator, batch, num_exo, grid), labels
 
 
-def test_loss_scale_is_tau_over_base_tau():
-    assert losses.LOSS_SCALE == pytest.approx(0.5 / 0.07, abs=1e-12)
-    assert losses.TEMPERATURE == 0.5 and losses.BASE_TEMPERATURE == 0.07
+def test_losses_scale_by_tau_over_base_tau_with_the_recipe_defaults():
+    """Default modules use TrainConfig's tau and tau_b; the loss grows by tau / tau_b."""
+    recipe = TrainConfig()
+    embed_ego, embed_exo, weights, labels = _proto_case(seed=3)
+    default = losses.PrototypeContrastiveLoss()(embed_ego, embed_exo, weights, labels)
+    unscaled = losses.PrototypeContrastiveLoss(
+        recipe.temperature, recipe.temperature)(embed_ego, embed_exo, weights, labels)
+    scale = recipe.temperature / recipe.base_temperature
+    assert float(default) == pytest.approx(scale * float(unscaled), rel=1e-5)
+    assert float(unscaled) != pytest.approx(float(default), rel=1e-2)  # the scale matters
 
 
 def test_prototype_contrastive_loss_matches_set_definition_loop():
