@@ -1,5 +1,6 @@
-"""Shared fixtures (the tiny random architecture of config/model_tiny.yaml, built once), DDS
-isolation for every test that talks ROS, and the ``ros`` marker without ROS installed.
+"""Shared fixtures, DDS isolation for every ROS test, and the ``ros`` marker without ROS.
+
+The tiny random architecture of config/model_tiny.yaml is built once per session.
 """
 
 import os

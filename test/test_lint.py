@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LINTED = [str(REPO / name) for name in ('affordance_grounding', 'training', 'launch', 'bench', 'harness',
-                                        'demo', 'setup.py') if (REPO / name).exists()]
+LINTED = [str(REPO / name) for name in ('affordance_grounding', 'training', 'launch', 'bench',
+                                        'demo', 'harness', 'setup.py') if (REPO / name).exists()]
 
 
 @pytest.mark.linter

@@ -1,4 +1,4 @@
-"""Label lists and prompt builders against METHOD.md 1.2 and 2.2."""
+"""Label lists and prompt builders against docs/method.md ("Data", "Model")."""
 
 from affordance_grounding.vocabulary import (
     AGD20K_SEEN, AGD20K_UNSEEN, build_item_prompt, build_person_prompt, get_label_set,

@@ -71,7 +71,7 @@ def collate_train_items(items: Sequence[TrainItem]) -> TrainBatchItems:
 
 
 class TrainDataset(torch.utils.data.Dataset):
-    """Indexed by exocentric images (METHOD.md 1.3); ego and extra exo images drawn per item.
+    """Indexed by exocentric images (docs/method.md, "Data"); ego and extra exo drawn per item.
 
     Item ``i`` is exo image ``<aff>/<obj>/<img>`` with label ``labels.index(aff)``, one ego
     image drawn uniformly from ``egocentric/<aff>/<obj>`` and E - 1 extra exo images from the
@@ -152,7 +152,7 @@ class TrainDataset(torch.utils.data.Dataset):
 # ------------------------------------------------------------------------------------ test
 @dataclass
 class TestItem:
-    """One test image with its ground truth (METHOD.md 1.5).
+    """One test image with its ground truth (docs/method.md, "Data").
 
     Attributes:
         image: (3, S, S) float32 normalised image.

@@ -118,7 +118,7 @@ def predict_maps(grounder: AffordanceGrounder, features: TestFeatures, indices: 
 def evaluate_features(grounder: AffordanceGrounder, features: TestFeatures,
                       indices: Optional[Sequence[int]] = None,
                       calibrations: Sequence[str] = CALIBRATIONS) -> Dict[str, MetricSummary]:
-    """Score each calibration's map with KLD / SIM / NSS (METHOD.md 5.3) on chosen items."""
+    """Score each calibration's map with KLD / SIM / NSS (docs/method.md) on chosen items."""
     indices = list(range(len(features))) if indices is None else list(indices)
     maps = predict_maps(grounder, features, indices, calibrations)
     summaries = {}

@@ -1,6 +1,6 @@
 """Affordance-grounding metrics KLD, SIM and NSS, exactly as the reference evaluation.
 
-Everything follows METHOD.md section 5.3, epsilons and dtypes included: the prediction is a
+Everything follows docs/method.md, "Metrics", epsilons and dtypes included: the prediction is a
 float32 map in [0, 1] (the output of :func:`normalize_map`), the ground truth a float64 map in
 [0, 1] (the output of :func:`load_gt_map`). Both are ``(H, W)`` arrays of the same shape,
 224 x 224 in the benchmark. The prediction is never upcast before the divisions, so the

@@ -8,8 +8,8 @@ purpose and a test holds the runtime's output equal to :func:`test_transform`'s.
 
 import random
 
-from PIL import Image
 import numpy as np
+from PIL import Image
 import torch
 from torchvision.transforms import functional as TF
 

@@ -30,7 +30,7 @@ import torch
 BUNDLE_FORMAT = 'affordance_grounding.bundle/1'
 REQUIRED_KEYS = ('format', 'config', 'labels', 'head', 'item_text')
 
-# Key prefixes of the released SelectiveCL ``Net`` state dicts (METHOD.md 2.5).
+# Key prefixes of the released SelectiveCL ``Net`` state dicts (docs/method.md, "Model").
 OFFICIAL_HEAD_PREFIXES = ('aff_proj.', 'aff_ego_proj.', 'aff_classifier.')
 OFFICIAL_TRAINING_PREFIXES = ('aff_exo_proj.', 'K_contrast_projection.',
                               'pixel_contrast_projection.')

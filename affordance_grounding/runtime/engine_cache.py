@@ -2,7 +2,7 @@
 
 Pure functions and dataclasses, testable without TensorRT or a GPU; the builder that uses them
 is :mod:`engine_build`. An engine is valid only for the ONNX, TensorRT version, GPU compute
-capability, precision and batch range it was built for (EXPORT.md), so all five form its key.
+capability, precision and batch range it was built for (docs/export.md), so all five form its key.
 """
 
 import dataclasses

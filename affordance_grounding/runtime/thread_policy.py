@@ -10,7 +10,7 @@ import torch
 
 
 def uses_torch_cpu_threads(backend_name: str, device: str) -> bool:
-    """True when the backend's inference runs on torch's CPU thread pool."""
+    """Return True when the backend's inference runs on torch's CPU thread pool."""
     return backend_name == 'torch' and device == 'cpu'
 
 

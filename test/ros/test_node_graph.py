@@ -12,12 +12,12 @@ import array
 import time
 
 from affordance_grounding.ros.conversions import array_to_image_msg, image_msg_to_array
-from harness.graph_client import GraphClient, wait_for_diagnostics
-from harness.node_process import NodeProcess
 from affordance_grounding.runtime.backends import OnnxRuntimeBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
 from affordance_grounding.runtime.grasp import compute_grasp_mask
 import cv2
+from harness.graph_client import GraphClient, wait_for_diagnostics
+from harness.node_process import NodeProcess
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image
@@ -156,8 +156,7 @@ def test_node_colour_encodings_give_the_rgb8_heatmap(node, client, encoding, con
     np.testing.assert_allclose(to_array(converted), to_array(reference), atol=1e-6)
 
 
-def test_node_mono8_gives_the_heatmap_of_the_grey_image_as_rgb(node, client,
-                                                              expected_pipeline):
+def test_node_mono8_gives_the_heatmap_of_the_grey_image_as_rgb(node, client, expected_pipeline):
     set_action(client, 'hold')
     grey = cv2.cvtColor(scene(3), cv2.COLOR_RGB2GRAY)
     _, heatmap = publish_and_wait(client, grey, 'mono8')

@@ -26,7 +26,7 @@ def _pool(embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _proto_losses_loop(embed_ego, embed_exo, weights, labels):
-    """Per-anchor L_proto straight from the set definitions of METHOD 4.1."""
+    """Per-anchor L_proto straight from the set definitions of docs/method.md, "Losses"."""
     batch = len(labels)
     num_exo = embed_exo.shape[0] // batch
     labels = labels.tolist()
@@ -58,7 +58,7 @@ def _proto_losses_loop(embed_ego, embed_exo, weights, labels):
 
 
 def _random_weights(generator, batch, num_exo, grid):
-    """Random prototype weights, negatives partly below zero as in METHOD 3.7."""
+    """Random prototype weights, negatives partly below zero (docs/method.md, "Training step")."""
     def draw(count):
         return torch.rand(count, grid, grid, generator=generator)
     return losses.PrototypeWeights(
@@ -119,7 +119,7 @@ def test_prototype_contrastive_loss_scales_with_base_temperature():
 
 
 def _pixel_loss_loop(embed_pixel, s_ego, q_exo, foreground):
-    """L_pix with per-sample and per-pixel loops from METHOD 4.2 (empty samples skipped)."""
+    """L_pix with per-sample and per-pixel loops (docs/method.md); empty samples skipped."""
     batch, dim = embed_pixel.shape[:2]
     num_exo = q_exo.shape[0] // batch
     pixels = s_ego[0].numel()
@@ -229,7 +229,7 @@ def _small_modules(width=8, num_classes=3):
 
 
 def _expected_multipliers():
-    """Learning-rate multiplier of every parameter, written out from METHOD 4.3."""
+    """Learning-rate multiplier of every parameter, written out from docs/method.md, "Losses"."""
     expected = {'aff_proj.norm.weight': 1.0, 'aff_proj.norm.bias': 2.0,
                 'aff_proj.fc1.weight': 10.0, 'aff_proj.fc1.bias': 20.0,
                 'aff_proj.fc2.weight': 10.0, 'aff_proj.fc2.bias': 20.0,

@@ -121,8 +121,10 @@ def test_evaluate_cli_bad_root_is_a_clear_error(trained, tmp_path, capsys):
 @pytest.mark.slow
 def test_train_torchrun_two_processes_gloo(synthetic_root, tmp_path):
     out_dir = tmp_path / 'ddp'
-    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-               '--master_port', '29533', '-m', 'training.train', '--config', CONFIG]
+    # --standalone: a rendezvous on localhost port 0, i.e. a free port chosen by the OS, so
+    # parallel runs on one machine never collide on a fixed port.
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+               '--nproc_per_node', '2', '-m', 'training.train', '--config', CONFIG]
     command += overrides(synthetic_root, out_dir, epochs=1, max_steps_per_epoch=3)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
