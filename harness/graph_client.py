@@ -72,7 +72,7 @@ class GraphClient(Node):
         if with_depth:
             publishers += [self.depth_pub, self.info_pub]
         heatmap_topic = self.resolve_topic_name('heatmap')
-        self._wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers)
+        self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers)
                          and self.count_publishers(heatmap_topic) > 0,
                          timeout_s, 'the affordance node to appear on the ROS graph')
 
@@ -119,7 +119,8 @@ class GraphClient(Node):
         """Return a header with ``stamp`` or the client clock's now."""
         return Header(frame_id=frame_id, stamp=stamp or self.get_clock().now().to_msg())
 
-    def _wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` after the limit."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:

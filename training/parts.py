@@ -17,6 +17,8 @@ from affordance_grounding.model.calibration import minmax_last_dim
 import torch
 import torch.nn.functional as F
 
+from training.config import TrainConfig
+
 REGION_EPS = 1e-10  # min-max of the exo region maps (docs/method.md, "Training step")
 CLUSTER_MAP_EPS = 1e-12  # min-max of the ego cluster maps (3.6 step 5)
 PSCORE_EPS = 1e-10  # both p-score denominators (3.6 step 5)
@@ -61,12 +63,12 @@ class PartSettings:
             "Reference bugs").
     """
 
-    num_exo: int = 3
-    gamma_exo: float = 0.6
-    pscore_threshold: float = 0.6
-    num_clusters: int = 3
-    kmeans_iters: int = 100
-    legacy_row_indexing: bool = False
+    num_exo: int = TrainConfig.num_exo  # defaults: the recipe's, from their one home
+    gamma_exo: float = TrainConfig.gamma_exo
+    pscore_threshold: float = TrainConfig.pscore_threshold
+    num_clusters: int = TrainConfig.num_clusters
+    kmeans_iters: int = TrainConfig.kmeans_iters
+    legacy_row_indexing: bool = TrainConfig.legacy_row_indexing
 
 
 @dataclass
