@@ -73,8 +73,8 @@ class GraphClient(Node):
             publishers += [self.depth_pub, self.info_pub]
         heatmap_topic = self.resolve_topic_name('heatmap')
         self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers)
-                         and self.count_publishers(heatmap_topic) > 0,
-                         timeout_s, 'the affordance node to appear on the ROS graph')
+                        and self.count_publishers(heatmap_topic) > 0,
+                        timeout_s, 'the affordance node to appear on the ROS graph')
 
     def messages(self, topic: str) -> List:
         """Return a copy of what arrived on ``topic`` so far."""
@@ -120,7 +120,7 @@ class GraphClient(Node):
         return Header(frame_id=frame_id, stamp=stamp or self.get_clock().now().to_msg())
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` after the limit."""
+        """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` at the limit."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:

@@ -50,7 +50,7 @@ def test_node_autostarts_and_walks_the_lifecycle(synthetic_onnx, start_node, mak
     assert get_state(client) == 'inactive'
     # Inactive means unsubscribed: await that, then the node's next report, not a timeout.
     client.wait_until(lambda: client.image_pub.get_subscription_count() == 0, 20.0,
-                       'the inactive node to unsubscribe from image')
+                      'the inactive node to unsubscribe from image')
     received = int(wait_for_diagnostics(client, lambda v: True)['images received'])
     header = client.publish_image(image)
     reports = len(client.messages('/diagnostics'))
