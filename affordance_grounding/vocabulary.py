@@ -7,7 +7,7 @@ it must never be re-sorted.
 from dataclasses import dataclass
 import functools
 from importlib import resources
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import yaml
 
@@ -33,6 +33,30 @@ LABEL_SETS: Dict[str, Tuple[str, ...]] = {
     'unseen': AGD20K_UNSEEN,
     'hico_iif': HICO_IIF,
 }
+
+
+def describe_label_mismatch(model_labels: Sequence[str], expected_labels: Optional[Sequence[str]],
+                            source: str) -> Optional[str]:
+    """Say how a model's label list differs from the one a caller needs, or None if it does not.
+
+    The one label check of the project: checkpoint bundles and exported graphs both use it
+    (each raises its own error type with this text).
+
+    Args:
+        model_labels: The labels the model was trained for, in classifier order.
+        expected_labels: The labels the caller needs, or None to accept any.
+        source: What holds the model (a file name), for the message.
+    """
+    model = tuple(model_labels)
+    if expected_labels is None or tuple(expected_labels) == model:
+        return None
+    expected = tuple(expected_labels)
+    missing = [label for label in expected if label not in model]
+    difference = (f'not in the model: {", ".join(missing[:5])}' if missing
+                  else 'same labels, different order')
+    return (f'{source} was made for {len(model)} labels ({", ".join(model[:5])}, ...) but '
+            f'{len(expected)} labels were requested ({difference}); use a model made for that '
+            "label set, or drop the labels setting to use the model's own")
 
 
 def get_label_set(name: str) -> Tuple[str, ...]:

@@ -20,15 +20,15 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import (
-    collect_stage_means, GraphClient, wait_for_diagnostics)
-from affordance_grounding.ros.node_process import NodeProcess
 from affordance_grounding.runtime.backends import BackendOptions
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
 from affordance_grounding.runtime.selection import create_backend
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.timing import load_average, median_seconds, write_report
+from harness.graph_client import (
+    collect_stage_means, GraphClient, wait_for_diagnostics)
+from harness.node_process import NodeProcess
 import numpy as np
 import rclpy
 

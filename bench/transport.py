@@ -25,9 +25,9 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import (
+from harness.graph_client import (
     GraphClient, latest_diagnostics, STAGE_KEYS, wait_for_diagnostics)
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.node_process import NodeProcess
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine

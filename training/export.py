@@ -52,7 +52,7 @@ class ExportOptions:
 
     Attributes:
         calibration: Map exported as ``affordance``.
-        opset: ONNX opset (<= 20 for TensorRT 10.3, see EXPORT.md).
+        opset: ONNX opset (<= 20 for TensorRT 10.3, see docs/export.md).
         precision: ``fp32`` or ``fp16`` (FP16-typed backbones).
         atol: fp32 parity tolerance, max abs error on every output.
         min_cosine: fp16 parity bound, smallest per-map cosine of ``cam`` and ``affinity``.
@@ -112,7 +112,7 @@ def run_onnx_exporter(graph: GroundingGraph, path: Path, opset: int) -> Tuple[st
         LOGGER.warning('dynamo ONNX export failed (%s); falling back to the TorchScript '
                        'exporter with the MHA fast path disabled', reason)
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, EXPORT.md
+    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, docs/export.md
     try:
         axes = {name: {0: BATCH_DIM_NAME} for name in (INPUT_NAME,) + OUTPUT_NAMES}
         torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=opset,

@@ -19,7 +19,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-# encoding -> (dtype, channels); the supported inputs of ROS_INTERFACE.md.
+# encoding -> (dtype, channels); the supported inputs of docs/ros_interface.md.
 ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
     'rgb8': (np.dtype(np.uint8), 3),
     'bgr8': (np.dtype(np.uint8), 3),

@@ -22,8 +22,8 @@ from affordance_grounding.ros.params import COLORMAPS, NodeConfig
 from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline, OutputSettings
 from affordance_grounding.runtime.grasp3d import compute_3d_outputs
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
+from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from sensor_msgs.msg import CameraInfo, Image
-import torch
 from visualization_msgs.msg import MarkerArray
 
 # Stamps this old are no clock skew but recorded data played on the wall clock.
@@ -100,11 +100,7 @@ class FrameWorker(threading.Thread):
 
     def run(self) -> None:
         """Warm up, then process the newest frame until stopped, honouring ``max_rate_hz``."""
-        backend = self.pipeline.backend
-        if not (backend.name == 'torch' and backend.device == 'cpu'):
-            # torch only preprocesses here: one thread is faster (its uint8 resize kernel is
-            # vectorised) and leaves the cores to the backend and the ROS executor.
-            torch.set_num_threads(1)
+        apply_worker_thread_policy(self.pipeline.backend)
         try:
             self.pipeline.backend.warm_up()
         except Exception as error:  # noqa: B902 - report any backend failure, do not die silently

@@ -14,7 +14,6 @@ import signal
 import time
 from typing import Optional, Sequence
 
-from affordance_grounding.model.checkpoint import CheckpointError
 from affordance_grounding.ros.frame_worker import (
     FrameWorker, recorded_time_advice, SharedState, stamp_to_ns)
 from affordance_grounding.ros.health import NodeHealth, summarise_health
@@ -45,8 +44,8 @@ from std_msgs.msg import String
 NODE_NAME = 'affordance_grounding'
 DIAGNOSTIC_NAME = f'{NODE_NAME}: inference'
 RCLError = rclpy_implementation.RCLError
-CONFIGURE_ERRORS = (ParameterError, ModelFileError, CheckpointError, BackendUnavailableError,
-                    ValueError, OSError)
+CONFIGURE_ERRORS = (ParameterError, ModelFileError, BackendUnavailableError, ValueError,
+                    OSError)
 
 
 def load_backend(config: NodeConfig) -> InferenceBackend:
@@ -57,7 +56,7 @@ def load_backend(config: NodeConfig) -> InferenceBackend:
                              '--ros-args -p model_path:=/path/model.onnx')
     options = BackendOptions(calibration=config.calibration,
                              expected_labels=LABEL_SETS.get(config.labels),
-                             precision='auto' if config.fp16 else 'fp32',
+                             precision=config.precision,
                              engine_cache_dir=os.path.expanduser(config.engine_cache_dir),
                              cpu_spin_wait=False)  # the worker pre/post-processes between runs
     return select_backend(config.backend, os.path.expanduser(config.model_path), config.device,

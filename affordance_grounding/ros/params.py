@@ -21,6 +21,7 @@ BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
 HEATMAP_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
 IMAGE_QOS_PROFILES: Tuple[str, ...] = ('sensor_data', 'reliable', 'system_default')
 IMAGE_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
+PRECISION_CHOICES: Tuple[str, ...] = ('auto', 'fp32', 'fp16')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
 DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
@@ -32,14 +33,16 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Every node parameter (ROS_INTERFACE.md, Parameters); defaults = config/params.yaml.
+    """Every node parameter (docs/ros_interface.md, "Parameters"); defaults = config/params.yaml.
 
     Attributes:
         backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
         model_path: Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt).
         engine_cache_dir: Folder of TensorRT engines built on this machine.
         device: ``cuda``, ``cuda:N``, ``cpu`` or ``auto``.
-        fp16: Run the backbones in half precision where the backend supports it.
+        precision: Backbone precision: ``auto`` (PyTorch: fp16 autocast on CUDA, fp32 on the
+            CPU; TensorRT: the ONNX's own typing), ``fp32`` or ``fp16`` (PyTorch on the CPU
+            refuses fp16). ONNX Runtime runs the graph as it was exported.
         calibration: ``none``, ``clip`` or ``clip_local_mean``.
         labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
         default_action: Action used until one arrives on ``action``; empty = idle.
@@ -66,7 +69,7 @@ class NodeConfig:
     model_path: str = ''
     engine_cache_dir: str = '~/.cache/affordance_grounding/engines'
     device: str = 'cuda'
-    fp16: bool = True
+    precision: str = 'auto'
     calibration: str = 'clip'
     labels: str = 'seen'
     default_action: str = ''
@@ -93,6 +96,7 @@ class NodeConfig:
             ParameterError: Naming the parameter, the offending value and what is allowed.
         """
         for name, allowed in (('backend', BACKENDS), ('calibration', CALIBRATIONS),
+                              ('precision', PRECISION_CHOICES),
                               ('heatmap_resolution', HEATMAP_RESOLUTIONS),
                               ('image_qos', IMAGE_QOS_PROFILES),
                               ('image_transport', IMAGE_TRANSPORTS),
@@ -140,7 +144,8 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'model_path': ('Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt)', True),
     'engine_cache_dir': ('Folder of TensorRT engines built on this machine', True),
     'device': ('cuda, cuda:N, cpu or auto', True),
-    'fp16': ('Half-precision backbones where the backend supports it', True),
+    'precision': ('Backbone precision: auto (fp16 on CUDA where the backend can, fp32 on the '
+                  'CPU) | fp32 | fp16', True),
     'calibration': (f'Test-time calibration: {" | ".join(CALIBRATIONS)}', True),
     'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
     'default_action': ('Action used until one arrives on the action topic; empty = idle',

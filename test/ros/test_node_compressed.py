@@ -8,8 +8,8 @@ import time
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.conversions import array_to_image_msg
-from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.graph_client import GraphClient, wait_for_diagnostics
+from harness.node_process import NodeProcess
 import cv2
 import numpy as np
 import pytest

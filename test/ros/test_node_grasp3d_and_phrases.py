@@ -9,9 +9,9 @@ import shutil
 import time
 
 from affordance_grounding.ros.conversions import array_to_image_msg
-from affordance_grounding.ros.graph_client import GraphClient, wait_for_diagnostics
+from harness.graph_client import GraphClient, wait_for_diagnostics
 from affordance_grounding.ros.messages import CLOUD_DTYPE
-from affordance_grounding.ros.node_process import NodeProcess
+from harness.node_process import NodeProcess
 from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
 import cv2
 import numpy as np

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from affordance_grounding.ros.graph_client import latest_diagnostics, wait_for_diagnostics
+from harness.graph_client import latest_diagnostics, wait_for_diagnostics
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from builtin_interfaces.msg import Time
 import numpy as np
