@@ -1,6 +1,7 @@
 # Two entry points do their own set-up on a fresh machine:
 #   make demo   synthetic data -> train -> ONNX -> ROS node -> overlays, contact sheet
-#   make test   run the whole test suite (what CI runs)
+#   make test   run the whole test suite (what CI runs); prints the 15 slowest tests
+#   make test-fast   everything but the `ros` and `slow` tests (about a minute on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.t
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup test demo lint clean train-synthetic
+.PHONY: setup test test-fast demo lint clean train-synthetic
 
 setup: $(STAMP)
 
@@ -20,7 +21,11 @@ $(STAMP): $(REQUIREMENTS)
 	touch $@
 
 test: setup
-	$(VPY) -m pytest
+	$(VPY) -m pytest --durations=15
+
+# The quick tier while editing: no DDS graphs, no long runs (collects without ROS installed).
+test-fast: setup
+	$(VPY) -m pytest -m "not ros and not slow" --durations=10
 
 lint: setup
 	$(VPY) -m pytest -m linter

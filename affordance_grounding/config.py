@@ -7,7 +7,7 @@ The configuration travels with every checkpoint bundle, so a model can be rebuil
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from affordance_grounding.vocabulary import AGD20K_SEEN, get_label_set
 import yaml
@@ -16,6 +16,8 @@ IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 CALIBRATIONS: Tuple[str, ...] = ('none', 'clip', 'clip_local_mean')
+
+ConfigT = TypeVar('ConfigT')
 
 
 @dataclass(frozen=True)
@@ -83,47 +85,58 @@ class ModelConfig:
         return data
 
 
+def build_dataclass_strictly(cls: Type[ConfigT], data: Mapping[str, Any], what: str) -> ConfigT:
+    """Build the dataclass ``cls`` from a mapping, rejecting unknown keys.
+
+    The one strict loader of the project (model and training configurations): a typo must
+    fail with the known keys listed, never silently fall back to a default.
+
+    Raises:
+        ValueError: If a key is not a field of ``cls`` (``what`` names the config in it).
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown {what} keys {unknown}; known keys: {sorted(known)}')
+    return cls(**dict(data))
+
+
+def read_yaml_mapping(path: str, what: str) -> Dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file gives ``{}``).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the top level is not a mapping.
+    """
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f'{what} not found: {config_path}')
+    with config_path.open() as stream:
+        data = yaml.safe_load(stream) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{config_path}: expected a mapping of {what} fields, '
+                         f'got {type(data).__name__}')
+    return data
+
+
 def config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     """Build a ModelConfig, rejecting unknown keys (a typo must not silently fall back).
-
-    Args:
-        data: Mapping of field names to values.
-
-    Returns:
-        The validated configuration.
 
     Raises:
         ValueError: If a key is not a ModelConfig field.
     """
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f'unknown model config keys {unknown}; known keys: {sorted(known)}')
-    return ModelConfig(**dict(data))
+    return build_dataclass_strictly(ModelConfig, data, 'model config')
 
 
 def load_model_config(path: str) -> ModelConfig:
     """Load a ModelConfig from a YAML file (top-level mapping of ModelConfig fields).
 
-    Args:
-        path: YAML file path.
-
-    Returns:
-        The validated configuration.
-
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: If the YAML is not a mapping or has unknown keys.
     """
-    config_path = Path(path)
-    if not config_path.is_file():
-        raise FileNotFoundError(f'model config not found: {config_path}')
-    with config_path.open() as stream:
-        data = yaml.safe_load(stream) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f'{config_path}: expected a mapping of ModelConfig fields, '
-                         f'got {type(data).__name__}')
+    data = read_yaml_mapping(path, 'model config')
     try:
         return config_from_dict(data)
     except (TypeError, ValueError) as error:
-        raise ValueError(f'{config_path}: {error}') from error
+        raise ValueError(f'{path}: {error}') from error

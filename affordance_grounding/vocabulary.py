@@ -1,10 +1,15 @@
-"""Affordance label lists and the CLIP prompt builders of SelectiveCL.
+"""Affordance label lists, the CLIP prompt builders of SelectiveCL, and action-command parsing.
 
 The list order is the label index used by the classifier and by the released checkpoints, so
 it must never be re-sorted.
 """
 
-from typing import Dict, Tuple
+from dataclasses import dataclass
+import functools
+from importlib import resources
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import yaml
 
 AGD20K_SEEN: Tuple[str, ...] = (
     'beat', 'boxing', 'brush_with', 'carry', 'catch', 'cut', 'cut_with', 'drag', 'drink_with',
@@ -28,6 +33,30 @@ LABEL_SETS: Dict[str, Tuple[str, ...]] = {
     'unseen': AGD20K_UNSEEN,
     'hico_iif': HICO_IIF,
 }
+
+
+def describe_label_mismatch(model_labels: Sequence[str], expected_labels: Optional[Sequence[str]],
+                            source: str) -> Optional[str]:
+    """Say how a model's label list differs from the one a caller needs, or None if it does not.
+
+    The one label check of the project: checkpoint bundles and exported graphs both use it
+    (each raises its own error type with this text).
+
+    Args:
+        model_labels: The labels the model was trained for, in classifier order.
+        expected_labels: The labels the caller needs, or None to accept any.
+        source: What holds the model (a file name), for the message.
+    """
+    model = tuple(model_labels)
+    if expected_labels is None or tuple(expected_labels) == model:
+        return None
+    expected = tuple(expected_labels)
+    missing = [label for label in expected if label not in model]
+    difference = (f'not in the model: {", ".join(missing[:5])}' if missing
+                  else 'same labels, different order')
+    return (f'{source} was made for {len(model)} labels ({", ".join(model[:5])}, ...) but '
+            f'{len(expected)} labels were requested ({difference}); use a model made for that '
+            "label set, or drop the labels setting to use the model's own")
 
 
 def get_label_set(name: str) -> Tuple[str, ...]:
@@ -99,29 +128,122 @@ def resolve_label_index(labels: Tuple[str, ...], action: str) -> int:
 
 
 MAX_ACTION_CHARS = 64
+SYNONYMS_RESOURCE = 'data/action_synonyms.yaml'
+DEFAULT_MIN_TEXT_SIMILARITY = 0.8
+
+# How a command was understood (ActionCommand.match).
+IDLE, EXACT, SYNONYM, TEXT_SIMILARITY = 'idle', 'exact', 'synonym', 'text similarity'
+
+# phrase -> (best label, cosine similarity); e.g. runtime.text_encoder.LabelTextMatcher.
+TextMatcher = Callable[[str], Tuple[str, float]]
 
 
-def parse_action_command(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
-    """Turn an operator's action command into (label, class index); empty text = idle.
+@dataclass(frozen=True)
+class ActionCommand:
+    """What an action command was understood as, and how.
 
-    Surrounding whitespace is ignored, case too, and spaces or dashes may stand for the
-    underscores of the labels (``"Cut with"`` -> ``cut_with``).
+    Attributes:
+        text: The command as received, stripped.
+        label: The label it maps to; '' when idle.
+        index: The label's classifier index; -1 when idle.
+        match: ``idle``, ``exact``, ``synonym`` or ``text similarity``.
+        score: Cosine similarity for ``text similarity``, else 1.0.
+    """
+
+    text: str
+    label: str
+    index: int
+    match: str
+    score: float = 1.0
+
+    @property
+    def key(self) -> Tuple[str, int]:
+        """(label, index): what the inference worker needs."""
+        return self.label, self.index
+
+    def describe(self) -> str:
+        """Say what ``active_action`` and the log show: the label, and how a phrase mapped to it.
+
+        ``hold`` (exact label), ``grasp -> hold (synonym)``, ``slice it -> cut_with (text
+        similarity 0.81)``; '' when idle.
+        """
+        if self.match in (IDLE, EXACT):
+            return self.label
+        if self.match == SYNONYM:
+            return f'{self.text} -> {self.label} (synonym)'
+        return f'{self.text} -> {self.label} (text similarity {self.score:.2f})'
+
+
+def normalise_phrase(text: str) -> str:
+    """Lower case, with runs of spaces, dashes and underscores as one underscore."""
+    return '_'.join(text.strip().lower().replace('-', ' ').replace('_', ' ').split())
+
+
+@functools.lru_cache(maxsize=1)
+def load_synonyms() -> Dict[str, str]:
+    """Return {normalised phrase: label} from the packaged table (data, not code).
+
+    Raises:
+        ValueError: If a phrase appears twice or is itself a label (the table would be
+            ambiguous).
+    """
+    text = resources.files('affordance_grounding').joinpath(SYNONYMS_RESOURCE).read_text()
+    by_label = yaml.safe_load(text)
+    labels = {label for label_set in LABEL_SETS.values() for label in label_set}
+    synonyms: Dict[str, str] = {}
+    for label, phrases in by_label.items():
+        for phrase in phrases:
+            key = normalise_phrase(str(phrase))
+            if key in synonyms or key in labels:
+                raise ValueError(f'{SYNONYMS_RESOURCE}: {phrase!r} under {label!r} is already '
+                                 f'{"a label" if key in labels else "under " + synonyms[key]}')
+            synonyms[key] = label
+    return synonyms
+
+
+def parse_action_command(text: str, labels: Tuple[str, ...],
+                         text_matcher: Optional[TextMatcher] = None,
+                         min_similarity: float = DEFAULT_MIN_TEXT_SIMILARITY) -> ActionCommand:
+    """Understand an operator's or planner's action command; empty text = idle.
+
+    In order: the label itself (case, surrounding whitespace, spaces or dashes for
+    underscores do not matter: ``"Cut with"`` -> ``cut_with``), a phrase of the synonym table
+    (``grab`` -> ``hold``), then, when a ``text_matcher`` is given (the CLIP text tower), the
+    label nearest in text-embedding cosine if at least ``min_similarity``.
 
     Args:
         text: The command, e.g. the ``data`` of a ``std_msgs/String``.
         labels: The model's label list.
+        text_matcher: Optional phrase -> (nearest label, cosine); called at most once here.
+        min_similarity: Smallest accepted cosine of the text fallback.
 
     Returns:
-        ``(label, index)``; ``('', -1)`` for an empty command (idle).
+        The understood command (label, index, how, score).
 
     Raises:
-        ValueError: If the command is too long or names no known label (the message lists
-            the known labels).
+        ValueError: If the command is too long or maps to no label of this model (the
+            message lists the known labels, and says what the phrase came closest to).
     """
     if len(text) > MAX_ACTION_CHARS:
         raise ValueError(f'action command of {len(text)} characters is longer than the limit '
                          f'of {MAX_ACTION_CHARS}; send one label such as {labels[0]!r}')
-    label = '_'.join(text.strip().lower().replace('-', ' ').split())
-    if not label:
-        return '', -1
-    return label, resolve_label_index(labels, label)
+    phrase = text.strip()
+    key = normalise_phrase(phrase)
+    if not key:
+        return ActionCommand(phrase, '', -1, IDLE)
+    if key in labels:
+        return ActionCommand(phrase, key, labels.index(key), EXACT)
+    notes = []
+    synonym = load_synonyms().get(key)
+    if synonym in labels:
+        return ActionCommand(phrase, synonym, labels.index(synonym), SYNONYM)
+    if synonym is not None:
+        notes.append(f'{phrase!r} means {synonym!r}, which this model does not know')
+    if text_matcher is not None:
+        label, score = text_matcher(key.replace('_', ' '))
+        if score >= min_similarity and label in labels:
+            return ActionCommand(phrase, label, labels.index(label), TEXT_SIMILARITY, score)
+        notes.append(f'nearest by text similarity: {label!r} at {score:.2f} < {min_similarity}')
+    note = f' ({"; ".join(notes)})' if notes else ''
+    raise ValueError(f'unknown action {phrase!r}{note}; this model knows {len(labels)} labels: '
+                     f'{", ".join(labels)}')

@@ -14,7 +14,7 @@ Calls are interleaved (round r times every row once) so that load from other job
 machine hits all rows alike. The CPU roofline is the best sgemm rate seen: best-of before the
 rounds, or the best of a 1024x1024 sgemm probe that runs in the same rounds (its median gives a
 second, same-load fraction). Every backend's outputs are compared with PyTorch fp32 on the CPU
-(EXPORT.md tolerances).
+(docs/export.md, "Parity tolerances").
 """
 
 import argparse
@@ -45,11 +45,11 @@ import numpy as np
 import torch
 from training.export import compute_min_map_cosine
 
-FLOP_PER_FRAME = 43.2e9  # METHOD.md 8.2: about 21.6 GMAC per 224x224 frame (full size)
+FLOP_PER_FRAME = 43.2e9  # 21.6 GMAC per 224x224 frame, full size (docs/method.md, "Cost")
 DEFAULT_CACHE = 'outputs/bench/cache'
 SGEMM_PROBE_SIZE = 1024
 PARITY_BATCH = 2
-# EXPORT.md: ONNX vs torch fp32 atol 1e-4; GPU fp32 1e-3 with TF32 off; fp16 map cosine.
+# docs/export.md: ONNX vs torch fp32 atol 1e-4; GPU fp32 1e-3 with TF32 off; fp16 map cosine.
 FP32_CPU_ATOL = 1e-4
 FP32_GPU_ATOL = 1e-3
 FP16_MIN_COSINE = 0.999
@@ -230,7 +230,7 @@ def compare_outputs(result, baseline, spec: RowSpec) -> Dict:
     """Parity of one backend's outputs against PyTorch fp32 on the CPU.
 
     fp32: every output within atol (1e-4 on the CPU, 1e-3 on CUDA); fp16: per-map cosine of
-    ``cam`` and ``affinity`` at least 0.999 (EXPORT.md).
+    ``cam`` and ``affinity`` at least 0.999 (docs/export.md).
     """
     max_abs, min_cos = {}, {}
     for name in OUTPUT_NAMES:

@@ -20,15 +20,15 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import (
-    collect_stage_means, GraphClient, wait_for_diagnostics)
-from affordance_grounding.ros.node_process import NodeProcess
 from affordance_grounding.runtime.backends import BackendOptions
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
 from affordance_grounding.runtime.selection import create_backend
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.timing import load_average, median_seconds, write_report
+from harness.graph_client import (
+    collect_stage_means, GraphClient, wait_for_diagnostics)
+from harness.node_process import NodeProcess
 import numpy as np
 import rclpy
 
@@ -150,8 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--config', help='model config YAML (default: full size, random)')
     parser.add_argument('--image-qos', default='reliable',
                         choices=('reliable', 'sensor_data', 'system_default'),
-                        help='node image_qos; best effort loses 640x480 frames in UDP '
-                             'fragments with default kernel buffers (README)')
+                        help='node image_qos; best effort loses most 640x480 frames between '
+                             'processes with default FastDDS settings (bench.transport, README)')
     parser.add_argument('--repeats', type=int, default=10, help='pure-inference repeats')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/node.json')

@@ -1,4 +1,4 @@
-"""The official test-time structure, for comparison in the same run (METHOD.md 5.1, 8.1).
+"""The official test-time structure, for comparison in the same run (see docs/method.md).
 
 Same weights and the same numbers as our graph, but computed the way the reference code does:
 the item prompt is tokenised and encoded on every call, CLIP's ordinary last block is run

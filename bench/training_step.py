@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.training_step [--arch full|tiny] [--batch 8] [--repeats 3]
 
-The reference structure (written from METHOD.md 3.6 and 8.1, not from the reference code)
+The reference structure (written from docs/method.md, "Training step", not from the reference code)
 computes the same losses but the way the released code is organised: conv stacks applied
 twice, the exo 3x3 local mean as a 196-slice Python loop, part discovery one sample at a
 time with a k-means that checks its tolerance on the host every iteration (up to 300

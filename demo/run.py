@@ -17,13 +17,13 @@ from pathlib import Path
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.ros.graph_client import (
-    collect_stage_means, GraphClient, wait_for_diagnostics)
-from affordance_grounding.ros.node_process import NodeProcess
 import cv2
 from demo.pipeline import build_model
 from demo.scenes import build_scenes, Scene
 from demo.sheet import write_contact_sheet, write_scene_outputs
+from harness.graph_client import (
+    collect_stage_means, GraphClient, wait_for_diagnostics)
+from harness.node_process import NodeProcess
 import numpy as np
 import rclpy
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from affordance_grounding.ros.conversions import image_msg_to_array
 import cv2
 from demo.scenes import Scene
 import numpy as np
@@ -13,12 +14,8 @@ COLUMNS = ('image', 'node overlay', 'grasp mask', 'ground truth')
 
 
 def image_msg_to_numpy(msg: Image) -> np.ndarray:
-    """Decode the node's unpadded bgr8 / mono8 / 32FC1 outputs."""
-    dtype = np.float32 if msg.encoding == '32FC1' else np.uint8
-    channels = 3 if msg.encoding == 'bgr8' else 1
-    array = np.frombuffer(bytes(msg.data), dtype=dtype)
-    return array.reshape((msg.height, msg.width, channels) if channels > 1
-                         else (msg.height, msg.width))
+    """Decode the node's bgr8 / mono8 / 32FC1 outputs (the node's own decoder)."""
+    return image_msg_to_array(msg)[0]
 
 
 def write_scene_outputs(folder: Path, scene: Scene, outputs: dict) -> None:

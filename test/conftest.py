@@ -1,8 +1,17 @@
-"""Shared fixtures: the tiny random architecture of config/model_tiny.yaml, built once."""
+"""Shared fixtures, DDS isolation for every ROS test, and the ``ros`` marker without ROS.
+
+The tiny random architecture of config/model_tiny.yaml is built once per session.
+"""
 
 import os
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # hub look-ups fail fast instead of retrying
+# Every test session gets its own DDS domain (and localhost-only discovery), so parallel
+# sessions on one machine never see each other's nodes. Set here, before any test module is
+# imported, so it holds for every ROS test (test/ros/, test_demo.py ...), however selected;
+# node processes inherit it.
+os.environ['ROS_DOMAIN_ID'] = str(20 + os.getpid() % 200)  # valid ids are 0..232
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 
 from pathlib import Path  # noqa: E402
 import shutil  # noqa: E402
@@ -17,6 +26,41 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG_PATH = REPO / 'config' / 'model_tiny.yaml'
 TINY_SEED = 1234
+ROS_MARK = 'pytest.mark.ros'
+
+
+def _ros_is_installed() -> bool:
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ROS_INSTALLED = _ros_is_installed()
+_NOT_COLLECTED = []
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without rclpy, do not import test modules marked ``ros``: they import ROS at load.
+
+    So ``-m "not ros"`` (``make test-fast``) runs on a machine without ROS; the header of the
+    run says how many modules were left out.
+    """
+    if ROS_INSTALLED or collection_path.suffix != '.py' or collection_path.name == 'conftest.py':
+        return None
+    if ROS_MARK in collection_path.read_text(errors='replace'):
+        _NOT_COLLECTED.append(collection_path.name)
+        return True
+    return None
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    """Name the ROS test modules that were not collected because rclpy is missing."""
+    if _NOT_COLLECTED:
+        return (f'rclpy is not installed: {len(_NOT_COLLECTED)} ros-marked test modules not '
+                f'collected ({", ".join(sorted(_NOT_COLLECTED))})')
+    return None
 
 
 @pytest.fixture(scope='session')

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'node.launch.py'
 INTERFACE_ARGUMENTS = ('namespace', 'params_file', 'image_topic', 'camera_info_topic',
                        'depth_topic', 'action_topic', 'backend', 'model_path', 'device',
-                       'enable_3d', 'rviz', 'use_sim_time', 'log_level')
+                       'enable_3d', 'image_transport', 'rviz', 'use_sim_time',
+                       'fastdds_profile', 'log_level')
+PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
 
 class Recorder:
@@ -69,6 +71,8 @@ def load_launch_module(monkeypatch, share_dir: Path):
 
 @pytest.fixture
 def launch_module(monkeypatch, colcon_install):
+    for name in PROFILE_VARS:
+        monkeypatch.delenv(name, raising=False)
     return load_launch_module(monkeypatch, colcon_install / 'share' / 'affordance_grounding'
                               / 'launch')
 
@@ -98,9 +102,10 @@ def test_launch_starts_the_installed_executable_with_the_installed_params(
     shipped = yaml.safe_load(Path(params_file).read_text())['/**']['ros__parameters']
     fields = set(NodeConfig.__dataclass_fields__)
     assert set(shipped) == fields
-    assert set(overrides) <= fields | {'use_sim_time'}
-    assert overrides == {'backend': 'auto', 'device': 'cuda', 'enable_3d': False,
-                         'use_sim_time': False}
+    assert overrides == {}  # nothing given: the params file decides everything
+    profile = colcon_install / 'share/affordance_grounding/config/fastdds_large_images.xml'
+    assert profile.is_file()
+    assert kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, str(profile))
     assert dict(kwargs['remappings']) == {
         'image': '/camera/color/image_raw', 'camera_info': '/camera/color/camera_info',
         'depth': '/camera/aligned_depth_to_color/image_raw', 'action': '/affordance/action'}
@@ -110,16 +115,46 @@ def test_launch_starts_the_installed_executable_with_the_installed_params(
 def test_launch_arguments_reach_the_node_and_rviz(launch_module, colcon_install):
     node, rviz = run_setup(launch_module, model_path='/models/a.onnx', enable_3d='true',
                            rviz='true', image_topic='/cam/image', namespace='robot1',
-                           params_file='/etc/my_params.yaml', log_level='debug')
+                           params_file='/etc/my_params.yaml', log_level='debug',
+                           backend='onnxruntime', device='cpu', use_sim_time='True',
+                           image_transport='compressed')
     assert node.kwargs['parameters'][0] == '/etc/my_params.yaml'
-    assert node.kwargs['parameters'][1]['model_path'] == '/models/a.onnx'
-    assert node.kwargs['parameters'][1]['enable_3d'] is True
+    assert node.kwargs['parameters'][1] == {
+        'model_path': '/models/a.onnx', 'enable_3d': True, 'backend': 'onnxruntime',
+        'device': 'cpu', 'use_sim_time': True, 'image_transport': 'compressed'}
+    assert set(node.kwargs['parameters'][1]) <= set(NodeConfig.__dataclass_fields__) | {
+        'use_sim_time'}
     assert dict(node.kwargs['remappings'])['image'] == '/cam/image'
     assert node.kwargs['namespace'] == 'robot1'
     assert node.kwargs['arguments'][-1] == 'debug'
     config = Path(rviz.kwargs['arguments'][1])
     assert config == colcon_install / 'share/affordance_grounding/rviz/affordance.rviz'
     assert config.is_file()
+
+
+def test_arguments_not_given_leave_the_params_file_alone(launch_module, tmp_path):
+    """A user's params file with enable_3d: true keeps it (the launch used to force false)."""
+    params = tmp_path / 'mine.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    enable_3d: true\n    device: cpu\n')
+    node, = run_setup(launch_module, params_file=str(params), enable_3d='false')
+    assert node.kwargs['parameters'] == [str(params), {'enable_3d': False}]
+    node, = run_setup(launch_module, params_file=str(params))
+    assert node.kwargs['parameters'] == [str(params), {}]
+
+
+def test_a_boolean_argument_must_be_true_or_false(launch_module):
+    with pytest.raises(ValueError, match='enable_3d:=yes must be true or false'):
+        run_setup(launch_module, enable_3d='yes')
+
+
+def test_fastdds_profile_argument(launch_module, monkeypatch):
+    node, = run_setup(launch_module, fastdds_profile='none')
+    assert node.kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, '')
+    node, = run_setup(launch_module, fastdds_profile='/etc/robot_fastdds.xml')
+    assert node.kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, '/etc/robot_fastdds.xml')
+    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/etc/robot_wide.xml')
+    node, = run_setup(launch_module)  # the robot's own profile wins over the shipped one
+    assert node.kwargs['additional_env'] == {}
 
 
 @pytest.mark.ros

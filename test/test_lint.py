@@ -6,7 +6,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LINTED = [str(REPO / name) for name in ('affordance_grounding', 'training', 'launch', 'bench',
-                                        'demo', 'setup.py') if (REPO / name).exists()]
+                                        'demo', 'harness', 'setup.py') if (REPO / name).exists()]
 
 
 @pytest.mark.linter

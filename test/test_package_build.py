@@ -40,3 +40,8 @@ def test_colcon_install_is_importable_and_indexed(colcon_install):
     module_file, share_dir = result.stdout.split()
     assert Path(module_file).is_relative_to(site)
     assert Path(share_dir) == colcon_install / 'share' / 'affordance_grounding'
+
+
+def test_colcon_install_ships_the_action_synonym_table(colcon_install):
+    site = next(colcon_install.glob('lib/python3*/site-packages'))
+    assert (site / 'affordance_grounding' / 'data' / 'action_synonyms.yaml').is_file()

@@ -1,8 +1,8 @@
-"""Label lists and prompt builders against METHOD.md 1.2 and 2.2."""
+"""Label lists and prompt builders against docs/method.md ("Data", "Model")."""
 
 from affordance_grounding.vocabulary import (
-    AGD20K_SEEN, AGD20K_UNSEEN, build_item_prompt, build_person_prompt, get_label_set,
-    HICO_IIF, parse_action_command, resolve_label_index)
+    AGD20K_SEEN, AGD20K_UNSEEN, build_item_prompt, build_person_prompt,
+    describe_label_mismatch, get_label_set, HICO_IIF, parse_action_command, resolve_label_index)
 import pytest
 
 
@@ -96,15 +96,26 @@ def test_resolve_label_index_unknown_action_lists_labels():
     ('   ', ('', -1)),
 ])
 def test_parse_action_command_normalises_and_resolves(text, expected):
-    assert parse_action_command(text, AGD20K_SEEN) == expected
+    assert parse_action_command(text, AGD20K_SEEN).key == expected
 
 
 @pytest.mark.parametrize('text, fragment', [
     ('fly', "unknown action 'fly'"),
     ('x' * 65, 'longer than the limit of 64'),
-    ('hold hold', "unknown action 'hold_hold'"),
+    ('hold hold', "unknown action 'hold hold'"),
 ])
 def test_parse_action_command_rejects_unknown_and_overlong(text, fragment):
     with pytest.raises(ValueError, match=fragment) as error:
         parse_action_command(text, AGD20K_SEEN)
     assert 'cut_with' in str(error.value) or 'longer' in str(error.value)
+
+
+def test_describe_label_mismatch_says_what_differs_or_nothing():
+    """The one label check shared by bundles and exported graphs."""
+    assert describe_label_mismatch(HICO_IIF, None, 'm.onnx') is None
+    assert describe_label_mismatch(HICO_IIF, list(HICO_IIF), 'm.onnx') is None
+    missing = describe_label_mismatch(HICO_IIF, ('hold', 'kick'), 'm.onnx')
+    assert missing.startswith('m.onnx was made for 10 labels')
+    assert 'not in the model: kick' in missing
+    reordered = describe_label_mismatch(('hold', 'pour'), ('pour', 'hold'), 'checkpoint')
+    assert 'same labels, different order' in reordered

@@ -1,7 +1,7 @@
 r"""The paper's ablation rows on a fixed synthetic test split, over several seeds.
 
 ``python -m training.ablation --model-config config/model_synthetic.yaml --seeds 0 1 2
---out outputs/ablation --json docs/ablation.json``
+--out outputs/ablation --json docs/ablation_synthetic.json``
 
 Builds one synthetic data set (fixed seed, so every row sees the same train and test
 images), trains the head once per (training configuration, seed) with ``training.train`` and

@@ -15,14 +15,11 @@ import sys
 from typing import List, Optional
 
 from affordance_grounding.model.checkpoint import load_grounder
-from affordance_grounding.runtime.postprocess import render_overlay
-import cv2
-import numpy as np
 import torch
 from training.ablation import ROWS
+from training.contact_sheet import render_sheet_row, write_sheet
 from training.data import layout_for_model, TestDataset
 from training.evaluate import extract_test_features, predict_maps
-from training.metrics import normalize_map
 from training.synthetic import SPLIT
 
 SHORT_TITLES = ('CE', '+obj', '+part', '+pix', '+calib')
@@ -44,20 +41,14 @@ def write_rows_sheet(out: Path, seed: int, png: Path, count: int = 9, tile: int 
     indices = pick_rows(features.class_names, count)
     maps = {name: predict_maps(grounder, features, indices)
             for name, grounder in bundles.items()}
-    lines = []
+    rows = []
     for row, index in enumerate(indices):
         rgb = features.images[index].permute(1, 2, 0).numpy()  # (S, S, 3) uint8
-        rgb = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
-        tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)]
-        for title, (_, config_name, map_name) in zip(SHORT_TITLES, ROWS):
-            heat = normalize_map(maps[config_name][map_name][row].astype(np.float32))
-            tiles.append(render_overlay(rgb, cv2.resize(heat, (tile, tile)), title))
-        gt = cv2.resize(features.gts[index].astype(np.float32), (tile, tile))
-        tiles.append(render_overlay(rgb, gt, f'GT {features.class_names[index]}'))
-        lines.append(np.concatenate(tiles, axis=1))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(png), np.concatenate(lines, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    return png
+        titled = [(title, maps[config_name][map_name][row])
+                  for title, (_, config_name, map_name) in zip(SHORT_TITLES, ROWS)]
+        rows.append(render_sheet_row(rgb, titled, features.gts[index],
+                                     f'GT {features.class_names[index]}', tile))
+    return write_sheet(png, rows, (tile, tile * (len(ROWS) + 2)))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,10 +1,9 @@
 """Training configuration: one frozen dataclass, a YAML file and ``key=value`` overrides."""
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from affordance_grounding.config import build_dataclass_strictly, read_yaml_mapping
 import yaml
 
 SELECTIONS = ('val', 'test')
@@ -106,17 +105,6 @@ def parse_overrides(pairs: Sequence[str]) -> Dict[str, Any]:
 def build_train_config(path: Optional[str] = None,
                        overrides: Sequence[str] = ()) -> TrainConfig:
     """Load a YAML file (optional) and apply ``key=value`` overrides; unknown keys are errors."""
-    data: Dict[str, Any] = {}
-    if path:
-        config_path = Path(path)
-        if not config_path.is_file():
-            raise FileNotFoundError(f'training config not found: {config_path}')
-        data = yaml.safe_load(config_path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f'{config_path}: expected a mapping of TrainConfig fields')
+    data = read_yaml_mapping(path, 'training config') if path else {}
     data.update(parse_overrides(overrides))
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f'unknown training config keys {unknown}; known keys: {sorted(known)}')
-    return TrainConfig(**data)
+    return build_dataclass_strictly(TrainConfig, data, 'training config')

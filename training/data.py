@@ -1,15 +1,12 @@
 """AGD20K / HICO-IIF datasets: training samples (1 ego + E exo images) and test items with GT.
 
-Layout (METHOD.md 1.1); HICO-IIF has the same tree without the ``<Split>`` level::
-
-    <root>/<Split>/trainset/{egocentric,exocentric}/<affordance>/<object>/<image>
-    <root>/<Split>/testset/egocentric/<affordance>/<object>/<image>
-    <root>/<Split>/testset/GT/<affordance>/<object>/<stem>.png
+The layout and the file readers are in :mod:`training.data_layout`, the image transforms in
+:mod:`training.transforms`.
 
 Images are ``.jpg``/``.jpeg``/``.png`` in any letter case. The GT of ``<stem>.<ext>`` is
 ``<stem>.png`` (the real stem, not the reference's "replace the last 3 characters").
 
-Bad data never stops a run (METHOD.md 7.2 item 21):
+Bad data never stops a run (docs/method.md, "Reference bugs"):
 
 * At index time, files and folders that cannot be used are skipped and each kind is reported
   in ONE warning that counts them and names the first few: affordance folders not in the label
@@ -24,229 +21,24 @@ Bad data never stops a run (METHOD.md 7.2 item 21):
 
 Training randomness (ego draw, extra exo draws, crops, flips) of item ``i`` in epoch ``e``
 comes from its own generator seeded with ``(seed, e, i)``: workers and resumed runs draw
-the same samples. No GT cache file is written (METHOD.md 7.2 items 11 and 22).
+the same samples. No GT cache file is written (docs/method.md, "Reference bugs").
 """
 
 from dataclasses import dataclass
-from itertools import islice
-import logging
 from pathlib import Path
 import random
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from affordance_grounding.config import IMAGENET_MEAN, IMAGENET_STD
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 import torch
-from torchvision.transforms import functional as TF
 
-LOGGER = logging.getLogger(__name__)
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
-READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError,
-               Image.DecompressionBombError)
-GT_SIZE = 224  # GT maps are compared at 224 x 224 (METHOD.md 1.5)
-NAMES_SHOWN = 10  # names listed in one skip warning
-Item = TypeVar('Item')
-
-
-class DatasetLayoutError(ValueError):
-    """The dataset root is missing, empty or not in the expected layout."""
-
-
-@dataclass(frozen=True)
-class DatasetLayout:
-    """Where the data lives and how samples are formed.
-
-    Attributes:
-        root: Dataset root.
-        split: ``Seen``/``Unseen`` (AGD20K) or None (HICO-IIF, no split level).
-        labels: Affordance labels in classifier order (``vocabulary.get_label_set``).
-        num_exo: Exocentric images per training sample (E).
-        image_size: Network input side (S).
-        resize: Shorter-side resize before the random S x S crop (training).
-        seed: Base seed of the per-item random draws.
-        mean: Per-channel normalisation mean, the model's (``ModelConfig.dino_mean``;
-            ImageNet for SelectiveCL, fed to both backbones as the reference does).
-        std: Per-channel normalisation standard deviation.
-    """
-
-    root: str
-    split: Optional[str]
-    labels: Tuple[str, ...]
-    num_exo: int = 3
-    image_size: int = 224
-    resize: int = 256
-    seed: int = 0
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
-
-    def __post_init__(self):
-        """Reject settings that cannot form samples."""
-        if not self.labels or len(set(self.labels)) != len(self.labels):
-            raise ValueError(f'labels must be non-empty and unique, got {self.labels}')
-        if self.num_exo < 1 or not 0 < self.image_size <= self.resize:
-            raise ValueError('need num_exo >= 1 and 0 < image_size <= resize, got '
-                             f'{self.num_exo}, {self.image_size}, {self.resize}')
-        if self.split == '':
-            raise ValueError("split must be a folder name such as 'Seen' or None (HICO-IIF)")
-
-    @property
-    def base(self) -> Path:
-        """Folder holding ``trainset`` and ``testset``."""
-        return Path(self.root) / self.split if self.split else Path(self.root)
-
-
-# ---------------------------------------------------------------------------- index helpers
-def list_images(folder: Path) -> List[Path]:
-    """Image files of a folder, sorted so indices do not depend on the file system."""
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir()
-                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-
-
-def list_groups(view_dir: Path, labels: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(affordance, object) folders under a view folder, and affordance folders not in labels."""
-    if not view_dir.is_dir():
-        return [], []
-    groups, unknown = [], []
-    for affordance_dir in sorted(p for p in view_dir.iterdir() if p.is_dir()):
-        if affordance_dir.name not in labels:
-            unknown.append(affordance_dir.name)
-            continue
-        groups.extend((affordance_dir.name, obj.name)
-                      for obj in sorted(p for p in affordance_dir.iterdir() if p.is_dir()))
-    return groups, unknown
-
-
-def has_image_header(path: Path) -> bool:
-    """Return True when PIL recognises the file (reads the header only, no decode)."""
-    try:
-        with Image.open(path) as image:
-            return image.size[0] > 0 and image.size[1] > 0
-    except READ_ERRORS:
-        return False
-
-
-def warn_skipped(what: str, names: Sequence[str]) -> None:
-    """Log one warning that counts a whole kind of skipped item and names the first few."""
-    if names:
-        shown = ', '.join(str(name) for name in names[:NAMES_SHOWN])
-        more = f' and {len(names) - NAMES_SHOWN} more' if len(names) > NAMES_SHOWN else ''
-        LOGGER.warning('skipped %d %s: %s%s', len(names), what, shown, more)
-
-
-def describe_root(layout: DatasetLayout, relative: str, unknown: Sequence[str]) -> str:
-    """Say what the root holds, with a hint for the usual mistakes."""
-    root = Path(layout.root)
-    if not root.is_dir():
-        return f'{root} does not exist or is not a folder.'
-    entries = sorted(p.name + ('/' if p.is_dir() else '') for p in root.iterdir())
-    found = (str(p.relative_to(root)) for p in root.rglob('*')
-             if p.suffix.lower() in IMAGE_SUFFIXES)
-    examples = list(islice(found, 3))
-    text = (f'{root} contains {entries[:12] or "nothing"}; '
-            + (f'image files found, e.g. {examples}.' if examples
-               else 'no .jpg/.jpeg/.png files anywhere below it.'))
-    top = relative.split('/')[0]
-    if layout.split and (root / top).is_dir():
-        text += f' Hint: {root / top} exists, so this looks like HICO-IIF: use split=None.'
-    if not layout.split and any((root / name / top).is_dir() for name in ('Seen', 'Unseen')):
-        text += " Hint: the root has a split level: use split='Seen' or 'Unseen'."
-    if unknown:
-        text += (f' Affordance folders {list(unknown)[:8]} are not in the label list '
-                 f'{list(layout.labels[:6])}...: wrong label set?')
-    return text
-
-
-def require_images(layout: DatasetLayout, relative: str, found: int,
-                   unknown: Sequence[str] = (), also: str = '') -> None:
-    """Raise DatasetLayoutError naming the expected layout when nothing usable was found."""
-    if not found:
-        expected = layout.base / relative / '<affordance>' / '<object>' / '*.jpg'
-        raise DatasetLayoutError(f'no usable images: expected files like {expected}{also}. '
-                                 + describe_root(layout, relative, unknown))
-
-
-def load_or_replace(load: Callable[[int], Item], index: int, count: int,
-                    unreadable: Set[str]) -> Item:
-    """Load item ``index``; if unreadable, the next readable one (warned once per file)."""
-    for offset in range(count):
-        try:
-            return load((index + offset) % count)
-        except OSError as error:  # read_rgb / read_gt turn every decode failure into OSError
-            name = str(error.filename or error)
-            if name not in unreadable:
-                unreadable.add(name)
-                LOGGER.warning('unreadable image (%d so far in this process), item %d replaced '
-                               'by the next readable item: %s', len(unreadable), index, error)
-    raise DatasetLayoutError(f'none of the {count} items could be read; see the warnings')
-
-
-# ------------------------------------------------------------------------------ transforms
-def unreadable_error(path: Path, detail: str) -> OSError:
-    """Build an OSError whose ``filename`` is the unreadable file."""
-    error = OSError(f'{path}: {detail}')
-    error.filename = str(path)
-    return error
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB, forcing the decode so corrupt files fail here."""
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except READ_ERRORS as error:
-        raise unreadable_error(path, str(error)) from error
-
-
-def read_gt(path: Path, size: int = GT_SIZE) -> np.ndarray:
-    """GT heat map as the reference reads it: uint8 grey / 255 -> float64, cv2 bilinear resize.
-
-    Returns:
-        (size, size) float64 array in [0, 1].
-    """
-    gt = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # (H, W) uint8 or None
-    if gt is None:
-        raise unreadable_error(path, 'OpenCV cannot read this GT map')
-    return cv2.resize(gt / 255.0, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def to_normalised_tensor(image: Image.Image, layout: DatasetLayout) -> torch.Tensor:
-    """PIL RGB image -> (3, H, W) float32, normalised with the layout's mean/std (METHOD 1.4).
-
-    The same float32 operations as ``to_tensor`` + ``normalize`` (x / 255, then (x - mean) /
-    std), done in NumPy so the main process does not pay torch's intra-op threading per image.
-    """
-    array = np.asarray(image, dtype=np.float32) / np.float32(255)  # (H, W, 3) in [0, 1]
-    mean = np.asarray(layout.mean, np.float32)
-    std = np.asarray(layout.std, np.float32)
-    array = (array - mean) / std  # (H, W, 3)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
-
-
-def train_transform(image: Image.Image, layout: DatasetLayout,
-                    rng: random.Random) -> torch.Tensor:
-    """Shorter side to ``resize`` (bilinear), random S x S crop, flip p = 0.5, normalise.
-
-    Returns:
-        (3, S, S) float32 tensor.
-    """
-    image = TF.resize(image, layout.resize, interpolation=TF.InterpolationMode.BILINEAR)
-    width, height = image.size
-    size = layout.image_size
-    top, left = rng.randint(0, height - size), rng.randint(0, width - size)
-    image = TF.crop(image, top, left, size, size)
-    if rng.random() < 0.5:
-        image = TF.hflip(image)
-    return to_normalised_tensor(image, layout)
-
-
-def test_transform(image: Image.Image, layout: DatasetLayout) -> torch.Tensor:
-    """Resize to exactly S x S (aspect not kept, PIL bilinear), to tensor, normalise."""
-    size = layout.image_size
-    return to_normalised_tensor(image.resize((size, size), Image.BILINEAR), layout)
+from training.data_layout import (  # noqa: F401 - DatasetLayout*, read_* re-exported
+    DatasetLayout, DatasetLayoutError, describe_root, GT_SIZE, has_image_header, list_groups,
+    list_images, load_or_replace, READ_ERRORS, read_gt, read_rgb, require_images, warn_skipped)
+from training.transforms import (  # noqa: F401 - re-exported
+    test_transform, to_normalised_tensor, train_transform)
 
 
 # -------------------------------------------------------------------------------- training
@@ -279,7 +71,7 @@ def collate_train_items(items: Sequence[TrainItem]) -> TrainBatchItems:
 
 
 class TrainDataset(torch.utils.data.Dataset):
-    """Indexed by exocentric images (METHOD.md 1.3); ego and extra exo images drawn per item.
+    """Indexed by exocentric images (docs/method.md, "Data"); ego and extra exo drawn per item.
 
     Item ``i`` is exo image ``<aff>/<obj>/<img>`` with label ``labels.index(aff)``, one ego
     image drawn uniformly from ``egocentric/<aff>/<obj>`` and E - 1 extra exo images from the
@@ -360,7 +152,7 @@ class TrainDataset(torch.utils.data.Dataset):
 # ------------------------------------------------------------------------------------ test
 @dataclass
 class TestItem:
-    """One test image with its ground truth (METHOD.md 1.5).
+    """One test image with its ground truth (docs/method.md, "Data").
 
     Attributes:
         image: (3, S, S) float32 normalised image.

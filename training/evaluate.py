@@ -18,11 +18,10 @@ from typing import Dict, List, Optional, Sequence
 from affordance_grounding.config import CALIBRATIONS
 from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
 from affordance_grounding.model.grounding import AffordanceGrounder, BackboneFeatures
-from affordance_grounding.runtime.postprocess import render_overlay
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
+from training.contact_sheet import render_sheet_row, write_sheet
 from training.metrics import compute_metrics, MetricAccumulator, MetricSummary, normalize_map
 
 MAP_TITLES = {'none': 'map 1: cam', 'clip': 'map 2: minmax(S) * cam',
@@ -119,7 +118,7 @@ def predict_maps(grounder: AffordanceGrounder, features: TestFeatures, indices: 
 def evaluate_features(grounder: AffordanceGrounder, features: TestFeatures,
                       indices: Optional[Sequence[int]] = None,
                       calibrations: Sequence[str] = CALIBRATIONS) -> Dict[str, MetricSummary]:
-    """Score each calibration's map with KLD / SIM / NSS (METHOD.md 5.3) on chosen items."""
+    """Score each calibration's map with KLD / SIM / NSS (docs/method.md) on chosen items."""
     indices = list(range(len(features))) if indices is None else list(indices)
     maps = predict_maps(grounder, features, indices, calibrations)
     summaries = {}
@@ -157,19 +156,10 @@ def write_contact_sheet(path: Path, grounder: AffordanceGrounder, features: Test
     rows = []
     for row, index in enumerate(indices):
         rgb = features.images[index].permute(1, 2, 0).numpy()  # (S, S, 3) uint8
-        rgb = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
-        label = f'{features.class_names[index]}'
-        tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)]
-        for name in CALIBRATIONS:
-            heat = cv2.resize(normalize_map(maps[name][row].astype(np.float32)), (tile, tile))
-            tiles.append(render_overlay(rgb, heat, MAP_TITLES[name].split(':')[0]))
-        gt = cv2.resize(features.gts[index].astype(np.float32), (tile, tile))
-        tiles.append(render_overlay(rgb, gt, f'GT {label}'))
-        rows.append(np.concatenate(tiles, axis=1))
-    sheet = np.concatenate(rows, axis=0) if rows else np.zeros((tile, tile * 5, 3), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet)
-    return path
+        titled = [(MAP_TITLES[name].split(':')[0], maps[name][row]) for name in CALIBRATIONS]
+        rows.append(render_sheet_row(rgb, titled, features.gts[index],
+                                     f'GT {features.class_names[index]}', tile))
+    return write_sheet(path, rows, (tile, tile * (len(CALIBRATIONS) + 2)))
 
 
 def summaries_to_dict(summaries: Dict[str, MetricSummary]) -> Dict[str, dict]:

@@ -2,7 +2,7 @@ r"""Export a model bundle to one ONNX graph and check it against PyTorch with ON
 
     python -m training.export --checkpoint outputs/train/best.pt --out model.onnx \
         [--calibration clip] [--opset 20] [--precision fp32|fp16] \
-        [--tensorrt-engine model.engine]
+        [--tensorrt-engine model.engine] [--text-tower]
 
 The graph is the whole inference model (backbones, head, calibration, prompt table baked in):
 ``image`` (B, 3, 224, 224) -> ``affordance``, ``cam``, ``affinity`` (names in
@@ -12,6 +12,9 @@ checked (ONNX checker, interface, TensorRT constraints) and compared with PyTorc
 and 2; past tolerance the export fails with the per-output errors. ``--precision fp16`` writes
 an FP16-typed graph (float16 backbones, float32 head and normalisation) for strongly typed
 TensorRT builds, checked by cosine >= 0.999 per map instead of an absolute tolerance.
+``--text-tower`` also writes ``<out>.text.onnx``: the CLIP text tower (tokens -> unit-length
+embedding), which lets the node map action phrases that are neither a label nor a synonym to
+the nearest label (off by default: it is large, see affordance_grounding.runtime.text_encoder).
 """
 
 import argparse
@@ -49,7 +52,7 @@ class ExportOptions:
 
     Attributes:
         calibration: Map exported as ``affordance``.
-        opset: ONNX opset (<= 20 for TensorRT 10.3, see EXPORT.md).
+        opset: ONNX opset (<= 20 for TensorRT 10.3, see docs/export.md).
         precision: ``fp32`` or ``fp16`` (FP16-typed backbones).
         atol: fp32 parity tolerance, max abs error on every output.
         min_cosine: fp16 parity bound, smallest per-map cosine of ``cam`` and ``affinity``.
@@ -109,7 +112,7 @@ def run_onnx_exporter(graph: GroundingGraph, path: Path, opset: int) -> Tuple[st
         LOGGER.warning('dynamo ONNX export failed (%s); falling back to the TorchScript '
                        'exporter with the MHA fast path disabled', reason)
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, EXPORT.md
+    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, docs/export.md
     try:
         axes = {name: {0: BATCH_DIM_NAME} for name in (INPUT_NAME,) + OUTPUT_NAMES}
         torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=opset,
@@ -251,6 +254,78 @@ def export_onnx(grounder: AffordanceGrounder, out_path: str,
     return report
 
 
+class ClipTextTower(torch.nn.Module):
+    """open_clip's text tower as a graph: (B, context) int64 tokens -> (B, E) unit embeddings."""
+
+    def __init__(self, clip_model: torch.nn.Module):
+        """Wrap a loaded open_clip model (only the text tower ends up in the graph)."""
+        super().__init__()
+        self.clip = clip_model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Encode and L2-normalise."""
+        return torch.nn.functional.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+
+
+def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) -> Path:
+    """Write the CLIP text tower of a model config as ONNX and check it against PyTorch.
+
+    Args:
+        config_path_or_config: The model config (or its YAML path) whose CLIP weights to use.
+        out_path: Destination, normally ``runtime.text_encoder.text_model_path(model)``.
+        atol: Largest accepted |ONNX - PyTorch| on the embeddings of a few phrases.
+
+    Returns:
+        The written path (it appears only when the check passes).
+
+    Raises:
+        ExportError: If ONNX Runtime disagrees with PyTorch.
+    """
+    import onnx
+    import onnxruntime
+    from affordance_grounding.model.backbones import build_clip_tokenizer, load_clip_model
+    from affordance_grounding.runtime.text_encoder import (
+        CLIP_MODEL_KEY, CONTEXT_LENGTH_KEY, EMBEDDING_NAME, TOKENS_NAME)
+
+    config = config_path_or_config
+    if isinstance(config, (str, Path)):
+        config = load_model_config(str(config))
+    tower = ClipTextTower(load_clip_model(config)).eval()
+    tokenizer = build_clip_tokenizer(config)
+    tokens = tokenizer(['hold', 'slice it', 'an item to pour with'])  # (3, context)
+    destination = Path(out_path)
+    temporary = destination.with_name(destination.name + '.tmp')
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, see docs/export.md
+    try:
+        torch.onnx.export(tower, (tokens,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=[TOKENS_NAME], output_names=[EMBEDDING_NAME],
+                          dynamic_axes={TOKENS_NAME: {0: BATCH_DIM_NAME},
+                                        EMBEDDING_NAME: {0: BATCH_DIM_NAME}})
+        model = onnx.load(str(temporary))
+        for key, value in ((CLIP_MODEL_KEY, config.clip_model),
+                           (CONTEXT_LENGTH_KEY, str(tokens.shape[1]))):
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(model)
+        onnx.save_model(model, str(temporary))
+        session = onnxruntime.InferenceSession(str(temporary),
+                                               providers=['CPUExecutionProvider'])
+        actual = session.run([EMBEDDING_NAME], {TOKENS_NAME: tokens.numpy()})[0]
+        with torch.inference_mode():
+            expected = tower(tokens).numpy()
+        error = float(np.abs(actual - expected).max())
+        if not error <= atol:
+            raise ExportError(f'text tower: ONNX Runtime differs from PyTorch by {error:.3g} '
+                              f'> {atol:g}')
+        os.replace(temporary, destination)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+        if temporary.exists():
+            temporary.unlink()
+    return destination
+
+
 def format_report(report: ExportReport) -> str:
     """Return a few lines describing the export and its parity numbers."""
     lines = [f'wrote {report.path} ({report.path.stat().st_size / 2**20:.1f} MiB, '
@@ -283,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=0, help='seed for --config weights')
     parser.add_argument('--tensorrt-engine', help='also build a TensorRT engine here')
     parser.add_argument('--max-batch', type=int, default=8, help='engine profile max batch')
+    parser.add_argument('--text-tower', action='store_true',
+                        help='also write <out>.text.onnx, the CLIP text tower that maps free '
+                             'action phrases to labels (large; off by default)')
     return parser
 
 
@@ -308,6 +386,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         grounder, source_sha256 = load_source(args)
         report = export_onnx(grounder, args.out, options, source_sha256)
         print(format_report(report))
+        if args.text_tower:
+            from affordance_grounding.runtime.text_encoder import text_model_path
+
+            text_path = export_text_tower(grounder.config, str(text_model_path(args.out)))
+            print(f'text tower: {text_path} ({text_path.stat().st_size / 2**20:.1f} MiB)')
         if args.tensorrt_engine:
             from affordance_grounding.runtime.engine_build import (
                 EngineBuildOptions, ensure_engine)

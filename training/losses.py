@@ -1,9 +1,9 @@
-"""SelectiveCL's contrastive losses and optimiser groups (METHOD.md 3.2, 3.7, 4.1-4.3).
+"""SelectiveCL's contrastive losses and optimiser groups (see docs/method.md, "Losses").
 
 Small modules in the style of open_clip's ``ClipLoss``: one helper per step, a scalar loss
 from ``forward``. The CLIP affinity maps themselves (S_ego, S_exo, Q) are computed once per
 step by ``training.model.compute_clip_affinities``; this module adds the gamma-2 foreground
-mask that only the pixel loss uses, and the prototype weights of METHOD 3.7.
+mask that only the pixel loss uses, and the prototype weights of docs/method.md, "Training step".
 
 Shapes: B samples, E exo images per sample (flat exo index f = b * E + n), D embedding width,
 G grid side, P = G * G pixels.
@@ -17,18 +17,21 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from training.config import TrainConfig
 from training.parts import PartMaps
 
-TEMPERATURE = 0.5  # tau
-BASE_TEMPERATURE = 0.07  # tau_b, left at its default by the reference
+# The recipe's values have one home, TrainConfig; these names are the modules' defaults.
+TEMPERATURE = TrainConfig.temperature  # tau
+BASE_TEMPERATURE = TrainConfig.base_temperature  # tau_b, left at its default by the reference
 # Both losses are multiplied by tau / tau_b = 0.5 / 0.07 ~ 7.142857, an implicit loss weight
-# of the reference kept on purpose (METHOD 7.2 item 8).
+# of the reference kept on purpose (docs/method.md, "Reference bugs").
 LOSS_SCALE = TEMPERATURE / BASE_TEMPERATURE
-WEIGHT_DECAY = 5e-4
+WEIGHT_DECAY = TrainConfig.weight_decay
 
-# Optimiser table of METHOD 4.3, keyed by module role and sub-module path ('' = the whole
-# role module): (weight lr multiplier, bias lr multiplier). The reference derived it from the
-# substring 'fc' in parameter names; only aff_proj.fc1/fc2 matched, so they train at 10x/20x.
+# Optimiser table (docs/method.md, "Losses"), keyed by module role and sub-module path
+# ('' = the whole role module): (weight lr multiplier, bias lr multiplier). The reference
+# derived it from the substring 'fc' in parameter names; only aff_proj.fc1/fc2 matched, so
+# they train at 10x/20x.
 PARAM_GROUP_TABLE: Dict[str, Tuple[Tuple[str, float, float], ...]] = {
     'aff_proj': (('norm', 1.0, 2.0), ('fc1', 10.0, 20.0), ('fc2', 10.0, 20.0)),
     'aff_ego_proj': (('', 1.0, 2.0),),
@@ -45,7 +48,7 @@ def _upcast(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def compute_foreground_mask(s_ego: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Ego CLIP foreground G2 = minmax(S_ego) > gamma 2 (METHOD 3.2).
+    """Ego CLIP foreground G2 = minmax(S_ego) > gamma 2 (docs/method.md, "Training step").
 
     The min-max has no epsilon, as in the reference; a constant map (NaN in the reference,
     where NaN > gamma is False) gives an all-False mask here too, without the NaN.
@@ -62,7 +65,7 @@ def compute_foreground_mask(s_ego: torch.Tensor, threshold: float) -> torch.Tens
 
 @dataclass
 class PrototypeWeights:
-    """Spatial weights of the prototype loss (METHOD 3.7).
+    """Spatial weights of the prototype loss (docs/method.md, "Training step").
 
     Attributes:
         anchor: (B, G, G) W_a: S_ego where a part was found, ones otherwise.
@@ -81,7 +84,7 @@ class PrototypeWeights:
 
 def build_prototype_weights(parts: PartMaps, cam_ego: torch.Tensor, cam_exo: torch.Tensor,
                             s_ego: torch.Tensor, epoch: int) -> PrototypeWeights:
-    """Positive, negative and anchor weights from the part maps (METHOD 3.7).
+    """Positive, negative and anchor weights from the part maps (docs/method.md, "Training step").
 
     From epoch 1 on the negatives carry max(CAM, 0), and the gradient flows into the CAMs.
 
@@ -119,7 +122,7 @@ def pool_embeddings(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Te
 
 
 class PrototypeContrastiveLoss(nn.Module):
-    """Prototypical contrastive loss L_proto (METHOD 4.1).
+    """Prototypical contrastive loss L_proto (docs/method.md, "Losses").
 
     Anchors are the pooled ego embeddings; columns are, in this order, the ego positive,
     ego negative, exo positive and exo negative prototypes. For anchor b the positives are
@@ -154,7 +157,7 @@ class PrototypeContrastiveLoss(nn.Module):
     @staticmethod
     def build_masks(labels: torch.Tensor, column_labels: torch.Tensor,
                     blocks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, M) bool positive and denominator masks of METHOD 4.1."""
+        """(B, M) bool positive and denominator masks of docs/method.md, "Losses"."""
         batch = labels.shape[0]
         same = labels[:, None] == column_labels[None, :]  # (B, M)
         columns = torch.arange(column_labels.shape[0], device=labels.device)
@@ -172,7 +175,7 @@ class PrototypeContrastiveLoss(nn.Module):
         Args:
             embed_ego: (B, D, G, G) ego embeddings (K_contrast_projection).
             embed_exo: (BE, D, G, G) exo embeddings.
-            weights: Spatial weights of METHOD 3.7.
+            weights: Spatial weights of docs/method.md, "Training step".
             labels: (B,) int64 labels.
 
         Returns:
@@ -199,7 +202,7 @@ class PrototypeContrastiveLoss(nn.Module):
 
 
 class PixelContrastiveLoss(nn.Module):
-    """Pixel contrastive loss L_pix on ego pixels split by CLIP (METHOD 4.2)."""
+    """Pixel contrastive loss L_pix on ego pixels split by CLIP (docs/method.md, "Losses")."""
 
     def __init__(self, temperature: float = TEMPERATURE,
                  base_temperature: float = BASE_TEMPERATURE):
@@ -301,7 +304,7 @@ def _split_weights_and_biases(role: str, path: str, module: nn.Module,
 
 def build_param_groups(modules: Mapping[str, nn.Module], base_lr: float,
                        weight_decay: float = WEIGHT_DECAY) -> List[dict]:
-    """SGD parameter groups of METHOD 4.3 from :data:`PARAM_GROUP_TABLE`.
+    """SGD parameter groups of docs/method.md, "Losses" from :data:`PARAM_GROUP_TABLE`.
 
     A parameter whose attribute name is ``bias`` gets the bias multiplier, every other one
     (conv/linear weights, norm scales) the weight multiplier; weight decay is the same on

@@ -1,6 +1,6 @@
 """Affordance-grounding metrics KLD, SIM and NSS, exactly as the reference evaluation.
 
-Everything follows METHOD.md section 5.3, epsilons and dtypes included: the prediction is a
+Everything follows docs/method.md, "Metrics", epsilons and dtypes included: the prediction is a
 float32 map in [0, 1] (the output of :func:`normalize_map`), the ground truth a float64 map in
 [0, 1] (the output of :func:`load_gt_map`). Both are ``(H, W)`` arrays of the same shape,
 224 x 224 in the benchmark. The prediction is never upcast before the divisions, so the
@@ -13,8 +13,10 @@ the reference's NaN (which would poison the mean over images). Normal cases are 
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Tuple
 
+from affordance_grounding.model.calibration import minmax_last_dim
 import cv2
 import numpy as np
+import torch
 
 KLD_SIM_EPS = 1e-12
 NSS_EPS = 1e-12
@@ -43,7 +45,17 @@ def normalize_map(map14: np.ndarray, size: int = 224) -> np.ndarray:
     map14 = np.asarray(map14, dtype=np.float32)
     _check_2d(map14, 'map14')
     resized = cv2.resize(map14, (size, size), interpolation=cv2.INTER_LINEAR)  # (size, size)
-    return (resized - resized.min()) / (resized.max() - resized.min() + MINMAX_EPS)
+    return minmax_numpy(resized, MINMAX_EPS)
+
+
+def minmax_numpy(values: np.ndarray, eps: float) -> np.ndarray:
+    """Min-max a whole numpy array in its own dtype through the project's one min-max.
+
+    torch runs the same IEEE operations as numpy in that dtype, so the float32 rounding of
+    the reference evaluation is kept (tested against the numpy formula).
+    """
+    flat = torch.from_numpy(np.ascontiguousarray(values)).reshape(-1)  # (H*W,) shares memory
+    return minmax_last_dim(flat, eps).numpy().reshape(values.shape)
 
 
 def load_gt_map(gt_uint8: np.ndarray, size: int = 224) -> np.ndarray:
@@ -122,7 +134,7 @@ def nss(pred: np.ndarray, gt: np.ndarray) -> float:
     if pred_std == 0:
         return 0.0
     pred_z = (pred - pred.mean()) / pred_std  # (H, W)
-    gt_unit = (gt - gt.min()) / (gt.max() - gt.min() + NSS_EPS)  # (H, W) in [0, 1]
+    gt_unit = minmax_numpy(gt, NSS_EPS)  # (H, W) in [0, 1]
     fixations = (gt_unit > NSS_GT_THRESHOLD).astype(np.float64)  # (H, W), strict threshold
     return float(np.sum(pred_z * fixations) / np.sum(fixations + NSS_EPS))
 

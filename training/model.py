@@ -122,7 +122,7 @@ class SelectiveCLModel(nn.Module):
         return self.forward_heads(features)
 
     def forward_heads(self, features: FrozenFeatures) -> HeadOutputs:
-        """Apply the trainable heads (each conv stack once; see METHOD.md 2.4)."""
+        """Apply the trainable heads (each conv stack once; see docs/method.md, "Model")."""
         head = self.grounder.head
         grid = self.grounder.grid
         hidden_ego = head.aff_ego_proj(head.project_descriptors(features.keys_ego, grid))
@@ -136,7 +136,7 @@ class SelectiveCLModel(nn.Module):
 
 def compute_clip_affinities(features: FrozenFeatures, item_text: torch.Tensor,
                             person_text: torch.Tensor, num_exo: int, grid: int):
-    """Ego and exo CLIP affinity maps of METHOD.md 3.2.
+    """Ego and exo CLIP affinity maps of docs/method.md, "Training step".
 
     Args:
         features: Frozen features of the batch.

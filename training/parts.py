@@ -1,4 +1,4 @@
-"""Part discovery for the prototype loss: batched k-means, p-score, part maps (METHOD.md 3.5-3.6).
+"""Part discovery for the prototype loss: batched k-means, p-score, part maps (docs/method.md).
 
 The reference loops over the samples of a batch and calls a k-means library with a tolerance
 check (one host sync per iteration). Here every step is batched over the batch on the device:
@@ -13,10 +13,13 @@ P = G * G patches, D descriptor width, K clusters.
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from affordance_grounding.model.calibration import minmax_last_dim
 import torch
 import torch.nn.functional as F
 
-REGION_EPS = 1e-10  # min-max of the exo region maps (METHOD 3.6 step 1)
+from training.config import TrainConfig
+
+REGION_EPS = 1e-10  # min-max of the exo region maps (docs/method.md, "Training step")
 CLUSTER_MAP_EPS = 1e-12  # min-max of the ego cluster maps (3.6 step 5)
 PSCORE_EPS = 1e-10  # both p-score denominators (3.6 step 5)
 MIN_POINTS = 3  # fewer selected exo descriptors -> object-level fallback (3.6 step 2)
@@ -29,11 +32,11 @@ class PartInputs:
     Attributes:
         keys_ego: (B, P, D) DINO keys of the ego images.
         keys_exo: (BE, P, D) DINO keys of the exo images, f = b * E + n.
-        s_ego: (B, G, G) raw ego CLIP cosine with the item prompt (METHOD 3.2).
-        s_exo: (BE, G, G) exo CLIP map LM(O) * Q (METHOD 3.2).
+        s_ego: (B, G, G) raw ego CLIP cosine with the item prompt.
+        s_exo: (BE, G, G) exo CLIP map LM(O) * Q (docs/method.md, "Training step").
         cam_exo: (BE, G, G) raw exo CAM of each sample's label.
-        saliency: (B, P) binary DINO saliency of the ego images (METHOD 2.3).
-        epoch: 0-based epoch index (selects the region map, METHOD 3.5).
+        saliency: (B, P) binary DINO saliency of the ego images (docs/method.md, "Model").
+        epoch: 0-based epoch index (selects the region map, docs/method.md, "Training step").
     """
 
     keys_ego: torch.Tensor
@@ -56,15 +59,16 @@ class PartSettings:
         num_clusters: k-means clusters (K).
         kmeans_iters: Fixed number of Lloyd iterations.
         legacy_row_indexing: Reproduce the released code's row-indexing of the exo region map
-            and of the exo fallback map (METHOD 7.2 items 1-2) instead of per-image indexing.
+            and of the exo fallback map instead of per-image indexing (docs/method.md,
+            "Reference bugs").
     """
 
-    num_exo: int = 3
-    gamma_exo: float = 0.6
-    pscore_threshold: float = 0.6
-    num_clusters: int = 3
-    kmeans_iters: int = 100
-    legacy_row_indexing: bool = False
+    num_exo: int = TrainConfig.num_exo  # defaults: the recipe's, from their one home
+    gamma_exo: float = TrainConfig.gamma_exo
+    pscore_threshold: float = TrainConfig.pscore_threshold
+    num_clusters: int = TrainConfig.num_clusters
+    kmeans_iters: int = TrainConfig.kmeans_iters
+    legacy_row_indexing: bool = TrainConfig.legacy_row_indexing
 
 
 @dataclass
@@ -95,8 +99,9 @@ def init_centroids_from_points(points: torch.Tensor, mask: torch.Tensor, k: int,
 
     Samples with at least ``k`` valid points draw them without replacement (distinct points,
     so no duplicate centroids); samples with fewer draw with replacement. The reference
-    library draws with replacement in every case (METHOD 7.2 item 20), which often duplicates
-    a centroid when few points are selected; the spread-out draw is a deliberate deviation.
+    library draws with replacement in every case (docs/method.md, "Reference bugs"), which often
+    duplicates a centroid when few points are selected; the spread-out draw is a deliberate
+    deviation.
     A sample without valid points gets arbitrary (masked) points; its clusters end up empty.
 
     Args:
@@ -144,7 +149,7 @@ def batched_kmeans(points: torch.Tensor, mask: torch.Tensor, init_centroids: tor
 
     Each iteration assigns every valid point to its nearest centroid and replaces each
     centroid by the mean of its points; a cluster without points becomes the zero vector (the
-    reference library's NaN -> 0 behaviour, METHOD 3.6 step 3). There is no per-iteration
+    reference library's NaN -> 0 behaviour, docs/method.md). There is no per-iteration
     tolerance check: every ``check_every`` iterations one host sync asks whether any centroid
     still moves, and the loop stops when none does. A converged solution is a fixed point, so
     stopping there gives exactly the result of running all ``num_iters`` iterations.
@@ -178,7 +183,7 @@ def batched_kmeans(points: torch.Tensor, mask: torch.Tensor, init_centroids: tor
 
 
 def compute_region_maps(s_exo: torch.Tensor, cam_exo: torch.Tensor, epoch: int) -> torch.Tensor:
-    """Exo region map R used to pick k-means inputs (METHOD 3.5); detached.
+    """Exo region map R used to pick k-means inputs (docs/method.md, "Training step"); detached.
 
     Args:
         s_exo: (BE, G, G) exo CLIP map.
@@ -193,16 +198,9 @@ def compute_region_maps(s_exo: torch.Tensor, cam_exo: torch.Tensor, epoch: int) 
     return (s_exo.clamp(min=0) * cam_exo.clamp(min=0)).detach()
 
 
-def _minmax_last_dim(values: torch.Tensor, eps: float) -> torch.Tensor:
-    """(x - min) / (max - min + eps) over the last dimension."""
-    low = values.amin(dim=-1, keepdim=True)
-    high = values.amax(dim=-1, keepdim=True)
-    return (values - low) / (high - low + eps)
-
-
 def select_exo_descriptors(region: torch.Tensor, num_exo: int, threshold: float,
                            legacy_row_indexing: bool = False) -> torch.Tensor:
-    """Mask of the exo descriptors each sample clusters (METHOD 3.6 step 1).
+    """Mask of the exo descriptors each sample clusters (docs/method.md, "Training step").
 
     Intended: exo image f keeps patch p when its min-max (eps 1e-10) region value exceeds the
     threshold. Legacy: the reference indexes the (BE, G, G) map as (B, E, G, G), so sample b,
@@ -222,11 +220,11 @@ def select_exo_descriptors(region: torch.Tensor, num_exo: int, threshold: float,
     flat_images, grid, _ = region.shape
     batch = flat_images // num_exo
     if not legacy_row_indexing:
-        normalised = _minmax_last_dim(region.reshape(flat_images, grid * grid),
-                                      REGION_EPS)  # (BE, P)
+        normalised = minmax_last_dim(region.reshape(flat_images, grid * grid),
+                                     REGION_EPS)  # (BE, P)
         return (normalised > threshold).reshape(batch, num_exo * grid * grid)  # (B, E*P)
     rows = region[:batch, :num_exo, :]  # (B, E, G): row n of flat image b
-    top_row = _minmax_last_dim(rows, REGION_EPS) > threshold  # (B, E, G)
+    top_row = minmax_last_dim(rows, REGION_EPS) > threshold  # (B, E, G)
     selected = torch.zeros(batch, num_exo, grid * grid, dtype=torch.bool, device=region.device)
     selected[:, :, :grid] = top_row  # (B, E, P): only patches of row 0
     return selected.reshape(batch, num_exo * grid * grid)  # (B, E*P)
@@ -234,7 +232,7 @@ def select_exo_descriptors(region: torch.Tensor, num_exo: int, threshold: float,
 
 def compute_cluster_maps(keys_ego: torch.Tensor, s_ego: torch.Tensor, keys_exo: torch.Tensor,
                          unit_centroids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Cosine maps of every unit centroid (METHOD 3.6 step 4).
+    """Cosine maps of every unit centroid (docs/method.md, "Training step").
 
     The ego keys are weighted by the raw CLIP cosine before the L2 normalisation, as in the
     reference; the weight cancels except for its sign, so the ego map is
@@ -258,7 +256,7 @@ def compute_cluster_maps(keys_ego: torch.Tensor, s_ego: torch.Tensor, keys_exo: 
 
 
 def compute_pscores(cluster_maps: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
-    """Part-IoU score of every cluster against the ego saliency (METHOD 3.6 step 5).
+    """Part-IoU score of every cluster against the ego saliency (docs/method.md, "Training step").
 
     pscore = 1/2 (I / (|M| + 1e-10) + |A| / (|M| + |A| - I + 1e-10)) with M the cluster
     region (min-max map, eps 1e-12, strictly above its mean), A the saliency, I = |M & A|.
@@ -270,7 +268,7 @@ def compute_pscores(cluster_maps: torch.Tensor, saliency: torch.Tensor) -> torch
     Returns:
         (B, K) p-scores.
     """
-    normalised = _minmax_last_dim(cluster_maps, CLUSTER_MAP_EPS)  # (B, K, P)
+    normalised = minmax_last_dim(cluster_maps, CLUSTER_MAP_EPS)  # (B, K, P)
     region = (normalised > normalised.mean(dim=-1, keepdim=True)).to(cluster_maps.dtype)
     salient = saliency.to(cluster_maps.dtype)[:, None, :]  # (B, 1, P)
     intersection = (region * salient).sum(dim=-1)  # (B, K)
@@ -298,7 +296,7 @@ def choose_part(pscores: torch.Tensor, threshold: float) -> Tuple[torch.Tensor, 
 def compute_part_maps(cosine_ego: torch.Tensor, cosine_exo: torch.Tensor,
                       keys_ego: torch.Tensor, keys_exo: torch.Tensor,
                       centroid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Average of the cosine map and the softmax-distance map (METHOD 3.6 step 6).
+    """Average of the cosine map and the softmax-distance map (docs/method.md, "Training step").
 
     The softmax runs over the P ego pixels, and over all E*P exo pixels of a sample jointly,
     of the negative distance between the raw key and the unit centroid.
@@ -322,7 +320,7 @@ def compute_part_maps(cosine_ego: torch.Tensor, cosine_exo: torch.Tensor,
 
 def compute_fallback_exo_maps(s_exo: torch.Tensor, num_exo: int,
                               legacy_row_indexing: bool = False) -> torch.Tensor:
-    """Object-level exo maps used when no part is accepted (METHOD 3.6 fallback).
+    """Object-level exo maps used when no part is accepted (docs/method.md, "Training step").
 
     Args:
         s_exo: (BE, G, G) exo CLIP maps.
@@ -344,7 +342,7 @@ def compute_fallback_exo_maps(s_exo: torch.Tensor, num_exo: int,
 
 def discover_parts(inputs: PartInputs, settings: PartSettings,
                    generator: Optional[torch.Generator] = None) -> PartMaps:
-    """Part-level or object-level probability maps for every sample (METHOD 3.5-3.6).
+    """Part-level or object-level probability maps for every sample (docs/method.md).
 
     Runs in float32 with autocast disabled (k-means assignments are sensitive to precision).
 

@@ -1,6 +1,6 @@
 """One SelectiveCL training step: frozen features, heads, part discovery, the four losses.
 
-Batched over the batch on the device (METHOD.md 3-4): no per-sample Python loops.
+Batched over the batch on the device (docs/method.md, "Training step"): no per-sample Python loops.
 """
 
 from dataclasses import dataclass
@@ -101,7 +101,7 @@ class SelectiveCLObjective:
 
     def contrastive_losses(self, model, features, heads, labels, epoch, generator,
                            statistics: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """L_proto and/or L_pix (METHOD.md 3.2-4.2); part statistics go to ``statistics``."""
+        """L_proto and/or L_pix; part statistics go to ``statistics``."""
         config = self.config
         grid = model.grounder.grid
         num_exo = features.keys_exo.shape[0] // labels.shape[0]

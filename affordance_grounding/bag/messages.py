@@ -17,11 +17,19 @@ COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 STRING = 'std_msgs/msg/String'
 POINT_STAMPED = 'geometry_msgs/msg/PointStamped'
+POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
+POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
 MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
-# The grasp markers of ros/messages.py: namespace, sphere diameter, text height (metres).
+MARKER = 'visualization_msgs/msg/Marker'
+# The markers and cloud layout of ros/messages.py (sizes in metres).
 MARKER_NAMESPACE = 'affordance_grasp'
 SPHERE_DIAMETER_M = 0.03
 TEXT_HEIGHT_M = 0.03
+ARROW_LENGTH_M = 0.10
+ARROW_SHAFT_M = 0.008
+PATCH_THICKNESS_M = 0.002
+CLOUD_FIELD_NAMES = ('x', 'y', 'z', 'intensity')  # float32 each, 16 bytes a point
+FLOAT32_DATATYPE = 7  # sensor_msgs/PointField.FLOAT32
 _BASE_DEFAULTS = {'string': '', 'bool': False, 'float32': 0.0, 'float64': 0.0}
 _NODE_BASE, _NODE_NAME, _NODE_ARRAY, _NODE_SEQUENCE = 1, 2, 3, 4  # rosbags Nodetype values
 
@@ -92,6 +100,61 @@ def to_point_stamped(typestore: Typestore, header, xyz_m: Tuple[float, float, fl
     x, y, z = (float(value) for value in xyz_m)
     point = typestore.types['geometry_msgs/msg/Point'](x=x, y=y, z=z)
     return typestore.types[POINT_STAMPED](header=copy_header(typestore, header), point=point)
+
+
+def to_pose_stamped(typestore: Typestore, header, pose):
+    """Stamp a ``runtime.grasp_pose.GraspPose`` with ``header``."""
+    msg = build_default_message(typestore, POSE_STAMPED)
+    msg.header = copy_header(typestore, header)
+    _set_pose(msg.pose, pose.position, pose.quaternion_xyzw)
+    return msg
+
+
+def _set_pose(target, position, quaternion_xyzw) -> None:
+    target.position.x, target.position.y, target.position.z = (float(v) for v in position)
+    orientation = target.orientation
+    orientation.x, orientation.y, orientation.z, orientation.w = (
+        float(v) for v in quaternion_xyzw)
+
+
+def to_point_cloud(typestore: Typestore, header, xyzi: np.ndarray):
+    """Unorganised dense cloud of (N, 4) float32 x, y, z, intensity rows (little-endian)."""
+    points = np.ascontiguousarray(xyzi, dtype='<f4').reshape(-1, 4)  # (N, 4)
+    field_type = typestore.types['sensor_msgs/msg/PointField']
+    fields = [field_type(name=name, offset=4 * index, datatype=FLOAT32_DATATYPE, count=1)
+              for index, name in enumerate(CLOUD_FIELD_NAMES)]
+    return typestore.types[POINT_CLOUD2](
+        header=copy_header(typestore, header), height=1, width=len(points), fields=fields,
+        is_bigendian=False, point_step=16, row_step=16 * len(points),
+        data=points.reshape(-1).view(np.uint8), is_dense=True)
+
+
+def to_grasp_pose_markers(typestore: Typestore, header, pose) -> list:
+    """Arrow along the approach axis and the plane patch (ids 2, 3); DELETE both without pose."""
+    marker_type = typestore.types[MARKER]
+    markers = [build_default_message(typestore, MARKER) for _ in range(2)]
+    for marker, marker_id in zip(markers, (2, 3)):
+        marker.header, marker.ns, marker.id = (copy_header(typestore, header),
+                                               MARKER_NAMESPACE, marker_id)
+        marker.action = marker_type.DELETE if pose is None else marker_type.ADD
+    if pose is None:
+        return markers
+    arrow, patch = markers
+    tail = pose.position - ARROW_LENGTH_M * pose.rotation[:, 2]
+    point_type = typestore.types['geometry_msgs/msg/Point']
+    arrow.type = marker_type.ARROW
+    arrow.points = [point_type(x=float(tail[0]), y=float(tail[1]), z=float(tail[2])),
+                    point_type(x=float(pose.position[0]), y=float(pose.position[1]),
+                               z=float(pose.position[2]))]
+    arrow.scale.x, arrow.scale.y, arrow.scale.z = ARROW_SHAFT_M, 2 * ARROW_SHAFT_M, 0.02
+    arrow.color.r, arrow.color.g, arrow.color.b, arrow.color.a = 0.1, 0.9, 0.2, 1.0
+    patch.type = marker_type.CUBE
+    _set_pose(patch.pose, pose.patch_center, pose.quaternion_xyzw)
+    patch.scale.x = max(pose.patch_size[0], PATCH_THICKNESS_M)
+    patch.scale.y = max(pose.patch_size[1], PATCH_THICKNESS_M)
+    patch.scale.z = PATCH_THICKNESS_M
+    patch.color.r, patch.color.g, patch.color.b, patch.color.a = 0.2, 0.6, 1.0, 0.4
+    return markers
 
 
 def to_grasp_markers(typestore: Typestore, header, xyz_m: Tuple[float, float, float],

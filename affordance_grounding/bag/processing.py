@@ -17,15 +17,15 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.frames import Frame, FrameAssembler
-from affordance_grounding.bag.grasp_point import locate_grasp_point
 from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.bag.reading import (
     BagInputError, InputTopics, open_bag, read_messages, resolve_topics)
 from affordance_grounding.ros.conversions import (
-    compressed_image_msg_to_rgb, image_msg_to_rgb, ImageConversionError)
+    colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline, OutputSettings
+from affordance_grounding.runtime.grasp3d import compute_3d_outputs, Grasp3DOutputs
 from affordance_grounding.runtime.selection import select_backend
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
@@ -36,7 +36,9 @@ from tqdm import tqdm
 
 OUTPUT_TOPICS = {'heatmap': messages.IMAGE, 'grasp_mask': messages.IMAGE,
                  'overlay': messages.IMAGE, 'grasp_point': messages.POINT_STAMPED,
+                 'grasp_pose': messages.POSE_STAMPED, 'affordance_cloud': messages.POINT_CLOUD2,
                  'markers': messages.MARKER_ARRAY}
+OUTPUTS_3D = ('grasp_point', 'grasp_pose', 'affordance_cloud', 'markers')
 COPY_CHOICES = ('all', 'used', 'none')
 
 
@@ -183,7 +185,7 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
 def parse_or_raise(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
     """:func:`parse_action_command` with a user-error exception."""
     try:
-        return parse_action_command(text, labels)
+        return parse_action_command(text, labels).key
     except ValueError as error:
         raise BagInputError(str(error)) from None
 
@@ -208,7 +210,7 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
         passthrough = add_passthrough_connections(out, copied, log)
         connections = {name: out.add_result(topic, OUTPUT_TOPICS[name])
                        for name, topic in result_topics.items()
-                       if topics.depth or name not in ('grasp_point', 'markers')}
+                       if topics.depth or name not in OUTPUTS_3D}
         batcher = FrameBatcher(pipeline, job, ResultWriter(out, connections, media, typestore),
                                summary, log, executor)
         assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
@@ -310,15 +312,25 @@ class ResultWriter:
                                                            header), messages.IMAGE)
         self.media.add(frame.index, outputs.overlay)
 
-    def write_grasp_point(self, frame: Frame, xyz_m, label: str) -> None:
-        """Grasp point and its RViz markers."""
-        header = frame.msg.header
-        self._write('grasp_point', frame, messages.to_point_stamped(self.typestore, header,
-                                                                    xyz_m),
+    def write_3d(self, frame: Frame, result: Grasp3DOutputs, label: str) -> None:
+        """Grasp point, pose, region cloud and markers, as the node publishes them."""
+        header, typestore = frame.msg.header, self.typestore
+        if len(result.cloud.points):
+            self._write('affordance_cloud', frame,
+                        messages.to_point_cloud(typestore, header, result.cloud.xyzi),
+                        messages.POINT_CLOUD2)
+        if result.pose.pose is not None:
+            self._write('grasp_pose', frame,
+                        messages.to_pose_stamped(typestore, header, result.pose.pose),
+                        messages.POSE_STAMPED)
+        xyz_m = result.point.xyz_m
+        if xyz_m is None:
+            return  # the node publishes markers only with a point
+        self._write('grasp_point', frame, messages.to_point_stamped(typestore, header, xyz_m),
                     messages.POINT_STAMPED)
-        self._write('markers', frame, messages.to_grasp_markers(self.typestore, header, xyz_m,
-                                                                label),
-                    messages.MARKER_ARRAY)
+        markers = messages.to_grasp_markers(typestore, header, xyz_m, label)
+        markers.markers += messages.to_grasp_pose_markers(typestore, header, result.pose.pose)
+        self._write('markers', frame, markers, messages.MARKER_ARRAY)
 
     def _write(self, name: str, frame: Frame, msg, msgtype: str) -> None:
         data = self.typestore.serialize_cdr(msg, msgtype)
@@ -385,7 +397,7 @@ class FrameBatcher:
             self.writer.write_images(frame, outputs)
             self.summary.frames_out += 1
             if 'grasp_point' in self.writer.connections:
-                self._grasp_point(frame, rgb.shape[:2], outputs.mask, label)
+                self._write_3d(frame, rgb.shape[:2], outputs, label)
         self.on_done(len(batch))
 
     def _prepare(self, frame: Frame) -> Optional[Tuple[Frame, np.ndarray, str, int]]:
@@ -394,10 +406,7 @@ class FrameBatcher:
             self.summary.skipped['no_action' if not label else 'unknown_action'] += 1
             return None
         try:
-            if hasattr(frame.msg, 'format'):  # sensor_msgs/CompressedImage
-                rgb = compressed_image_msg_to_rgb(frame.msg)
-            else:
-                rgb = image_msg_to_rgb(frame.msg)
+            rgb = colour_msg_to_rgb(frame.msg)
         except ImageConversionError as error:
             if not self.summary.skipped['bad_image']:
                 self.log(f'skipping frame {frame.index}: {error} (further bad images are only '
@@ -410,13 +419,14 @@ class FrameBatcher:
         """(label, index); (text, -1) for an unknown action, warned about once."""
         if text not in self._actions:
             try:
-                self._actions[text] = parse_action_command(text, self.pipeline.labels)
+                self._actions[text] = parse_action_command(text, self.pipeline.labels).key
             except ValueError as error:
                 self.log(f'action command {text!r} ignored: {error}')
                 self._actions[text] = (text or '?', -1)
         return self._actions[text]
 
-    def _grasp_point(self, frame: Frame, image_hw, mask: np.ndarray, label: str) -> None:
+    def _write_3d(self, frame: Frame, image_hw, outputs: FrameOutputs, label: str) -> None:
+        """Run the node's 3D chain (runtime/grasp3d.py) on the frame's paired depth."""
         if frame.camera_info is None:
             self.summary.grasp_missing['no_camera_info'] += 1
             return
@@ -424,12 +434,14 @@ class FrameBatcher:
             self.summary.grasp_missing['no_depth'] += 1
             return
         try:
-            result = locate_grasp_point(mask, image_hw, frame.depth, frame.camera_info)
+            depth, encoding = image_msg_to_array(frame.depth)
+            result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
+                                        image_hw, list(frame.camera_info.k))
         except ValueError:  # ImageConversionError is a ValueError too
             self.summary.grasp_missing['bad_depth'] += 1
             return
-        if result.xyz_m is None:
+        if result.point.xyz_m is None:
             self.summary.grasp_missing['no_grasp_point'] += 1
-            return
-        self.summary.grasp_points += 1
-        self.writer.write_grasp_point(frame, result.xyz_m, label)
+        else:
+            self.summary.grasp_points += 1
+        self.writer.write_3d(frame, result, label)

@@ -1,7 +1,7 @@
 """Frozen backbones: ClearCLIP dense patch features (open_clip) and DINO keys (timm).
 
 Both libraries are used as they are; only the last transformer block is re-written, because
-neither library exposes the ClearCLIP path nor the block-12 keys (METHOD.md 2.1, 2.3).
+neither library exposes the ClearCLIP path nor the block-12 keys (docs/method.md, "Model").
 """
 
 import logging
@@ -181,7 +181,7 @@ class DinoKeyEncoder(nn.Module):
     """Frozen DINO ViT returning last-block keys and, on request, the CLS attention.
 
     Descriptor channels follow the reference layout ``d * heads + h`` (head index fastest),
-    which the released SelectiveCL heads were trained with (METHOD.md 2.3).
+    which the released SelectiveCL heads were trained with (docs/method.md, "Model").
     """
 
     def __init__(self, vit: nn.Module):

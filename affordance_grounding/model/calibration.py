@@ -1,6 +1,8 @@
-"""Pure tensor functions for CLIP affinity and test-time calibration (METHOD.md 3.2, 5.1, 5.3).
+"""Pure tensor functions for CLIP affinity and test-time calibration (see docs/method.md).
 
-Shared by the inference graph, the exporter and training, so each formula exists once.
+Shared by the inference graph, the exporter and training, so each formula exists once; the
+one min-max normalisation of the project (:func:`minmax_last_dim`) lives here too, and the
+metrics (numpy) and part discovery call it.
 """
 
 import torch
@@ -19,11 +21,30 @@ def local_mean_3x3(maps: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(maps, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
 
-def minmax_per_map(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each (G, G) map to [0, 1] without an epsilon.
+def minmax_last_dim(values: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """``(x - min) / (max - min + eps)`` over the last dimension; a constant row becomes 0.
 
-    The reference divides by (max - min) with no epsilon, which gives NaN on a constant map;
-    here a constant map becomes all zeros and every other map is unchanged.
+    The one min-max of the project: the reference uses it with eps 0 (test-time CLIP map,
+    gamma-2 mask), 1e-10 (evaluation ``normalize_map``, exo regions) and 1e-12 (cluster maps).
+    With eps 0 the reference gives NaN on a constant row; here it gives zeros (with eps > 0
+    the formula already does), and every other row is computed exactly as the reference.
+
+    Args:
+        values: (..., N) values, any float dtype.
+        eps: Added to the spread.
+
+    Returns:
+        (..., N) values in [0, 1], same dtype.
+    """
+    low = values.amin(dim=-1, keepdim=True)
+    spread = values.amax(dim=-1, keepdim=True) - low
+    varies = spread > 0
+    safe_spread = torch.where(varies, spread + eps, torch.ones_like(spread))
+    return torch.where(varies, (values - low) / safe_spread, torch.zeros_like(values))
+
+
+def minmax_per_map(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each (G, G) map to [0, 1] without an epsilon (a constant map -> 0).
 
     Args:
         maps: (N, K, G, G) maps.
@@ -31,12 +52,7 @@ def minmax_per_map(maps: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, K, G, G) maps in [0, 1].
     """
-    flat = maps.flatten(2)  # (N, K, G*G)
-    low = flat.amin(dim=2, keepdim=True)
-    spread = flat.amax(dim=2, keepdim=True) - low
-    safe_spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-    normalised = torch.where(spread > 0, (flat - low) / safe_spread, torch.zeros_like(flat))
-    return normalised.view_as(maps)
+    return minmax_last_dim(maps.flatten(2)).view_as(maps)  # over (N, K, G*G)
 
 
 def cosine_affinity(patch_features: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
@@ -67,7 +83,4 @@ def upsample_and_normalize(maps: torch.Tensor, size: int) -> torch.Tensor:
         (N, K, size, size) float maps in [0, 1].
     """
     upsampled = F.interpolate(maps, size=(size, size), mode='bilinear', align_corners=False)
-    flat = upsampled.flatten(2)  # (N, K, size*size)
-    low = flat.amin(dim=2, keepdim=True)
-    high = flat.amax(dim=2, keepdim=True)
-    return ((flat - low) / (high - low + 1e-10)).view_as(upsampled)
+    return minmax_last_dim(upsampled.flatten(2), eps=1e-10).view_as(upsampled)  # (N, K, size^2)

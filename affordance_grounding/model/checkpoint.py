@@ -24,12 +24,13 @@ from affordance_grounding.config import config_from_dict, ModelConfig
 from affordance_grounding.model.backbones import load_clip_model
 from affordance_grounding.model.factory import build_grounder, build_prompt_tables
 from affordance_grounding.model.grounding import AffordanceGrounder
+from affordance_grounding.vocabulary import describe_label_mismatch
 import torch
 
 BUNDLE_FORMAT = 'affordance_grounding.bundle/1'
 REQUIRED_KEYS = ('format', 'config', 'labels', 'head', 'item_text')
 
-# Key prefixes of the released SelectiveCL ``Net`` state dicts (METHOD.md 2.5).
+# Key prefixes of the released SelectiveCL ``Net`` state dicts (docs/method.md, "Model").
 OFFICIAL_HEAD_PREFIXES = ('aff_proj.', 'aff_ego_proj.', 'aff_classifier.')
 OFFICIAL_TRAINING_PREFIXES = ('aff_exo_proj.', 'K_contrast_projection.',
                               'pixel_contrast_projection.')
@@ -157,11 +158,9 @@ def grounder_from_bundle(bundle: Mapping[str, Any],
     labels = tuple(bundle['labels'])
     if labels != config.labels:
         raise CheckpointError('bundle labels differ from its config labels')
-    if expected_labels is not None and tuple(expected_labels) != labels:
-        raise CheckpointError(
-            f'checkpoint was trained for {len(labels)} labels ({", ".join(labels[:5])}, ...), '
-            f'but {len(expected_labels)} labels were requested; use a checkpoint for that '
-            f"label set or drop the labels setting to use the checkpoint's own")
+    problem = describe_label_mismatch(labels, expected_labels, 'checkpoint')
+    if problem:
+        raise CheckpointError(problem)
     try:
         return build_grounder(config, head_state=bundle['head'], item_text=bundle['item_text'],
                               backbone_states=bundle.get('backbones') or None)

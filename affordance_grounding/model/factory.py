@@ -15,7 +15,7 @@ import torch
 
 def build_prompt_tables(clip_model: torch.nn.Module, config: ModelConfig,
                         labels: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
-    """Encode the item and person prompts of every label once (METHOD.md 2.2, 8.3).
+    """Encode the item and person prompts of every label once (docs/method.md, "Model").
 
     Args:
         clip_model: open_clip model with its text tower.

@@ -31,7 +31,7 @@ class BackboneFeatures:
 
 @dataclass
 class GroundingMaps:
-    """The three test-time maps of METHOD.md 5.1 plus the min-max CLIP affinity.
+    """The three test-time maps plus the min-max CLIP affinity (docs/method.md, "Inference").
 
     All are (N, K, G, G) float tensors; K is the number of classes in all-class mode or 1 when a
     class was requested per image.
@@ -65,7 +65,7 @@ def compute_grounding_maps(cam: torch.Tensor, cosine: torch.Tensor) -> Grounding
         cosine: (N, K, G, G) raw CLIP patch-prompt cosines for the same classes.
 
     Returns:
-        The maps of METHOD.md 5.1.
+        The maps of docs/method.md, "Inference and calibration".
     """
     affinity = minmax_per_map(cosine)
     return GroundingMaps(cam=cam, affinity=affinity, calibrated=affinity * cam,
@@ -119,8 +119,8 @@ class AffordanceGrounder(nn.Module):
 
         Args:
             image: (N, 3, S, S) float tensor normalised with ``config.dino_mean/std`` (the
-                preprocessing of METHOD.md 1.4; with the default config both backbones share
-                the ImageNet statistics, so no re-normalisation happens).
+                preprocessing of docs/method.md, "Data"; with the default config both
+                backbones share the ImageNet statistics, so no re-normalisation happens).
 
         Returns:
             Backbone features.
@@ -165,7 +165,7 @@ class AffordanceGrounder(nn.Module):
 
     def heatmaps(self, maps: GroundingMaps, calibration: str = 'clip',
                  size: Optional[int] = None) -> torch.Tensor:
-        """Upsample and min-max the selected map, as the evaluation does (METHOD.md 5.3).
+        """Upsample and min-max the selected map as the evaluation does (docs/method.md).
 
         Returns:
             (N, K, size, size) maps in [0, 1], size defaulting to the network input size.

@@ -1,7 +1,8 @@
-"""DINO saliency ("SAM" map) from the last block's CLS attention (METHOD.md 2.3)."""
+"""DINO saliency ("SAM" map) from the last block's CLS attention (see docs/method.md, "Model")."""
 
 from typing import Sequence
 
+from affordance_grounding.model.calibration import minmax_last_dim
 import torch
 
 SALIENCY_HEADS: Sequence[int] = (0, 1, 3)
@@ -24,6 +25,5 @@ def compute_saliency(cls_attention: torch.Tensor,
     chosen = cls_attention[:, list(heads)]  # (N, h', P)
     votes = (chosen > chosen.mean(dim=2, keepdim=True)).float()  # (N, h', P)
     saliency = votes.mean(dim=1)  # (N, P), values in {0, 1/h', ..., 1}
-    shifted = saliency - saliency.amin(dim=1, keepdim=True)
-    saliency = shifted / (shifted.amax(dim=1, keepdim=True) + 1e-15)
+    saliency = minmax_last_dim(saliency, eps=1e-15)  # (N, P) in [0, 1]
     return (saliency > saliency.mean(dim=1, keepdim=True)).float()

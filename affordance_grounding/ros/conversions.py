@@ -1,4 +1,9 @@
-"""``sensor_msgs/Image`` <-> numpy without cv_bridge (used when cv_bridge is importable).
+"""``sensor_msgs/Image`` and ``CompressedImage`` <-> numpy, without cv_bridge.
+
+One converter, tested on every machine: cv_bridge is not installable everywhere, built a new
+``CvBridge`` per frame, and its path could not be tested here, while this numpy decoder honours
+``step`` and ``is_bigendian`` exactly as cv_bridge does. Compressed images are decoded with
+OpenCV (``cv2.imdecode``), which is what image_transport's compressed plugin uses.
 
 Pure functions: no node, no logging. Every malformed message raises
 :class:`ImageConversionError` (a ``ValueError``) saying what is wrong and what was expected,
@@ -13,12 +18,12 @@ import cv2
 import numpy as np
 
 try:  # only the builders need the classes; decoders duck-type (affordance_bag runs without ROS)
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Header
 except ImportError:
-    Image = Header = object  # annotations only; copy_header/array_to_image_msg need ROS
+    CompressedImage = Image = Header = object  # annotations only; the builders need ROS
 
-# encoding -> (dtype, channels); the supported inputs of ROS_INTERFACE.md.
+# encoding -> (dtype, channels); the supported inputs of docs/ros_interface.md.
 ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
     'rgb8': (np.dtype(np.uint8), 3),
     'bgr8': (np.dtype(np.uint8), 3),
@@ -39,6 +44,20 @@ HOST_IS_BIGENDIAN = sys.byteorder == 'big'
 
 class ImageConversionError(ValueError):
     """A ``sensor_msgs/Image`` that cannot be converted (encoding, sizes or data length)."""
+
+
+class CompressedImageError(ImageConversionError):
+    """A ``CompressedImage`` that cannot be decoded; ``kind`` names the problem for counting.
+
+    Kinds: ``empty``, ``unknown_format`` (neither jpeg nor png, or a compressedDepth image),
+    ``truncated`` (the end marker is missing), ``corrupt`` (OpenCV cannot decode it) and
+    ``too_large``.
+    """
+
+    def __init__(self, kind: str, message: str):
+        """Remember the kind next to the message."""
+        super().__init__(message)
+        self.kind = kind
 
 
 def check_image_msg(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[np.dtype, int]:
@@ -79,8 +98,7 @@ def image_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS
                        ) -> Tuple[np.ndarray, str]:
     """Decode an image message into a host-order numpy array that owns its memory.
 
-    Uses cv_bridge when it is importable, else the pure numpy decoder; both honour ``step``
-    (row padding) and ``is_bigendian``.
+    Honours ``step`` (row padding) and ``is_bigendian``, as cv_bridge does.
 
     Args:
         msg: ``sensor_msgs/Image`` in one of :data:`ENCODINGS`.
@@ -94,11 +112,7 @@ def image_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS
         ImageConversionError: If the message is malformed or the encoding is unsupported.
     """
     dtype, channels = check_image_msg(msg, max_pixels)
-    try:
-        from cv_bridge import CvBridge
-    except ImportError:
-        return _decode_with_numpy(msg, dtype, channels), msg.encoding
-    return np.array(CvBridge().imgmsg_to_cv2(msg, desired_encoding='passthrough')), msg.encoding
+    return _decode_with_numpy(msg, dtype, channels), msg.encoding
 
 
 def _decode_with_numpy(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
@@ -130,6 +144,66 @@ def image_msg_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """Decode a colour image message straight to (H, W, 3) uint8 RGB."""
     array_, encoding = image_msg_to_array(msg, max_pixels)
     return to_rgb(array_, encoding)
+
+
+_JPEG_START, _JPEG_END = b'\xff\xd8\xff', b'\xff\xd9'
+_PNG_START, _PNG_END = b'\x89PNG\r\n\x1a\n', b'IEND\xaeB`\x82'
+
+
+def compressed_image_msg_to_rgb(msg: CompressedImage,
+                                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a jpeg or png ``CompressedImage`` (image_transport ``compressed``) to RGB.
+
+    The format is read from the data's signature, not from ``msg.format`` (``jpeg``, ``png``,
+    ``rgb8; jpeg compressed bgr8``, ...), which drivers fill inconsistently. libjpeg decodes a
+    cut-off jpeg into a grey-bottomed image without an error, so the end markers are checked
+    first. EXIF orientation is ignored: the pixels are the camera's, like a raw image's.
+
+    Args:
+        msg: The message; colour or grey jpeg/png (alpha is dropped, grey repeated).
+        max_pixels: Largest accepted ``height * width``.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+
+    Raises:
+        CompressedImageError: With ``kind`` as listed on the class.
+    """
+    data = bytes(msg.data)
+    if not data:
+        raise CompressedImageError('empty', 'compressed image has no data')
+    if 'compresseddepth' in msg.format.lower():
+        raise CompressedImageError('unknown_format', f'format {msg.format!r} is a depth image; '
+                                   'the colour input takes jpeg or png (depth stays raw)')
+    if data.startswith(_JPEG_START):
+        # Cameras may pad after the end marker; it must be among the last bytes.
+        if _JPEG_END not in data[-64:]:
+            raise CompressedImageError('truncated', f'jpeg of {len(data)} bytes has no end '
+                                       'marker (truncated)')
+    elif data.startswith(_PNG_START):
+        if _PNG_END not in data[-64:]:
+            raise CompressedImageError('truncated', f'png of {len(data)} bytes has no IEND '
+                                       'chunk (truncated)')
+    else:
+        raise CompressedImageError('unknown_format', f'data is neither jpeg nor png (format '
+                                   f'{msg.format!r}, first bytes {data[:4].hex()})')
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
+                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None:
+        raise CompressedImageError('corrupt', f'OpenCV cannot decode this {msg.format or "image"}'
+                                   f' of {len(data)} bytes (corrupt data)')
+    height, width = bgr.shape[:2]
+    if height * width > max_pixels:
+        raise CompressedImageError('too_large', f'image {width}x{height} has {height * width} '
+                                   f'pixels, more than the limit of {max_pixels}')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def colour_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a raw ``Image`` or a ``CompressedImage`` colour frame to (H, W, 3) uint8 RGB."""
+    if hasattr(msg, 'format'):  # a CompressedImage, from rclpy or from a bag (rosbags)
+        return compressed_image_msg_to_rgb(msg, max_pixels)
+    return image_msg_to_rgb(msg, max_pixels)
 
 
 def copy_header(header: Header) -> Header:
@@ -171,22 +245,3 @@ def array_to_image_msg(array_: np.ndarray, encoding: str, header: Header) -> Ima
                 is_bigendian=HOST_IS_BIGENDIAN, step=width * channels * dtype.itemsize)
     msg.data = array.array('B', np.ascontiguousarray(array_).tobytes())
     return msg
-
-
-def compressed_image_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png colour) to (H, W, 3) uint8 RGB.
-
-    Raises:
-        ImageConversionError: For compressed depth, undecodable data or too many pixels.
-    """
-    if 'compresseddepth' in msg.format.lower().replace(' ', ''):
-        raise ImageConversionError(f'compressed depth ({msg.format!r}) is not a colour image')
-    data = np.frombuffer(msg.data, dtype=np.uint8)  # bytes, array.array or numpy
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ImageConversionError(f'cannot decode {data.size} bytes of format {msg.format!r} '
-                                   '(corrupt, truncated or not jpeg/png)')
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise ImageConversionError(f'image {bgr.shape[1]}x{bgr.shape[0]} has more pixels than '
-                                   f'the limit of {max_pixels}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

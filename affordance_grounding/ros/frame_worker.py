@@ -9,22 +9,25 @@ the output always belongs to the newest image. Per-frame problems are counted an
 from dataclasses import dataclass, field
 import threading
 import time
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from affordance_grounding.ros.conversions import (
-    array_to_image_msg, image_msg_to_array, image_msg_to_rgb, ImageConversionError)
+    array_to_image_msg, colour_msg_to_rgb, CompressedImageError, image_msg_to_array,
+    ImageConversionError)
 from affordance_grounding.ros.health import NodeHealth
-from affordance_grounding.ros.messages import to_grasp_markers, to_point_stamped
+from affordance_grounding.ros.messages import (
+    to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 from affordance_grounding.ros.pairing import StampedBuffer
 from affordance_grounding.ros.params import COLORMAPS, NodeConfig
 from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline, OutputSettings
-from affordance_grounding.runtime.grasp import (
-    check_depth_matches_image, compute_grasp_point, depth_to_metres, intrinsics_from_k)
+from affordance_grounding.runtime.grasp3d import compute_3d_outputs
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
-import cv2
+from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from sensor_msgs.msg import CameraInfo, Image
-import torch
+from visualization_msgs.msg import MarkerArray
 
+# Stamps this old are no clock skew but recorded data played on the wall clock.
+RECORDED_STAMP_AGE_S = 10.0
 IDLE_HINT = ('images arrive but no action is set; send one, e.g. ros2 topic pub --once '
              '/affordance/action std_msgs/msg/String "{data: hold}"')
 
@@ -56,6 +59,15 @@ class OutputPublishers:
     overlay: object
     grasp_point: Optional[object] = None
     markers: Optional[object] = None
+    affordance_cloud: Optional[object] = None
+    grasp_pose: Optional[object] = None
+
+
+def recorded_time_advice(age_s: float) -> str:
+    """Return the one line that says why every frame is old and how to fix it."""
+    return (f"frames are {age_s:.0f} s old by this node's clock: recorded data (a rosbag?) "
+            'played without simulated time; play it with `ros2 bag play --clock` and start the '
+            'node with use_sim_time:=true (launch argument, or -p use_sim_time:=true)')
 
 
 def stamp_to_ns(stamp) -> int:
@@ -88,11 +100,7 @@ class FrameWorker(threading.Thread):
 
     def run(self) -> None:
         """Warm up, then process the newest frame until stopped, honouring ``max_rate_hz``."""
-        backend = self.pipeline.backend
-        if not (backend.name == 'torch' and backend.device == 'cpu'):
-            # torch only preprocesses here: one thread is faster (its uint8 resize kernel is
-            # vectorised) and leaves the cores to the backend and the ROS executor.
-            torch.set_num_threads(1)
+        apply_worker_thread_policy(self.pipeline.backend)
         try:
             self.pipeline.backend.warm_up()
         except Exception as error:  # noqa: B902 - report any backend failure, do not die silently
@@ -111,24 +119,28 @@ class FrameWorker(threading.Thread):
             if rate_hz > 0:
                 self._stop_event.wait(max(0.0, 1.0 / rate_hz - (time.monotonic() - started)))
 
-    def process(self, msg: Image) -> None:
-        """Decode, infer, post-process and publish one colour frame."""
+    def process(self, msg) -> None:
+        """Decode, infer, post-process and publish one colour frame (raw or compressed)."""
         state, config = self.state, self.state.config
+        age_s = self._seconds_since(msg.header.stamp)
+        self._check_recorded_time(age_s, config)
         action, class_index = state.command
         if not action:
             self._report('no_action', IDLE_HINT, error=False)
             return
-        if config.max_image_age_s > 0:
-            age_s = self._seconds_since(msg.header.stamp)
-            if age_s > config.max_image_age_s:
-                self.health.count_stale()
+        if config.max_image_age_s > 0 and age_s > config.max_image_age_s:
+            self.health.count_stale()
+            if self.health.old_stamp_age_s is None:  # else recorded_time_advice said why
                 self._report('stale_image', f'dropping an image {age_s:.3f} s old (> '
                              f'max_image_age_s={config.max_image_age_s}); check clocks or '
                              'raise max_image_age_s')
-                return
+            return
         start = time.perf_counter()
         try:
-            rgb = image_msg_to_rgb(msg)
+            rgb = colour_msg_to_rgb(msg)
+        except CompressedImageError as error:
+            self._report(f'bad_compressed_image_{error.kind}', f'dropping image: {error}')
+            return
         except ImageConversionError as error:
             self._report('bad_image', f'dropping image: {error}')
             return
@@ -143,8 +155,7 @@ class FrameWorker(threading.Thread):
         timings = dict(outputs.timings_s, conversion=decoded - start,
                        publish=published - computed)
         if self.publishers.grasp_point is not None:
-            self._publish_grasp_point(msg, outputs, action)
-            timings['grasp_point'] = time.perf_counter() - published
+            timings.update(self._publish_3d(msg, outputs, action, rgb.shape[:2]))
         self.health.count_output(timings, self._seconds_since(msg.header.stamp))
 
     def _publish_images(self, msg: Image, outputs: FrameOutputs) -> None:
@@ -154,39 +165,68 @@ class FrameWorker(threading.Thread):
             self.publishers.overlay.publish(
                 array_to_image_msg(outputs.overlay, 'bgr8', msg.header))
 
-    def _publish_grasp_point(self, msg: Image, outputs: FrameOutputs, action: str) -> None:
-        """Pair depth by stamp, back-project the grasp region, publish point and markers."""
+    def _publish_3d(self, msg, outputs: FrameOutputs, action: str,
+                    image_hw: Tuple[int, int]) -> Dict[str, float]:
+        """Pair depth by stamp, run the 3D chain, publish point, cloud, pose and markers.
+
+        ``image_hw`` is the decoded colour size (a CompressedImage carries no size fields).
+        Returns the 3D stage timings (``depth``: pairing and decoding; ``grasp_point`` and
+        ``grasp_pose`` from the chain; ``publish_3d``), or {} when nothing could be computed.
+        """
+        start = time.perf_counter()
         state = self.state
         info = state.camera_info
         if info is None:
             self._report('no_camera_info', 'enable_3d is set but no camera_info has arrived; '
                          "remap camera_info to the colour camera's CameraInfo topic")
-            return
+            return {}
         slop_ns = int(state.config.sync_slop_s * 1e9)
         depth_msg = state.depth.closest(stamp_to_ns(msg.header.stamp), slop_ns)
         if depth_msg is None:
             self._report('no_depth', 'no depth image within sync_slop_s='
                          f'{state.config.sync_slop_s} s of the colour stamp; is depth '
                          'published and aligned to colour?')
-            return
+            return {}
         try:
             depth, encoding = image_msg_to_array(depth_msg)
-            depth_m = depth_to_metres(depth, encoding)
-            image_hw = (int(msg.height), int(msg.width))
-            check_depth_matches_image(depth_m.shape, image_hw)
-            mask = outputs.mask
-            if mask.shape != image_hw:  # heatmap_resolution=model: back to camera pixels
-                mask = cv2.resize(mask, image_hw[::-1], interpolation=cv2.INTER_NEAREST)
-            k = intrinsics_from_k(info.k)
-            result = compute_grasp_point(mask, depth_m, k.fx, k.fy, k.cx, k.cy)
+            decoded = time.perf_counter()
+            result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
+                                        image_hw, info.k)
         except ValueError as error:  # ImageConversionError is a ValueError too
             self._report('bad_depth', f'no grasp point: {error}')
-            return
-        if result.xyz_m is None:
-            self._report('no_grasp_point', f'no grasp point: {result.reason}')
-            return
-        self.publishers.grasp_point.publish(to_point_stamped(msg.header, result.xyz_m))
-        self.publishers.markers.publish(to_grasp_markers(msg.header, result.xyz_m, action))
+            return {}
+        computed = time.perf_counter()
+        publishers = self.publishers
+        markers = []
+        if result.point.xyz_m is None:
+            self._report('no_grasp_point', f'no grasp point: {result.point.reason}')
+        else:
+            publishers.grasp_point.publish(to_point_stamped(msg.header, result.point.xyz_m))
+            markers += to_grasp_markers(msg.header, result.point.xyz_m, action).markers
+        cloud = result.cloud
+        if len(cloud.points) and publishers.affordance_cloud.get_subscription_count() > 0:
+            publishers.affordance_cloud.publish(
+                to_point_cloud(msg.header, cloud.xyzi))
+        pose = result.pose
+        if pose.pose is None:
+            self._report(f'grasp_pose_{pose.reason}', f'no grasp pose: {pose.detail}')
+        else:
+            publishers.grasp_pose.publish(to_pose_stamped(msg.header, pose.pose))
+        markers += to_grasp_pose_markers(msg.header, pose.pose).markers
+        if result.point.xyz_m is not None:
+            publishers.markers.publish(MarkerArray(markers=markers))
+        return dict(result.timings_s, depth=decoded - start,
+                    publish_3d=time.perf_counter() - computed)
+
+    def _check_recorded_time(self, age_s: float, config: NodeConfig) -> None:
+        """Say once (per episode) that frames look recorded, when simulated time is off."""
+        looks_recorded = (age_s > max(RECORDED_STAMP_AGE_S, config.max_image_age_s)
+                          and not self._node.get_clock().ros_time_is_active)
+        if self.health.note_frame_age(age_s, looks_recorded):
+            dropped = (f'every frame is dropped (max_image_age_s={config.max_image_age_s})'
+                       if config.max_image_age_s > 0 else 'outputs carry old stamps')
+            self._node.get_logger().warning(
+                f'[recorded_time] {recorded_time_advice(age_s)}; until then {dropped}')
 
     def _seconds_since(self, stamp) -> float:
         return (self._node.get_clock().now().nanoseconds - stamp_to_ns(stamp)) / 1e9

@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 
 class RateMeter:
@@ -104,6 +104,8 @@ class NodeHealth:
         self.delay = PeriodStats()
         self.stale_frames = 0
         self.lost_in_transport = 0
+        self.frame_age_s: Optional[float] = None  # newest frame's age by the node's clock
+        self.old_stamp_age_s: Optional[float] = None  # set while frames look recorded
 
     def count_input(self) -> None:
         """One image arrived."""
@@ -123,6 +125,14 @@ class NodeHealth:
         with self._lock:
             self.stale_frames += 1
 
+    def note_frame_age(self, age_s: float, looks_recorded: bool) -> bool:
+        """Record the newest frame's age; True when frames have just started to look recorded."""
+        with self._lock:
+            first = looks_recorded and self.old_stamp_age_s is None
+            self.frame_age_s = age_s
+            self.old_stamp_age_s = age_s if looks_recorded else None
+            return first
+
     def count_lost(self, count: int) -> None:
         """``count`` images were lost before reaching the node (middleware event)."""
         with self._lock:
@@ -139,7 +149,8 @@ class NodeHealth:
                 stage_ms={
                     stage: (mean * 1e3, peak * 1e3) for stage, (mean, peak) in stages.items()},
                 delay_ms=(self.delay.mean * 1e3, self.delay.maximum * 1e3),
-                problems=dict(self.problems.counts), last_problem=self.problems.last_message)
+                problems=dict(self.problems.counts), last_problem=self.problems.last_message,
+                frame_age_s=self.frame_age_s, old_stamp_age_s=self.old_stamp_age_s)
             if reset_period:
                 self._stages = {}
                 self.delay = PeriodStats()
@@ -160,6 +171,8 @@ class HealthSnapshot:
     delay_ms: Tuple[float, float]
     problems: Dict[str, int]
     last_problem: str = ''
+    frame_age_s: Optional[float] = None
+    old_stamp_age_s: Optional[float] = None
 
     def to_key_values(self, extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
         """Flatten into ``(key, value)`` strings for a ``DiagnosticStatus``."""
@@ -172,6 +185,8 @@ class HealthSnapshot:
             ('images lost in transport', str(self.lost_in_transport)),
             ('delay from stamp mean (ms)', f'{self.delay_ms[0]:.1f}'),
             ('delay from stamp max (ms)', f'{self.delay_ms[1]:.1f}'),
+            ('newest frame age (s)',
+             'none' if self.frame_age_s is None else f'{self.frame_age_s:.3f}'),
         ]
         for stage, (mean, peak) in sorted(self.stage_ms.items()):
             pairs += [(f'{stage} mean (ms)', f'{mean:.2f}'), (f'{stage} max (ms)', f'{peak:.2f}')]
@@ -183,12 +198,18 @@ class HealthSnapshot:
 
 
 def summarise_health(snapshot: HealthSnapshot, phase: str, failure: str, action: str,
-                     expected_rate_hz: float) -> Tuple[str, str]:
-    """Return the diagnostics (level, message): ``ok``, ``warn`` or ``error`` and one line."""
+                     expected_rate_hz: float, warnings: Sequence[str] = ()) -> Tuple[str, str]:
+    """Return the diagnostics (level, message): ``ok``, ``warn`` or ``error`` and one line.
+
+    ``warnings`` are problems of the input stream (recorded stamps, images lost in
+    transport); while active they come first, joined, since they explain the rates.
+    """
     if failure:
         return 'error', failure
     if phase != 'active':
         return 'warn', f'node is {phase}'
+    if warnings:
+        return 'warn', '; '.join(warnings)
     if not action:
         return 'ok', 'idle: no action set'
     if snapshot.input_hz == 0.0:

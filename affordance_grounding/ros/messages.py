@@ -1,16 +1,30 @@
-"""Results -> ROS messages: grasp point, RViz markers, diagnostics. Pure functions."""
+"""Results -> ROS messages: grasp point, region cloud, grasp pose, RViz markers, diagnostics.
 
-from typing import Iterable, Tuple
+Pure functions.
+"""
+
+import array
+from typing import Iterable, Optional, Tuple
 
 from affordance_grounding.ros.conversions import copy_header
+from affordance_grounding.runtime.grasp_pose import GraspPose
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import Point, PointStamped, Pose, PoseStamped, Quaternion
+import numpy as np
+from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 MARKER_NAMESPACE = 'affordance_grasp'
 SPHERE_DIAMETER_M = 0.03
 TEXT_HEIGHT_M = 0.03
+ARROW_LENGTH_M = 0.10
+ARROW_SHAFT_M = 0.008
+PATCH_THICKNESS_M = 0.002
+# x, y, z, intensity: float32 little-endian, 16 bytes a point (PointCloud2 layout).
+CLOUD_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4')])
+CLOUD_FIELDS = [PointField(name=name, offset=CLOUD_DTYPE.fields[name][1],
+                           datatype=PointField.FLOAT32, count=1) for name in CLOUD_DTYPE.names]
 DIAGNOSTIC_LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
                      'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}
 
@@ -42,6 +56,71 @@ def to_grasp_markers(header: Header, xyz_m: Tuple[float, float, float],
     text.scale.z = TEXT_HEIGHT_M
     text.color.r = text.color.g = text.color.b = text.color.a = 1.0
     return MarkerArray(markers=[sphere, text])
+
+
+def to_point_cloud(header: Header, xyzi: np.ndarray) -> PointCloud2:
+    """Build an unorganised cloud (height 1): fields x, y, z, intensity (float32), dense.
+
+    The (N, 4) float32 rows are viewed as a numpy structured array of :data:`CLOUD_DTYPE` and
+    copied into the message once (sensor_msgs_py is not installable everywhere, and a
+    per-point Python loop would cost milliseconds on a VGA region).
+
+    Args:
+        header: Input image header (stamp and optical frame copied).
+        xyzi: (N, 4) finite x, y, z in metres and the heatmap value per point.
+    """
+    records = np.ascontiguousarray(xyzi, dtype=np.float32).view(CLOUD_DTYPE).reshape(-1)
+    msg = PointCloud2(header=copy_header(header), height=1, width=len(records),
+                      fields=CLOUD_FIELDS, is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
+                      row_step=CLOUD_DTYPE.itemsize * len(records), is_dense=True)
+    data = array.array('B')
+    data.frombytes(memoryview(records).cast('B'))
+    msg.data = data
+    return msg
+
+
+def to_pose(position, quaternion_xyzw) -> Pose:
+    """Build a ``geometry_msgs/Pose`` from a position and an (x, y, z, w) quaternion."""
+    x, y, z = (float(value) for value in position)
+    qx, qy, qz, qw = (float(value) for value in quaternion_xyzw)
+    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
+def to_pose_stamped(header: Header, pose: GraspPose) -> PoseStamped:
+    """Stamp the grasp pose with ``header`` (its camera optical frame and stamp)."""
+    return PoseStamped(header=copy_header(header),
+                       pose=to_pose(pose.position, pose.quaternion_xyzw))
+
+
+def to_grasp_pose_markers(header: Header, pose: Optional[GraspPose]) -> MarkerArray:
+    """Draw the grasp pose as an arrow along its approach axis plus the fitted plane patch.
+
+    The arrow ends at the grasp position, pointing along z (into the surface); the patch is a
+    thin box spanning the 5th-95th percentiles of the region along x and y. Ids 2 and 3 of the
+    grasp namespace, so they replace the previous frame's like the point markers do; with no
+    pose (``None``) the two are deleted, so RViz never shows a stale pose.
+    """
+    if pose is None:
+        return MarkerArray(markers=[
+            Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=marker_id,
+                   action=Marker.DELETE) for marker_id in (2, 3)])
+    tail = pose.position - ARROW_LENGTH_M * pose.rotation[:, 2]
+    arrow = Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=2, type=Marker.ARROW,
+                   action=Marker.ADD)
+    arrow.points = [Point(x=float(tail[0]), y=float(tail[1]), z=float(tail[2])),
+                    Point(x=float(pose.position[0]), y=float(pose.position[1]),
+                          z=float(pose.position[2]))]
+    arrow.pose.orientation.w = 1.0
+    arrow.scale.x, arrow.scale.y, arrow.scale.z = ARROW_SHAFT_M, 2 * ARROW_SHAFT_M, 0.02
+    arrow.color.r, arrow.color.g, arrow.color.b, arrow.color.a = 0.1, 0.9, 0.2, 1.0
+    patch = Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=3, type=Marker.CUBE,
+                   action=Marker.ADD)
+    patch.pose = to_pose(pose.patch_center, pose.quaternion_xyzw)
+    patch.scale.x = max(pose.patch_size[0], PATCH_THICKNESS_M)
+    patch.scale.y = max(pose.patch_size[1], PATCH_THICKNESS_M)
+    patch.scale.z = PATCH_THICKNESS_M
+    patch.color.r, patch.color.g, patch.color.b, patch.color.a = 0.2, 0.6, 1.0, 0.4
+    return MarkerArray(markers=[arrow, patch])
 
 
 def to_diagnostic_array(stamp, name: str, hardware_id: str, level: str, message: str,

@@ -1,45 +1,51 @@
-"""The affordance grounding lifecycle node (ROS_INTERFACE.md): glue between ROS and the runtime.
+"""The affordance grounding lifecycle node (docs/ros_interface.md): ROS <-> runtime glue.
 
 configure: read and validate parameters, load the model (a bad file fails here, with the
 reason in the log and on /diagnostics), create publishers. activate: start the inference
 worker (warm-up), subscribe. deactivate: unsubscribe, stop the worker (the model stays
-loaded, so pausing is instant). cleanup: free the model. The model is loaded at configure
-rather than activate so that a missing or corrupt file is reported before activation.
+loaded, so pausing is instant). cleanup: free the model. shutdown (also what Ctrl-C does):
+stop the worker, then free everything, before the ROS context goes away. The model is loaded
+at configure rather than activate so that a missing or corrupt file is reported before
+activation. Topic bookkeeping lives in ``topics.py``; the inference loop in ``frame_worker.py``.
 """
 
 import os
-from typing import List, Optional, Sequence
+import signal
+import time
+from typing import Optional, Sequence
 
-from affordance_grounding.model.checkpoint import CheckpointError
-from affordance_grounding.ros import qos
 from affordance_grounding.ros.frame_worker import (
-    FrameWorker, OutputPublishers, SharedState, stamp_to_ns)
+    FrameWorker, recorded_time_advice, SharedState, stamp_to_ns)
 from affordance_grounding.ros.health import NodeHealth, summarise_health
 from affordance_grounding.ros.messages import to_diagnostic_array
 from affordance_grounding.ros.params import (
     declare_and_read, NodeConfig, ParameterError, update_config)
+from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
+from affordance_grounding.ros.transport import (
+    installed_profile_path, loss_advice, profile_in_use, TransportLossMonitor)
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
 from affordance_grounding.runtime.latest_mailbox import LatestMailbox
 from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.vocabulary import LABEL_SETS, parse_action_command
+from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.vocabulary import ActionCommand, LABEL_SETS, parse_action_command
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
-from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
-from visualization_msgs.msg import MarkerArray
 
 NODE_NAME = 'affordance_grounding'
 DIAGNOSTIC_NAME = f'{NODE_NAME}: inference'
-CONFIGURE_ERRORS = (ParameterError, ModelFileError, CheckpointError, BackendUnavailableError,
-                    ValueError, OSError)
+RCLError = rclpy_implementation.RCLError
+CONFIGURE_ERRORS = (ParameterError, ModelFileError, BackendUnavailableError, ValueError,
+                    OSError)
 
 
 def load_backend(config: NodeConfig) -> InferenceBackend:
@@ -50,7 +56,7 @@ def load_backend(config: NodeConfig) -> InferenceBackend:
                              '--ros-args -p model_path:=/path/model.onnx')
     options = BackendOptions(calibration=config.calibration,
                              expected_labels=LABEL_SETS.get(config.labels),
-                             precision='auto' if config.fp16 else 'fp32',
+                             precision=config.precision,
                              engine_cache_dir=os.path.expanduser(config.engine_cache_dir),
                              cpu_spin_wait=False)  # the worker pre/post-processes between runs
     return select_backend(config.backend, os.path.expanduser(config.model_path), config.device,
@@ -72,13 +78,15 @@ class AffordanceNode(LifecycleNode):
         self.backend: Optional[InferenceBackend] = None
         self.phase = 'unconfigured'
         self.failure = ''
-        self._output_pubs: Optional[OutputPublishers] = None
-        self._active_action_pub = None
-        self._input_subs: List = []
+        self.topics = NodeTopics(self)
+        self._text_matcher = None
+        self._action_description = ''
         self._worker: Optional[FrameWorker] = None
         self._parameter_handle = None
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diagnostics_timer = None
+        self._transport_loss = TransportLossMonitor(time.monotonic)
+        self._profile_path = installed_profile_path()
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         """Read parameters, load the model, create publishers."""
@@ -86,14 +94,16 @@ class AffordanceNode(LifecycleNode):
             config = declare_and_read(self)
             self._start_diagnostics(config.diagnostic_period)
             self.backend = load_backend(config)
-            command = parse_action_command(config.default_action, self.backend.metadata.labels)
+            self._text_matcher = self._load_text_matcher(config)
+            command = self._parse_action(config.default_action, config)
         except CONFIGURE_ERRORS as error:
             self.failure = f'configure failed: {error}'
             self.phase = 'unconfigured'
             self.get_logger().error(self.failure)
             return TransitionCallbackReturn.FAILURE
-        self.state = SharedState(config, command)
-        self._create_publishers(config)
+        self.state = SharedState(config, command.key)
+        self._action_description = command.describe()
+        self.topics.create_publishers(config)
         self._parameter_handle = self.add_on_set_parameters_callback(self._on_set_parameters)
         self.failure, self.phase = '', 'inactive'
         self.get_logger().info(f'model {config.model_path}: {self.backend.describe()}, '
@@ -104,12 +114,15 @@ class AffordanceNode(LifecycleNode):
         """Start the worker and subscribe."""
         self.mailbox.reopen()
         self._worker = FrameWorker(FramePipeline(self.backend), self.mailbox, self.state,
-                                   self._output_pubs, self.health, self)
+                                   self.topics.outputs, self.health, self)
         self._worker.start()
-        self._create_subscriptions(self.state.config)
+        self.topics.subscribe(self.state.config, InputCallbacks(
+            image=self._on_image, action=self._on_action, depth=self._on_depth,
+            camera_info=self._on_camera_info, lost=self.health.count_lost))
         result = super().on_activate(state)
-        self._active_action_pub.publish(String(data=self.state.command[0]))
-        self._log_topics()
+        self.topics.active_action.publish(String(data=self._action_description))
+        for line in self.topics.describe():
+            self.get_logger().info(line)
         self.phase = 'active'
         return result
 
@@ -136,49 +149,8 @@ class AffordanceNode(LifecycleNode):
             return False
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
-    def _create_publishers(self, config: NodeConfig) -> None:
-        overrides = QoSOverridingOptions.with_default_policies()
-
-        def publisher(msg_type, topic, profile=qos.RELIABLE):
-            return self.create_lifecycle_publisher(msg_type, topic, profile,
-                                                   qos_overriding_options=overrides)
-        self._output_pubs = OutputPublishers(
-            publisher(Image, 'heatmap'), publisher(Image, 'grasp_mask'),
-            publisher(Image, 'overlay'))
-        if config.enable_3d:
-            self._output_pubs.grasp_point = publisher(PointStamped, 'grasp_point')
-            self._output_pubs.markers = publisher(MarkerArray, 'markers')
-        self._active_action_pub = publisher(String, 'active_action', qos.LATCHED)
-
-    def _create_subscriptions(self, config: NodeConfig) -> None:
-        overrides = QoSOverridingOptions.with_default_policies()
-        topics = [(Image, 'image', self._on_image, qos.image_qos(config.image_qos)),
-                  (String, 'action', self._on_action, qos.COMMANDS)]
-        if config.enable_3d:
-            topics += [(Image, 'depth', self._on_depth, qos.image_qos(config.image_qos)),
-                       (CameraInfo, 'camera_info', self._on_camera_info,
-                        qos.image_qos(config.image_qos))]
-        self._input_subs = [self.create_subscription(msg_type, topic, callback, profile,
-                                                     qos_overriding_options=overrides)
-                            for msg_type, topic, callback, profile in topics[1:]]
-        lost = SubscriptionEventCallbacks(
-            message_lost=lambda info: self.health.count_lost(info.total_count_change))
-        self._input_subs.insert(0, self.create_subscription(
-            *topics[0], qos_overriding_options=overrides, event_callbacks=lost))
-
-    def _log_topics(self) -> None:
-        publishers = [p for p in vars(self._output_pubs).values() if p is not None]
-        for direction, entities in (('in ', self._input_subs),
-                                    ('out', publishers + [self._active_action_pub])):
-            for entity in entities:
-                self.get_logger().info(f'{direction} {entity.topic_name} '
-                                       f'[{entity.msg_type.__name__}] '
-                                       f'qos {qos.describe_qos(entity.qos_profile)}')
-
     def _stop_inference(self) -> None:
-        for subscription in self._input_subs:
-            self.destroy_subscription(subscription)
-        self._input_subs = []
+        self.topics.unsubscribe()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -187,16 +159,13 @@ class AffordanceNode(LifecycleNode):
         if self._parameter_handle is not None:
             self.remove_on_set_parameters_callback(self._parameter_handle)
             self._parameter_handle = None
-        publishers = [] if self._output_pubs is None else list(vars(self._output_pubs).values())
-        for publisher in publishers + [self._active_action_pub]:
-            if publisher is not None:
-                self.destroy_lifecycle_publisher(publisher)
-        self._output_pubs = self._active_action_pub = None
+        self.topics.destroy_publishers()
         if self.backend is not None:
             self.backend.close()
         self.backend, self.state, self.phase = None, None, 'unconfigured'
+        self._text_matcher = None
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:
         self.health.count_input()
         self.mailbox.put(msg)
 
@@ -206,9 +175,28 @@ class AffordanceNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.state.camera_info = msg
 
+    def _load_text_matcher(self, config: NodeConfig):
+        """Load the CLIP text fallback for action phrases when ``<model>.text.onnx`` exists."""
+        model_path = os.path.expanduser(config.model_path)
+        path = text_model_path(model_path)
+        try:
+            matcher = load_label_matcher(model_path, self.backend.metadata.labels)
+        except Exception as error:  # noqa: B902 - optional feature: report, run without it
+            self.get_logger().warning(f'action phrases: cannot load {path} ({error}); '
+                                      'only labels and synonyms are understood')
+            return None
+        self.get_logger().info('action phrases: labels, synonyms'
+                               + (f' and CLIP text similarity ({path})' if matcher else
+                                  f' (no {path.name}: no text-similarity fallback)'))
+        return matcher
+
+    def _parse_action(self, text: str, config: NodeConfig) -> ActionCommand:
+        return parse_action_command(text, self.backend.metadata.labels, self._text_matcher,
+                                    config.action_min_text_similarity)
+
     def _on_action(self, msg: String) -> None:
         try:
-            command = parse_action_command(msg.data, self.backend.metadata.labels)
+            command = self._parse_action(msg.data, self.state.config)
         except ValueError as error:
             if self.health.problems.report('bad_action', str(error)):
                 self.get_logger().warning(f'[bad_action] rejected action command: {error}; '
@@ -216,18 +204,19 @@ class AffordanceNode(LifecycleNode):
             return
         self._set_command(command)
 
-    def _set_command(self, command) -> None:
-        if command == self.state.command:
+    def _set_command(self, command: ActionCommand) -> None:
+        if command.describe() == self._action_description:
             return
-        self.state.command = command
-        self._active_action_pub.publish(String(data=command[0]))
-        self.get_logger().info(f'action: {command[0] or "idle"}')
+        self.state.command = command.key
+        self._action_description = command.describe()
+        self.topics.active_action.publish(String(data=self._action_description))
+        self.get_logger().info(f'action: {self._action_description or "idle"}')
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
         try:
             config = update_config(self.state.config, changes)
-            command = parse_action_command(config.default_action, self.backend.metadata.labels)
+            command = self._parse_action(config.default_action, config)
         except (ParameterError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.state.config = config
@@ -238,18 +227,41 @@ class AffordanceNode(LifecycleNode):
     def _start_diagnostics(self, period_s: float) -> None:
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
-        self._diagnostics_timer = self.create_timer(period_s, self._publish_diagnostics)
+        # Steady time, not the node's clock: with use_sim_time and no /clock yet (bag not
+        # playing, or paused) a ROS-time timer never fires, and diagnostics are needed most then.
+        self._diagnostics_timer = self.create_timer(
+            period_s, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _traffic_warnings(self, snapshot) -> list:
+        """Warnings about the input stream: recorded stamps, images lost in transport."""
+        warnings = []
+        if snapshot.old_stamp_age_s is not None:
+            warnings.append(recorded_time_advice(snapshot.old_stamp_age_s))
+        lossy, warn_now = self._transport_loss.update(snapshot.images_received,
+                                                      snapshot.lost_in_transport)
+        if lossy:
+            advice = loss_advice(*self._transport_loss.window, self._profile_path,
+                                 profile_in_use())
+            warnings.append(advice)
+            if warn_now:
+                self.get_logger().warning(f'[lost_in_transport] {advice} (this warning '
+                                          'repeats at most once a minute)')
+        return warnings
 
     def _publish_diagnostics(self) -> None:
         snapshot = self.health.snapshot()
         command = self.state.command[0] if self.state else ''
         expected_rate_hz = self.state.config.expected_rate_hz if self.state else 0.0
         level, message = summarise_health(snapshot, self.phase, self.failure, command,
-                                          expected_rate_hz)
+                                          expected_rate_hz, self._traffic_warnings(snapshot))
+        lost, total = self._transport_loss.window
         extra = {'state': self.phase, 'action': command or 'idle',
                  'backend': self.backend.describe() if self.backend else 'none',
                  'model': self.state.config.model_path if self.state else '',
-                 'frames dropped (newer frame arrived)': str(self.mailbox.dropped)}
+                 'image transport': self.state.config.image_transport if self.state else '',
+                 'frames dropped (newer frame arrived)': str(self.mailbox.dropped),
+                 'images lost in transport (last period)': f'{lost} of {total}',
+                 'fastdds profile': profile_in_use() or 'none'}
         hardware_id = self.backend.device if self.backend else 'none'
         self._diagnostics.publish(to_diagnostic_array(
             self.get_clock().now().to_msg(), DIAGNOSTIC_NAME, hardware_id, level, message,
@@ -257,8 +269,15 @@ class AffordanceNode(LifecycleNode):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console script ``affordance_node``: ``affordance_node --ros-args --params-file F``."""
-    rclpy.init(args=argv)
+    """Console script ``affordance_node``: ``affordance_node --ros-args --params-file F``.
+
+    rclpy's own signal handler would shut the context down at once, while the worker may be
+    publishing a frame ("publisher's context is invalid"). Here Ctrl-C (and SIGTERM, which
+    ros2 launch sends after SIGINT) only ends the spin loop; the node then goes through the
+    lifecycle shutdown transition (worker stopped first) before the context is shut down.
+    """
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # treat it like Ctrl-C
     node = AffordanceNode()
     executor = SingleThreadedExecutor()  # callbacks are cheap: inference runs in the worker
     executor.add_node(node)
@@ -266,11 +285,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if node.get_parameter('autostart').value and not node.start():
             node.get_logger().error('the node stays unconfigured; fix the error above and run '
                                     '`ros2 lifecycle set <node> configure`')
-        executor.spin()
+        while rclpy.ok():
+            # A bounded wait: Python runs the Ctrl-C handler only between calls.
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_inference()
+        try:
+            node.trigger_shutdown()  # on_shutdown stops the worker, then frees the model
+        except RCLError:
+            pass  # already finalized (`ros2 lifecycle set <node> shutdown`)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -20,6 +20,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
 HEATMAP_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
 IMAGE_QOS_PROFILES: Tuple[str, ...] = ('sensor_data', 'reliable', 'system_default')
+IMAGE_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
+PRECISION_CHOICES: Tuple[str, ...] = ('auto', 'fp32', 'fp16')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
 DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
@@ -31,17 +33,21 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Every node parameter (ROS_INTERFACE.md, Parameters); defaults = config/params.yaml.
+    """Every node parameter (docs/ros_interface.md, "Parameters"); defaults = config/params.yaml.
 
     Attributes:
         backend: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
         model_path: Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt).
         engine_cache_dir: Folder of TensorRT engines built on this machine.
         device: ``cuda``, ``cuda:N``, ``cpu`` or ``auto``.
-        fp16: Run the backbones in half precision where the backend supports it.
+        precision: Backbone precision: ``auto`` (PyTorch: fp16 autocast on CUDA, fp32 on the
+            CPU; TensorRT: the ONNX's own typing), ``fp32`` or ``fp16`` (PyTorch on the CPU
+            refuses fp16). ONNX Runtime runs the graph as it was exported.
         calibration: ``none``, ``clip`` or ``clip_local_mean``.
         labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
         default_action: Action used until one arrives on ``action``; empty = idle.
+        action_min_text_similarity: Smallest CLIP text cosine at which an unknown action
+            phrase maps to its nearest label (needs ``<model>.text.onnx``).
         heatmap_resolution: ``input`` (camera resolution) or ``model`` (network size).
         mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
         mask_largest_component: Keep only the largest connected region of the mask.
@@ -51,6 +57,8 @@ class NodeConfig:
         max_rate_hz: Highest inference rate; 0 = as fast as frames arrive.
         max_image_age_s: Drop frames older than this (header stamp); 0 = never drop.
         image_qos: QoS of the image inputs: ``sensor_data``, ``reliable``, ``system_default``.
+        image_transport: ``raw`` (sensor_msgs/Image on ``image``) or ``compressed``
+            (sensor_msgs/CompressedImage on ``<image>/compressed``, jpeg or png).
         enable_3d: Subscribe to depth + camera_info and publish the grasp point and markers.
         sync_slop_s: Largest stamp difference between a colour and a depth image to pair.
         diagnostic_period: Seconds between /diagnostics messages.
@@ -61,10 +69,11 @@ class NodeConfig:
     model_path: str = ''
     engine_cache_dir: str = '~/.cache/affordance_grounding/engines'
     device: str = 'cuda'
-    fp16: bool = True
+    precision: str = 'auto'
     calibration: str = 'clip'
     labels: str = 'seen'
     default_action: str = ''
+    action_min_text_similarity: float = 0.8
     heatmap_resolution: str = 'input'
     mask_threshold: float = 0.5
     mask_largest_component: bool = True
@@ -74,6 +83,7 @@ class NodeConfig:
     max_rate_hz: float = 30.0
     max_image_age_s: float = 0.5
     image_qos: str = 'sensor_data'
+    image_transport: str = 'raw'
     enable_3d: bool = False
     sync_slop_s: float = 0.05
     diagnostic_period: float = 1.0
@@ -86,15 +96,18 @@ class NodeConfig:
             ParameterError: Naming the parameter, the offending value and what is allowed.
         """
         for name, allowed in (('backend', BACKENDS), ('calibration', CALIBRATIONS),
+                              ('precision', PRECISION_CHOICES),
                               ('heatmap_resolution', HEATMAP_RESOLUTIONS),
                               ('image_qos', IMAGE_QOS_PROFILES),
+                              ('image_transport', IMAGE_TRANSPORTS),
                               ('labels', ('',) + tuple(LABEL_SETS)),
                               ('colormap', tuple(sorted(COLORMAPS)))):
             _check_choice(name, getattr(self, name), allowed)
         if not DEVICE_PATTERN.match(self.device):
             raise ParameterError(f'parameter device={self.device!r} is invalid; expected cuda, '
                                  'cuda:N (e.g. cuda:0), cpu or auto')
-        for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0)):
+        for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0),
+                                ('action_min_text_similarity', -1.0, 1.0)):
             _check_range(name, getattr(self, name), low, high, '[{low}, {high}]')
         for name in ('max_rate_hz', 'max_image_age_s'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
@@ -131,11 +144,14 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'model_path': ('Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt)', True),
     'engine_cache_dir': ('Folder of TensorRT engines built on this machine', True),
     'device': ('cuda, cuda:N, cpu or auto', True),
-    'fp16': ('Half-precision backbones where the backend supports it', True),
+    'precision': ('Backbone precision: auto (fp16 on CUDA where the backend can, fp32 on the '
+                  'CPU) | fp32 | fp16', True),
     'calibration': (f'Test-time calibration: {" | ".join(CALIBRATIONS)}', True),
     'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
     'default_action': ('Action used until one arrives on the action topic; empty = idle',
                        False),
+    'action_min_text_similarity': ('Smallest CLIP text cosine mapping an unknown action phrase '
+                                   'to its nearest label (needs <model>.text.onnx)', False),
     'heatmap_resolution': ('Output resolution: input (camera) | model (network)', True),
     'mask_threshold': ('Heatmap value in [0, 1] at which a pixel joins the grasp mask', False),
     'mask_largest_component': ('Keep only the largest connected grasp region', False),
@@ -145,6 +161,8 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'max_rate_hz': ('Highest inference rate in Hz; 0 = every frame', False),
     'max_image_age_s': ('Drop frames older than this many seconds; 0 = never', False),
     'image_qos': (f'QoS of image inputs: {" | ".join(IMAGE_QOS_PROFILES)}', True),
+    'image_transport': ('Colour input: raw (Image on image) | compressed (CompressedImage on '
+                        'image/compressed); depth stays raw', True),
     'enable_3d': ('Use depth + camera_info to publish grasp_point and markers', True),
     'sync_slop_s': ('Largest colour/depth stamp difference in seconds to pair them', False),
     'diagnostic_period': ('Seconds between /diagnostics messages', True),

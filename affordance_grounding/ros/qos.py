@@ -1,4 +1,4 @@
-"""QoS profiles of the node's topics (ROS_INTERFACE.md, Topics) and their log description."""
+"""QoS profiles of the node's topics (docs/ros_interface.md, "Topics") and their log text."""
 
 from rclpy.qos import (
     DurabilityPolicy, HistoryPolicy, qos_profile_system_default, QoSProfile, ReliabilityPolicy)

@@ -10,7 +10,7 @@ Key: (ONNX SHA-256, TensorRT version, compute capability, precision, max batch);
 beside the engine records it with the engine's own hash and the model metadata. The cache
 logic is pure and lives in :mod:`engine_cache`; this module holds the TensorRT calls.
 
-Precision (EXPORT.md): an FP16-typed ONNX (``training.export --precision fp16``) is built as
+Precision (docs/export.md): an FP16-typed ONNX (``training.export --precision fp16``) is built as
 a STRONGLY_TYPED network, which TensorRT 10.3 and 11.x both accept. An FP32 ONNX builds an
 FP32 engine (TF32 off, for parity); asking it for fp16 uses ``BuilderFlag.FP16`` where it
 still exists (TensorRT 10) and is refused on 11.x, which removed the flag.
@@ -28,8 +28,8 @@ from affordance_grounding.runtime.engine_cache import (
     EngineCacheKey, EngineMetadata, find_rebuild_reason, plan_precision, PrecisionPlan,
     write_bytes_atomically, write_engine_metadata)
 from affordance_grounding.runtime.io_spec import (
-    BackendUnavailableError, compute_file_sha256, INPUT_NAME, ModelFileError, ModelMetadata,
-    PRECISIONS, require_file)
+    BackendUnavailableError, compute_file_sha256, INPUT_NAME, MISSING_ONNX_HINT, ModelFileError,
+    ModelMetadata, PRECISIONS, REEXPORT_HINT, require_file)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def ensure_engine(onnx_path: str, engine_path: Optional[str] = None,
     Returns:
         The engine path (its metadata JSON is beside it).
     """
-    require_file(onnx_path, 'ONNX model', 'export it with `python -m training.export`')
+    require_file(onnx_path, 'ONNX model', MISSING_ONNX_HINT)
     from affordance_grounding.runtime.onnx_model import is_fp16_typed, load_onnx_model
 
     version, capability, _ = probe_target(device_index)
@@ -119,7 +119,7 @@ def build_engine_file(onnx_path: str, engine_path: Path, key: EngineCacheKey,
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         raise ModelFileError(f'TensorRT {trt.__version__} cannot parse {onnx_path}: '
-                             f'{"; ".join(errors[:5])}; re-export it with training.export')
+                             f'{"; ".join(errors[:5])}; {REEXPORT_HINT}')
     config, monitor = _create_builder_config(trt, builder, plan, options, model_metadata)
     cache_path = Path(options.timing_cache_path or engine_path.parent / 'timing.cache')
     _attach_timing_cache(config, cache_path)

@@ -2,7 +2,7 @@
 
 Pure functions and dataclasses, testable without TensorRT or a GPU; the builder that uses them
 is :mod:`engine_build`. An engine is valid only for the ONNX, TensorRT version, GPU compute
-capability, precision and batch range it was built for (EXPORT.md), so all five form its key.
+capability, precision and batch range it was built for (docs/export.md), so all five form its key.
 """
 
 import dataclasses
@@ -118,14 +118,14 @@ def plan_precision(onnx_fp16_typed: bool, requested: str, has_fp16_flag: bool) -
     if onnx_fp16_typed:
         if requested != 'fp16':
             raise ValueError('this ONNX is FP16-typed: build it with precision fp16, or '
-                             'export an FP32 graph (training.export --precision fp32)')
+                             'use an FP32 export (--precision fp32, see docs/export.md)')
         return PrecisionPlan(strongly_typed=True, fp16_flag=False, precision='fp16')
     if requested == 'fp32':
         return PrecisionPlan(strongly_typed=True, fp16_flag=False, precision='fp32')
     if not has_fp16_flag:
         raise ValueError('this TensorRT has no BuilderFlag.FP16 (removed in 11.x): precision '
-                         'comes from the ONNX; export an FP16-typed graph with '
-                         '`python -m training.export --precision fp16`')
+                         'comes from the ONNX; use an FP16-typed export (--precision fp16, see '
+                         'docs/export.md)')
     return PrecisionPlan(strongly_typed=False, fp16_flag=True, precision='fp16')
 
 

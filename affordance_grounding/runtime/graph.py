@@ -86,7 +86,7 @@ def build_grounding_graph(grounder: AffordanceGrounder, calibration: str = 'clip
     """Return the graph for export; for ``fp16`` a copy whose backbones are float16.
 
     The head, the prompt table and every normalisation stay float32 (FP16-typed ONNX for a
-    strongly typed TensorRT build: EXPORT.md). The given grounder is never modified.
+    strongly typed TensorRT build: docs/export.md). The given grounder is never modified.
     """
     if precision == 'fp16':
         grounder = copy.deepcopy(grounder)

@@ -131,20 +131,39 @@ def compute_grasp_point(mask: np.ndarray, depth_m: np.ndarray, fx: float, fy: fl
     mask = np.asarray(mask)
     depth_m = np.asarray(depth_m, dtype=np.float32)
     check_depth_matches_image(depth_m.shape[:2], mask.shape[:2])
-    if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
-        raise ValueError(f'focal lengths must be positive and finite, got fx={fx}, fy={fy}; '
-                         'is the camera calibrated (CameraInfo.k non-zero)?')
+    check_intrinsics(CameraIntrinsics(fx=fx, fy=fy, cx=cx, cy=cy))
     rows, cols = np.nonzero(mask)  # (N,), (N,) pixel coordinates inside the mask
     if rows.size == 0:
         return GraspPointResult(None, None, 0, 'the grasp mask is empty')
     pixel_uv = (float(cols.mean()), float(rows.mean()))
     depths = depth_m[rows, cols]  # (N,) metres, NaN where invalid
     depths = depths[np.isfinite(depths) & (depths > 0)]
+    return grasp_point_from_depths(pixel_uv, depths, rows.size,
+                                   CameraIntrinsics(fx=fx, fy=fy, cx=cx, cy=cy))
+
+
+def check_intrinsics(k: CameraIntrinsics) -> None:
+    """Raise ``ValueError`` unless the focal lengths are positive and finite."""
+    if not (np.isfinite(k.fx) and np.isfinite(k.fy) and k.fx > 0 and k.fy > 0):
+        raise ValueError(f'focal lengths must be positive and finite, got fx={k.fx}, '
+                         f'fy={k.fy}; is the camera calibrated (CameraInfo.k non-zero)?')
+
+
+def grasp_point_from_depths(pixel_uv: Tuple[float, float], depths: np.ndarray,
+                            num_mask_pixels: int, k: CameraIntrinsics) -> GraspPointResult:
+    """Back-project the mask centroid ``pixel_uv`` at the median of the valid ``depths``.
+
+    Args:
+        pixel_uv: (u, v) centroid of the mask in pixels.
+        depths: (N,) valid depths in metres of the mask pixels (finite, > 0).
+        num_mask_pixels: Pixels in the mask (for the reason when no depth is valid).
+        k: Pinhole intrinsics.
+    """
     if depths.size == 0:
         return GraspPointResult(None, pixel_uv, 0,
-                                f'no valid depth inside the grasp mask ({rows.size} pixels, '
-                                'all 0/NaN/inf)')
+                                f'no valid depth inside the grasp mask ({num_mask_pixels} '
+                                'pixels, all 0/NaN/inf)')
     z = float(np.median(depths))
     u, v = pixel_uv
-    xyz_m = ((u - cx) * z / fx, (v - cy) * z / fy, z)
+    xyz_m = ((u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z)
     return GraspPointResult(xyz_m, pixel_uv, int(depths.size))

@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Dict, Mapping, Tuple
 
+from affordance_grounding.vocabulary import describe_label_mismatch
+
 INPUT_NAME = 'image'
 AFFORDANCE_NAME = 'affordance'
 CAM_NAME = 'cam'
@@ -33,6 +35,14 @@ PRECISIONS: Tuple[str, ...] = ('fp32', 'fp16')
 ONNX_SUFFIXES = ('.onnx',)
 ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
 BUNDLE_SUFFIXES = ('.pt', '.pth', '.ckpt')
+
+
+# What a robot can do about a bad model file: it has the exported files and ``build_engine``,
+# not the training code, so the hints point at the training machine's export (docs/export.md).
+MISSING_ONNX_HINT = ('copy the .onnx exported on the training machine here (see docs/export.md, '
+                     '"Exporting a model")')
+REEXPORT_HINT = ('replace it with a fresh export from the training machine (see docs/export.md, '
+                 '"Exporting a model")')
 
 
 class ModelFileError(RuntimeError):
@@ -95,8 +105,7 @@ class ModelMetadata:
         if props.get('format') != MODEL_FORMAT:
             raise ModelFileError(
                 f'{source}: no affordance_grounding metadata (format '
-                f'{props.get("format")!r}, expected {MODEL_FORMAT!r}); export the model with '
-                f'`python -m training.export --checkpoint BUNDLE --out MODEL.onnx`')
+                f'{props.get("format")!r}, expected {MODEL_FORMAT!r}); {REEXPORT_HINT}')
         try:
             return cls(labels=tuple(json.loads(props['labels'])),
                        calibration=props['calibration'],
@@ -107,8 +116,8 @@ class ModelMetadata:
                        precision=props.get('precision', 'fp32'),
                        source_sha256=props.get('source_sha256', ''))
         except (KeyError, ValueError, TypeError) as error:
-            raise ModelFileError(f'{source}: malformed model metadata ({error!r}); re-export '
-                                 f'the model with `python -m training.export`') from error
+            raise ModelFileError(f'{source}: malformed model metadata ({error!r}); '
+                                 f'{REEXPORT_HINT}') from error
 
     def check_labels(self, expected_labels, source: str) -> None:
         """Raise a clear error when the graph's labels differ from the expected list.
@@ -120,17 +129,9 @@ class ModelMetadata:
         Raises:
             ModelFileError: If the label lists differ.
         """
-        if expected_labels is None or tuple(expected_labels) == self.labels:
-            return
-        expected = tuple(expected_labels)
-        missing = [label for label in expected if label not in self.labels]
-        raise ModelFileError(
-            f'{source} was exported for {len(self.labels)} labels ({", ".join(self.labels[:5])}'
-            f', ...) but {len(expected)} labels were requested'
-            + (f' (not in the model: {", ".join(missing[:5])})' if missing else
-               ' (same labels, different order)')
-            + '; export a model from a checkpoint with that label set, or drop the labels '
-              "setting to use the model's own")
+        problem = describe_label_mismatch(self.labels, expected_labels, source)
+        if problem:
+            raise ModelFileError(problem)
 
 
 def compute_file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:

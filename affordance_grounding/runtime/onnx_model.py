@@ -7,10 +7,9 @@ graph to TensorRT), so a bad file fails here with its name and the fix, not deep
 from typing import List
 
 from affordance_grounding.runtime.io_spec import (
-    INPUT_NAME, MODEL_FORMAT, ModelFileError, ModelMetadata, ONNX_OPSET, OUTPUT_NAMES,
-    require_file)
+    INPUT_NAME, MISSING_ONNX_HINT, MODEL_FORMAT, ModelFileError, ModelMetadata, ONNX_OPSET,
+    OUTPUT_NAMES, REEXPORT_HINT, require_file)
 
-EXPORT_FIX = 're-export it with `python -m training.export --checkpoint BUNDLE --out MODEL.onnx`'
 # Ops TensorRT 10.3 (JetPack 6) cannot parse, and attention ops of other exporters.
 UNSUPPORTED_OPS = frozenset({'Attention', 'MultiHeadAttention', 'GroupQueryAttention'})
 DEFAULT_DOMAINS = ('', 'ai.onnx')
@@ -30,16 +29,16 @@ def load_onnx_model(path: str):
     """
     import onnx
 
-    file_path = require_file(path, 'ONNX model', EXPORT_FIX)
+    file_path = require_file(path, 'ONNX model', MISSING_ONNX_HINT)
     try:
         model = onnx.load(str(file_path))
     except Exception as error:  # protobuf DecodeError, OSError for missing external data ...
         raise ModelFileError(
             f'cannot read ONNX model {file_path} ({type(error).__name__}: {error}); the file is '
-            f'truncated, corrupt or not ONNX: {EXPORT_FIX}') from error
+            f'truncated, corrupt or not ONNX: {REEXPORT_HINT}') from error
     if not model.graph.node:
         raise ModelFileError(f'ONNX model {file_path} has an empty graph (truncated?); '
-                             f'{EXPORT_FIX}')
+                             f'{REEXPORT_HINT}')
     return model
 
 
@@ -148,5 +147,5 @@ def inspect_onnx_file(path: str, check_tensorrt: bool = True) -> ModelMetadata:
         problems += find_tensorrt_problems(model)
     if problems:
         raise ModelFileError(f'{path} does not fit the {MODEL_FORMAT} interface: '
-                             f'{"; ".join(problems)}; {EXPORT_FIX}')
+                             f'{"; ".join(problems)}; {REEXPORT_HINT}')
     return metadata

@@ -34,7 +34,7 @@ class AffordancePredictor:
     """Predict affordance heatmaps for one image and any number of actions."""
 
     def __init__(self, grounder: AffordanceGrounder, calibration: str = 'clip'):
-        """Wrap an eval-mode grounder; ``calibration`` picks map 1, 2 or 3 of METHOD.md 5.2."""
+        """Wrap an eval-mode grounder; ``calibration`` picks map 1, 2 or 3 (docs/method.md)."""
         self.grounder = grounder.eval()
         self.calibration = calibration
         config = grounder.config

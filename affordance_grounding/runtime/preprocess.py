@@ -1,8 +1,10 @@
-"""Image preprocessing identical to the test transform of METHOD.md 1.4.
+"""Image preprocessing equal to the method's test transform (see docs/method.md, "Data").
 
 Resize to a square without keeping the aspect ratio (bilinear, antialiased like PIL, on uint8
 pixels like PIL), scale to [0, 1], normalise per channel. Done with one torch interpolate so it
-is vectorised and can write into a reusable buffer.
+is vectorised and can write into a reusable buffer. The PIL version in
+``training.transforms`` is kept apart on purpose (robots do not install training code); a test
+holds the two equal.
 """
 
 from typing import Optional, Sequence

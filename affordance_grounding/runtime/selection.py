@@ -1,6 +1,7 @@
 """Pick the fastest backend that can run a model file here, saying why faster ones cannot.
 
-Order (EXPORT.md): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX Runtime CPU, PyTorch CPU.
+Order (docs/export.md, "Backend order"): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX
+Runtime CPU, PyTorch CPU.
 A candidate is skipped when its library, provider or device is missing or when it cannot read
 the given file type (ONNX/engine vs checkpoint bundle); each reason is logged. A broken model
 file is never skipped over: its error is raised, since no other backend would do better.
@@ -13,7 +14,7 @@ from typing import List, Optional, Tuple
 from affordance_grounding.runtime.backends import (
     BackendOptions, InferenceBackend, OnnxRuntimeBackend, TorchBackend)
 from affordance_grounding.runtime.io_spec import (
-    BackendUnavailableError, classify_model_file, require_file)
+    BackendUnavailableError, classify_model_file, MISSING_ONNX_HINT, require_file)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -139,14 +140,14 @@ def select_backend(name: str, model_path: str, device: str = 'auto',
         environment: What the machine offers (default: :func:`probe_environment`).
 
     Raises:
-        ModelFileError: If the file is missing, of an unknown type, corrupt or for other labels
-            (``CheckpointError`` for bundles).
+        ModelFileError: If the file is missing, of an unknown type, corrupt or for other
+            labels (bundles included).
         BackendUnavailableError: If no candidate can run here; lists every reason.
     """
     candidates = list_candidates(name, device)
     file_kind = classify_model_file(model_path)
     require_file(model_path, f'model file ({file_kind})',
-                 'check the path, or export one with `python -m training.export`')
+                 f'check the path; {MISSING_ONNX_HINT}')
     environment = environment or probe_environment()
     options = options or BackendOptions()
     skipped = []

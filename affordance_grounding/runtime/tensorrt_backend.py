@@ -13,7 +13,7 @@ from pathlib import Path
 import threading
 from typing import Dict, Optional, Tuple
 
-from affordance_grounding.runtime.backends import (
+from affordance_grounding.runtime.backend_interface import (
     BackendOptions, check_calibration, GroundingResult, ImageBatch, InferenceBackend)
 from affordance_grounding.runtime.engine_build import (
     EngineBuildOptions, ensure_engine, import_tensorrt, probe_target)

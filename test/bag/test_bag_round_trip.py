@@ -7,7 +7,7 @@ from affordance_grounding.bag.processing import BagJob, run_bag
 from affordance_grounding.bag.reading import InputTopics
 from affordance_grounding.ros.conversions import image_msg_to_array
 from affordance_grounding.runtime.frame_pipeline import OutputSettings
-from affordance_grounding.runtime.grasp import compute_grasp_point
+from affordance_grounding.runtime.grasp3d import compute_3d_outputs
 from bench.bag_recording import (
     ACTION_TOPIC, COMPRESSED_TOPIC, depth_plane_mm, DEPTH_TOPIC, FRAME_PERIOD_NS, IMAGE_TOPIC,
     INFO_TOPIC, read_topic, RecordingSpec, START_NS, write_recording)
@@ -49,6 +49,8 @@ def test_bag_round_trip_matches_the_frame_pipeline(tmp_path, tiny_backend, known
     masks = read_topic(output, '/affordance/grasp_mask')
     overlays = read_topic(output, '/affordance/overlay')
     points = dict(read_topic(output, '/affordance/grasp_point'))
+    poses = dict(read_topic(output, '/affordance/grasp_pose'))
+    clouds = dict(read_topic(output, '/affordance/affordance_cloud'))
     inputs = read_topic(output, IMAGE_TOPIC)  # copied through
     assert len(points) == summary.grasp_points > 0
     assert len(heatmaps) == len(masks) == len(overlays) == len(inputs) == 6
@@ -68,14 +70,23 @@ def test_bag_round_trip_matches_the_frame_pipeline(tmp_path, tiny_backend, known
         assert np.array_equal(image_msg_to_array(mask_msg)[0], expected.mask)
         overlay, encoding = image_msg_to_array(overlay_msg)
         assert encoding == 'bgr8' and np.array_equal(overlay, expected.overlay)
-        depth_m = depth_plane_mm(*rgb.shape[:2]).astype(np.float32) * np.float32(0.001)
         height, width = rgb.shape[:2]
-        point = compute_grasp_point(expected.mask, depth_m, width, width, width / 2, height / 2)
-        if point.xyz_m is None:
+        k_matrix = [width, 0.0, width / 2.0, 0.0, width, height / 2.0, 0.0, 0.0, 1.0]
+        result = compute_3d_outputs(depth_plane_mm(height, width), '16UC1', expected.mask,
+                                    expected.heatmap, (height, width), k_matrix)
+        if result.point.xyz_m is None:
             assert time_ns not in points
         else:
             got = points[time_ns].point
-            np.testing.assert_allclose([got.x, got.y, got.z], point.xyz_m, atol=1e-6)
+            np.testing.assert_allclose([got.x, got.y, got.z], result.point.xyz_m, atol=1e-6)
+        if result.pose.pose is not None:
+            got = poses[time_ns].pose
+            np.testing.assert_allclose([got.position.x, got.position.y, got.position.z],
+                                       result.pose.pose.position, atol=1e-6)
+        if len(result.cloud.points):
+            cloud = clouds[time_ns]
+            np.testing.assert_allclose(cloud.data.view('<f4').reshape(-1, 4), result.cloud.xyzi,
+                                       atol=1e-6)
 
 
 def test_bag_output_has_the_definitions_players_need(tmp_path, tiny_backend):
@@ -93,11 +104,14 @@ def test_bag_output_has_the_definitions_players_need(tmp_path, tiny_backend):
                      '/affordance/grasp_mask': 'sensor_msgs/msg/Image',
                      '/affordance/overlay': 'sensor_msgs/msg/Image',
                      '/affordance/grasp_point': 'geometry_msgs/msg/PointStamped',
+                     '/affordance/grasp_pose': 'geometry_msgs/msg/PoseStamped',
+                     '/affordance/affordance_cloud': 'sensor_msgs/msg/PointCloud2',
                      '/affordance/markers': 'visualization_msgs/msg/MarkerArray'}
     assert times == sorted(times)
     assert (output / 'result.mcap').is_file() and (output / 'metadata.yaml').is_file()
     markers = read_topic(output, '/affordance/markers')
-    assert markers and [m.text for m in markers[0][1].markers] == ['', 'hold']
+    assert markers and [m.text for m in markers[0][1].markers][:2] == ['', 'hold']
+    assert [m.id for m in markers[0][1].markers] == [0, 1, 2, 3]  # point, label, pose pair
 
 
 @pytest.mark.parametrize('compression, atol', [('.png', 0.0), ('.jpg', 0.1)])

@@ -6,7 +6,7 @@ from affordance_grounding.bag import messages
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.processing import estimate_rate_hz
 from affordance_grounding.ros.conversions import (
-    compressed_image_msg_to_rgb, image_msg_to_array, ImageConversionError)
+    colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
 from affordance_grounding.runtime.frame_pipeline import OutputSettings
 import cv2
 import numpy as np
@@ -73,10 +73,17 @@ def test_to_image_msg_round_trips_every_output_encoding():
         messages.to_image_msg(TYPESTORE, arrays['bgr8'], '32FC1', header)
 
 
+def plane_points() -> np.ndarray:
+    """Return (400, 3) points of a tilted plane 1 m in front of the camera."""
+    u, v = np.meshgrid(np.linspace(-0.05, 0.05, 20), np.linspace(-0.03, 0.03, 20))
+    return np.stack([u.ravel(), v.ravel(), 1.0 + 0.3 * u.ravel()], axis=1)
+
+
 @pytest.mark.ros
 def test_bag_messages_equal_the_nodes_messages():
     from affordance_grounding.ros.conversions import array_to_image_msg
     from affordance_grounding.ros import messages as node_messages
+    from affordance_grounding.runtime.grasp_pose import estimate_grasp_pose
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
@@ -84,13 +91,27 @@ def test_bag_messages_equal_the_nodes_messages():
     header.stamp.sec, header.stamp.nanosec = 1700000000, 123
     bag_header = messages.copy_header(TYPESTORE, header)
     heatmap = np.random.default_rng(1).random((6, 4), dtype=np.float32)
+    xyzi = np.random.default_rng(4).random((50, 4), dtype=np.float32)
+    pose = estimate_grasp_pose(plane_points())
+    assert pose.pose is not None
+    pose = pose.pose
     pairs = [
         (messages.IMAGE, array_to_image_msg(heatmap, '32FC1', header),
          messages.to_image_msg(TYPESTORE, heatmap, '32FC1', bag_header)),
         (messages.POINT_STAMPED, node_messages.to_point_stamped(header, (0.1, -0.2, 1.3)),
          messages.to_point_stamped(TYPESTORE, bag_header, (0.1, -0.2, 1.3))),
         (messages.MARKER_ARRAY, node_messages.to_grasp_markers(header, (0.1, -0.2, 1.3), 'hold'),
-         messages.to_grasp_markers(TYPESTORE, bag_header, (0.1, -0.2, 1.3), 'hold'))]
+         messages.to_grasp_markers(TYPESTORE, bag_header, (0.1, -0.2, 1.3), 'hold')),
+        (messages.POSE_STAMPED, node_messages.to_pose_stamped(header, pose),
+         messages.to_pose_stamped(TYPESTORE, bag_header, pose)),
+        (messages.POINT_CLOUD2, node_messages.to_point_cloud(header, xyzi),
+         messages.to_point_cloud(TYPESTORE, bag_header, xyzi))]
+    marker_array = TYPESTORE.types[messages.MARKER_ARRAY]
+    for with_pose in (pose, None):
+        bag_markers = messages.to_grasp_pose_markers(TYPESTORE, bag_header, with_pose)
+        pairs.append((messages.MARKER_ARRAY,
+                      node_messages.to_grasp_pose_markers(header, with_pose),
+                      marker_array(markers=bag_markers)))
     for msgtype, node_msg, bag_msg in pairs:
         # rclpy leaves CDR padding bytes undefined: compare after one rosbags round trip
         node_bytes = TYPESTORE.serialize_cdr(
@@ -98,18 +119,18 @@ def test_bag_messages_equal_the_nodes_messages():
         assert bytes(node_bytes) == bytes(TYPESTORE.serialize_cdr(bag_msg, msgtype)), msgtype
 
 
-def test_compressed_image_decoding_and_errors():
+def test_colour_decoding_takes_bag_messages():
     rgb = np.random.default_rng(2).integers(0, 255, (9, 11, 3), dtype=np.uint8)
     _, png = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    msg = SimpleNamespace(format='png', data=png.reshape(-1))
-    assert np.array_equal(compressed_image_msg_to_rgb(msg), rgb)
-    with pytest.raises(ImageConversionError, match='limit'):
-        compressed_image_msg_to_rgb(msg, max_pixels=50)
-    with pytest.raises(ImageConversionError, match='cannot decode'):
-        compressed_image_msg_to_rgb(SimpleNamespace(format='jpeg', data=png.reshape(-1)[:20]))
-    with pytest.raises(ImageConversionError, match='compressed depth'):
-        compressed_image_msg_to_rgb(SimpleNamespace(format='16UC1; compressedDepth png',
-                                                    data=png.reshape(-1)))
+    compressed = TYPESTORE.types[messages.COMPRESSED_IMAGE](
+        header=messages.build_default_message(TYPESTORE, 'std_msgs/msg/Header'), format='png',
+        data=png.reshape(-1))
+    assert np.array_equal(colour_msg_to_rgb(compressed), rgb)
+    raw = messages.to_image_msg(TYPESTORE, rgb, 'rgb8', compressed.header)
+    assert np.array_equal(colour_msg_to_rgb(raw), rgb)
+    compressed.data = png.reshape(-1)[:20]
+    with pytest.raises(ImageConversionError):
+        colour_msg_to_rgb(compressed)
 
 
 def test_run_batch_equals_single_frames(known_answer):

@@ -1,4 +1,4 @@
-"""ClearCLIP dense tokens and DINO keys against explicit re-implementations (METHOD.md 9.4-5)."""
+"""ClearCLIP dense tokens and DINO keys against explicit re-implementations (docs/method.md)."""
 
 import math
 

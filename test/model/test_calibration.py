@@ -1,7 +1,7 @@
-"""Local mean, min-max, cosine affinity and test-time calibration maps (METHOD.md 5, 9.2-3)."""
+"""Local mean, min-max, cosine affinity and test-time calibration maps (docs/method.md)."""
 
 from affordance_grounding.model.calibration import (
-    cosine_affinity, local_mean_3x3, minmax_per_map, upsample_and_normalize)
+    cosine_affinity, local_mean_3x3, minmax_last_dim, minmax_per_map, upsample_and_normalize)
 from affordance_grounding.model.grounding import compute_grounding_maps
 import cv2
 import numpy as np
@@ -130,3 +130,18 @@ def test_upsample_and_normalize_matches_cv2_resize():
     expected = (resized - resized.min()) / (resized.max() - resized.min() + 1e-10)
     actual = upsample_and_normalize(torch.from_numpy(grid)[None, None], 224)[0, 0].numpy()
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('eps', [0.0, 1e-10, 1e-12, 1e-15])
+def test_minmax_last_dim_is_the_reference_formula_and_zero_on_constant_rows(eps):
+    """The project's one min-max: (x - min) / (max - min + eps) per row, 0 for a flat row."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 4, 7, generator=generator)
+    values[1, 2] = 0.25  # a constant row
+    low = values.amin(dim=-1, keepdim=True)
+    expected = (values - low) / (values.amax(dim=-1, keepdim=True) - low + eps)
+    expected[1, 2] = 0.0
+    torch.testing.assert_close(minmax_last_dim(values, eps), expected,
+                               atol=0, rtol=0)
+    as_float64 = minmax_last_dim(values.double(), eps)
+    assert as_float64.dtype == torch.float64 and not torch.isnan(as_float64).any()

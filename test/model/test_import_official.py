@@ -1,4 +1,4 @@
-"""Importing a released SelectiveCL state dict (key layout of METHOD.md 2.5), synthesised."""
+"""Importing a released SelectiveCL state dict (its key layout), synthesised."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""DINO saliency from CLS attention of heads 0, 1, 3 on hand-built grids (METHOD.md 2.3)."""
+"""DINO saliency from CLS attention of heads 0, 1, 3 on hand-built grids (docs/method.md)."""
 
 from affordance_grounding.model.saliency import compute_saliency, SALIENCY_HEADS
 import torch

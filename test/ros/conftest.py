@@ -1,23 +1,17 @@
 """Real ROS graph fixtures: the node in its own process, a client in this one.
 
-Every test session gets its own DDS domain (and localhost-only discovery) so that parallel
-sessions on one machine never see each other's nodes.
+The DDS domain of the session is chosen in the root conftest (so every ROS test is isolated).
+ROS is imported inside the fixtures, so this file loads on a machine without ROS too.
 """
 
-import os
-
-from affordance_grounding.ros.graph_client import GraphClient
-from affordance_grounding.ros.node_process import NodeProcess
 import pytest
-import rclpy
-
-os.environ['ROS_DOMAIN_ID'] = str(20 + os.getpid() % 200)  # valid ids are 0..232
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 
 
 @pytest.fixture(scope='module')
 def ros_context():
     """Yield an rclpy context of this test process, in the session's DDS domain."""
+    import rclpy
+
     context = rclpy.Context()
     rclpy.init(context=context)
     yield context
@@ -27,10 +21,13 @@ def ros_context():
 @pytest.fixture
 def start_node(tmp_path):
     """Return a function that starts node processes; all are stopped afterwards."""
+    from harness.node_process import NODE_MODULE, NodeProcess
+
     started = []
 
-    def start(**parameters) -> NodeProcess:
-        node = NodeProcess(tmp_path / f'node{len(started)}.log', parameters)
+    def start(module: str = NODE_MODULE, env=None, **parameters) -> NodeProcess:
+        node = NodeProcess(tmp_path / f'node{len(started)}.log', parameters, module=module,
+                           env=env)
         started.append(node)
         return node
     yield start
@@ -41,6 +38,8 @@ def start_node(tmp_path):
 @pytest.fixture
 def make_client(ros_context):
     """Return a function that creates graph clients in this process; all are closed afterwards."""
+    from harness.graph_client import GraphClient
+
     clients = []
 
     def make(**kwargs) -> GraphClient:

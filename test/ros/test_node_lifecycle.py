@@ -2,7 +2,7 @@
 
 import time
 
-from affordance_grounding.ros.graph_client import wait_for_diagnostics
+from harness.graph_client import wait_for_diagnostics
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
@@ -48,8 +48,14 @@ def test_node_autostarts_and_walks_the_lifecycle(synthetic_onnx, start_node, mak
 
     assert change_state(client, Transition.TRANSITION_DEACTIVATE)
     assert get_state(client) == 'inactive'
+    # Inactive means unsubscribed: await that, then the node's next report, not a timeout.
+    client.wait_until(lambda: client.image_pub.get_subscription_count() == 0, 20.0,
+                      'the inactive node to unsubscribe from image')
+    received = int(wait_for_diagnostics(client, lambda v: True)['images received'])
     header = client.publish_image(image)
-    time.sleep(1.5)
+    reports = len(client.messages('/diagnostics'))
+    client.wait_for('/diagnostics', skip=reports + 1)  # a full diagnostic period later
+    assert int(wait_for_diagnostics(client, lambda v: True)['images received']) == received
     assert not [m for m in client.messages('heatmap') if m.header.stamp == header.stamp]
 
     assert change_state(client, Transition.TRANSITION_ACTIVATE)

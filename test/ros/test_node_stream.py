@@ -1,47 +1,32 @@
-"""A 30 Hz camera for 60 s against a model slower than 30 Hz: the node must not lag.
+"""A 30 Hz camera for 30 s against a model slower than 30 Hz: the node must not lag.
 
 Latest-wins means every output belongs to a frame that was the newest when inference
 started, so the delay from stamp to output stays about one or two inference times for the
 whole run instead of growing, memory stays flat, and the skipped frames are reported.
+
+"Slower than the camera" must not depend on this machine's speed: the node runs through
+:mod:`harness.slow_node`, whose backends take at least ``MIN_INFERENCE_S`` per frame.
 """
 
-import dataclasses
 import time
 
-from affordance_grounding.config import load_model_config
-from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.ros.graph_client import collect_stage_means, wait_for_diagnostics
+from harness.graph_client import collect_stage_means, wait_for_diagnostics
+from harness.slow_node import MIN_INFERENCE_ENV
 import numpy as np
 import pytest
-import torch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 RATE_HZ = 30.0
-DURATION_S = 60.0
+DURATION_S = 30.0
+MIN_INFERENCE_S = 0.1  # 10 Hz at most: a third of the camera rate on any machine
+ACCOUNTED = ('frames published', 'frames dropped (newer frame arrived)', 'stale frames dropped')
 
 
-@pytest.fixture(scope='module')
-def slow_onnx(tiny_config_path, tmp_path_factory):
-    """Return an ONNX model slower than a 30 Hz camera even on an idle CPU (~4.5 GMAC/frame)."""
-    from training.export import export_onnx
-
-    config = dataclasses.replace(
-        load_model_config(str(tiny_config_path)),
-        clip_overrides={'embed_dim': 128, 'vision_cfg': {
-            'image_size': 224, 'layers': 6, 'width': 384, 'patch_size': 16, 'head_width': 64},
-            'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 64, 'heads': 2,
-                         'layers': 1}},
-        dino_overrides={'embed_dim': 384, 'depth': 6, 'num_heads': 6})
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('slow') / 'slow.onnx'
-    export_onnx(build_grounder(config).eval(), str(path))
-    return path
-
-
-def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
-    node = start_node(model_path=str(slow_onnx), device='cpu', default_action='hold',
-                      max_rate_hz=0.0, diagnostic_period=1.0)
+def test_node_keeps_up_with_a_30_hz_stream(tiny_onnx, start_node, make_client):
+    node = start_node(model_path=str(tiny_onnx), device='cpu', default_action='hold',
+                      max_rate_hz=0.0, diagnostic_period=1.0, module='harness.slow_node',
+                      env={MIN_INFERENCE_ENV: str(MIN_INFERENCE_S)})
     client = make_client(outputs=('heatmap', '/diagnostics'))
     client.wait_for_node(timeout_s=60.0)
     wait_for_diagnostics(client, lambda v: v['state'] == 'active' and v['action'] == 'hold')
@@ -57,8 +42,9 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
             rss_early_mib = node.rss_mib()
         time.sleep(max(0.0, start + sent / RATE_HZ - time.monotonic()))
     rss_late_mib = node.rss_mib()
-    time.sleep(1.0)  # the frame in flight
-    values = wait_for_diagnostics(client, lambda v: int(v['images received']) > 0)
+    # Wait for the frame in flight: every received frame published, dropped or stale.
+    values = wait_for_diagnostics(client, lambda v: int(v['images received']) > 0 and int(
+        v['images received']) - sum(int(v[key]) for key in ACCOUNTED) <= 1, timeout_s=30.0)
 
     heatmaps = client.messages('heatmap')
     arrivals = client.arrival_s['heatmap'][:len(heatmaps)]
@@ -71,6 +57,7 @@ def test_node_keeps_up_with_a_30_hz_stream(slow_onnx, start_node, make_client):
     lost = int(values['images lost in transport'])
     stage_ms = collect_stage_means(client)  # the last period may have seen no frame
     inference_s = stage_ms['inference'] / 1e3
+    assert inference_s >= MIN_INFERENCE_S - 1e-3  # the premise: slower than the camera
     print(f'sent {sent}, received {received}, published {published}, dropped {dropped}, '
           f'stale {stale}, lost in transport {lost}, inference {inference_s * 1e3:.0f} ms, '
           f'delay median {np.median(delays_s) * 1e3:.0f} ms max {delays_s.max() * 1e3:.0f} ms, '

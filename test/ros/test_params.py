@@ -41,6 +41,7 @@ def test_node_config_defaults_are_valid_and_frozen():
     ({'labels': 'coco'}, ['labels', "'coco'", 'hico_iif']),
     ({'colormap': 'rainbowz'}, ['colormap', "'rainbowz'", 'jet', 'turbo']),
     ({'device': 'gpu'}, ['device', "'gpu'", 'cuda:N']),
+    ({'precision': 'int8'}, ['precision', "'int8'", 'fp32', 'fp16']),
     ({'mask_threshold': 1.5}, ['mask_threshold', '1.5', '[0.0, 1.0]']),
     ({'mask_threshold': math.nan}, ['mask_threshold', 'nan', '[0.0, 1.0]']),
     ({'overlay_alpha': -0.1}, ['overlay_alpha', '-0.1', '[0.0, 1.0]']),

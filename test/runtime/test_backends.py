@@ -2,7 +2,6 @@
 
 import dataclasses
 
-from affordance_grounding.model.checkpoint import CheckpointError
 from affordance_grounding.runtime.backends import (
     BackendOptions, GroundingResult, OnnxRuntimeBackend, TorchBackend)
 from affordance_grounding.runtime.io_spec import (
@@ -137,7 +136,8 @@ def test_onnxruntime_backend_missing_file_names_it_and_the_fix(tmp_path):
     path = tmp_path / 'absent.onnx'
     with pytest.raises(ModelFileError) as info:
         OnnxRuntimeBackend(str(path)).load()
-    assert str(path) in str(info.value) and 'training.export' in str(info.value)
+    assert str(path) in str(info.value) and 'docs/export.md' in str(info.value)
+    assert 'training.export' not in str(info.value)  # robots do not install training/
 
 
 @pytest.mark.parametrize('damage', ['empty', 'truncated', 'garbage'])
@@ -151,7 +151,7 @@ def test_onnxruntime_backend_damaged_file_gives_clear_error(tiny_onnx, tmp_path,
         OnnxRuntimeBackend(str(path)).load()
     message = str(info.value)
     assert str(path) in message
-    assert 'training.export' in message
+    assert 'docs/export.md' in message and 'training.export' not in message
     assert 'Traceback' not in message and len(message) < 1000
 
 
@@ -204,13 +204,13 @@ def test_torch_backend_damaged_bundle_gives_clear_error(tiny_bundle, tmp_path, d
     if damage == 'truncated':
         data = tiny_bundle.read_bytes()
         path.write_bytes(data[:len(data) // 3])
-    with pytest.raises((ModelFileError, CheckpointError)) as info:
+    with pytest.raises(ModelFileError) as info:  # the runtime's one model-file error type
         TorchBackend(str(path)).load()
     assert str(path) in str(info.value)
 
 
 def test_torch_backend_rejects_other_label_list(tiny_bundle):
-    with pytest.raises(CheckpointError, match='labels'):
+    with pytest.raises(ModelFileError, match='labels'):
         TorchBackend(str(tiny_bundle), 'cpu',
                      BackendOptions(expected_labels=('hold', 'cut'))).load()
 

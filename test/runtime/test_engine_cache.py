@@ -134,7 +134,7 @@ def test_plan_precision(fp16_typed, requested, has_flag, expected):
 
 @pytest.mark.parametrize('fp16_typed, requested, has_flag, match', [
     (True, 'fp32', True, 'FP16-typed'),
-    (False, 'fp16', False, 'training.export --precision fp16'),
+    (False, 'fp16', False, 'FP16-typed export'),
     (False, 'int8', True, 'unknown precision'),
 ])
 def test_plan_precision_refusals_say_what_to_do(fp16_typed, requested, has_flag, match):

@@ -1,6 +1,6 @@
 """GPU backends (PyTorch CUDA, ONNX Runtime CUDA, TensorRT); skipped without CUDA.
 
-Tolerances from EXPORT.md: fp32 atol 1e-3 with TF32 off; fp16 per-map cosine >= 0.999.
+Tolerances (docs/export.md): fp32 atol 1e-3 with TF32 off; fp16 per-map cosine >= 0.999.
 """
 
 import importlib.util

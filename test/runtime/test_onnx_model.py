@@ -88,7 +88,7 @@ def test_inspect_onnx_file_reports_every_problem_with_the_fix(tmp_path):
     onnx.save_model(model, str(path))
     with pytest.raises(ModelFileError) as info:
         inspect_onnx_file(str(path))
-    assert 'opset 23' in str(info.value) and 'training.export' in str(info.value)
+    assert 'opset 23' in str(info.value) and 'docs/export.md' in str(info.value)
     assert inspect_onnx_file(str(path), check_tensorrt=False) == METADATA
 
 

@@ -1,4 +1,4 @@
-"""Test-time preprocessing (METHOD.md 1.4): 224x224 PIL bilinear resize, ImageNet statistics."""
+"""Test-time preprocessing (docs/method.md): 224x224 PIL-like bilinear resize, ImageNet stats."""
 
 from affordance_grounding.config import IMAGENET_MEAN, IMAGENET_STD
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
@@ -76,3 +76,17 @@ def test_preprocess_accepts_non_contiguous_views(preprocessor):
 def test_preprocess_rejects_bad_images(preprocessor, image):
     with pytest.raises(ValueError, match='uint8'):
         preprocessor(image)
+
+
+def test_preprocess_matches_the_training_test_transform(preprocessor):
+    """The runtime resize and training.transforms.test_transform are kept apart on purpose."""
+    from training.data_layout import DatasetLayout
+    from training.transforms import test_transform
+
+    rgb = skimage.data.coffee()
+    layout = DatasetLayout(root='unused', split=None, labels=('hold',))
+    expected = test_transform(Image.fromarray(rgb), layout).double().numpy()
+    actual = preprocessor(rgb)[0].double().numpy()
+    grey_levels = np.abs(actual - expected) * np.array(IMAGENET_STD)[:, None, None] * 255.0
+    assert grey_levels.max() <= 2.0 + 1e-4
+    assert grey_levels.mean() < 0.5

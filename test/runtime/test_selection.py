@@ -1,4 +1,4 @@
-"""Auto selection: EXPORT.md order, skip reasons, fall-through, and bad files never skipped."""
+"""Auto selection: order of docs/export.md, skip reasons, fall-through, bad files never skipped."""
 
 import logging
 

@@ -23,7 +23,7 @@ from training.data import (
 
 SEEN = get_label_set('seen')
 HICO = get_label_set('hico_iif')
-LOGGER = 'training.data'
+LOGGER = 'training'  # training.data and training.data_layout warn
 # (affordance, object): number of exo files; exo grey level = 10 * global file number + 10
 EXO_COUNTS = {('hold', 'cup'): 5, ('hold', 'knife'): 3, ('pour', 'bottle'): 2}
 EGO_LEVELS = {('hold', 'cup'): (200, 210), ('hold', 'knife'): (230,), ('pour', 'bottle'): (250,)}

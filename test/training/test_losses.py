@@ -1,4 +1,4 @@
-"""Tests for training.losses against explicit loops written from METHOD.md 3.7 and 4.1-4.3."""
+"""Tests for training.losses against explicit loops written from docs/method.md, "Losses"."""
 
 import math
 
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from training import losses
+from training.config import TrainConfig
 from training.parts import PartMaps
 
 TAU = 0.5
@@ -25,7 +26,7 @@ def _pool(embedding: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _proto_losses_loop(embed_ego, embed_exo, weights, labels):
-    """Per-anchor L_proto straight from the set definitions of METHOD 4.1."""
+    """Per-anchor L_proto straight from the set definitions of docs/method.md, "Losses"."""
     batch = len(labels)
     num_exo = embed_exo.shape[0] // batch
     labels = labels.tolist()
@@ -57,7 +58,7 @@ def _proto_losses_loop(embed_ego, embed_exo, weights, labels):
 
 
 def _random_weights(generator, batch, num_exo, grid):
-    """Random prototype weights, negatives partly below zero as in METHOD 3.7."""
+    """Random prototype weights, negatives partly below zero (docs/method.md, "Training step")."""
     def draw(count):
         return torch.rand(count, grid, grid, generator=generator)
     return losses.PrototypeWeights(
@@ -74,9 +75,16 @@ def _proto_case(seed=0, batch=4, num_exo=3, grid=3, dim=8):
     return embed_ego, embed_exo, _random_weights(generator, batch, num_exo, grid), labels
 
 
-def test_loss_scale_is_tau_over_base_tau():
-    assert losses.LOSS_SCALE == pytest.approx(0.5 / 0.07, abs=1e-12)
-    assert losses.TEMPERATURE == 0.5 and losses.BASE_TEMPERATURE == 0.07
+def test_losses_scale_by_tau_over_base_tau_with_the_recipe_defaults():
+    """Default modules use TrainConfig's tau and tau_b; the loss grows by tau / tau_b."""
+    recipe = TrainConfig()
+    embed_ego, embed_exo, weights, labels = _proto_case(seed=3)
+    default = losses.PrototypeContrastiveLoss()(embed_ego, embed_exo, weights, labels)
+    unscaled = losses.PrototypeContrastiveLoss(
+        recipe.temperature, recipe.temperature)(embed_ego, embed_exo, weights, labels)
+    scale = recipe.temperature / recipe.base_temperature
+    assert float(default) == pytest.approx(scale * float(unscaled), rel=1e-5)
+    assert float(unscaled) != pytest.approx(float(default), rel=1e-2)  # the scale matters
 
 
 def test_prototype_contrastive_loss_matches_set_definition_loop():
@@ -111,7 +119,7 @@ def test_prototype_contrastive_loss_scales_with_base_temperature():
 
 
 def _pixel_loss_loop(embed_pixel, s_ego, q_exo, foreground):
-    """L_pix with per-sample and per-pixel loops from METHOD 4.2 (empty samples skipped)."""
+    """L_pix with per-sample and per-pixel loops (docs/method.md); empty samples skipped."""
     batch, dim = embed_pixel.shape[:2]
     num_exo = q_exo.shape[0] // batch
     pixels = s_ego[0].numel()
@@ -221,7 +229,7 @@ def _small_modules(width=8, num_classes=3):
 
 
 def _expected_multipliers():
-    """Learning-rate multiplier of every parameter, written out from METHOD 4.3."""
+    """Learning-rate multiplier of every parameter, written out from docs/method.md, "Losses"."""
     expected = {'aff_proj.norm.weight': 1.0, 'aff_proj.norm.bias': 2.0,
                 'aff_proj.fc1.weight': 10.0, 'aff_proj.fc1.bias': 20.0,
                 'aff_proj.fc2.weight': 10.0, 'aff_proj.fc2.bias': 20.0,

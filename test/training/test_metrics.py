@@ -1,4 +1,4 @@
-"""Tests for training.metrics on hand-computed arrays (METHOD.md section 5.3)."""
+"""Tests for training.metrics on hand-computed arrays (docs/method.md, "Metrics")."""
 
 import math
 import warnings

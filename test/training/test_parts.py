@@ -1,4 +1,4 @@
-"""Tests for training.parts: k-means, exo selection, p-score, part maps (METHOD.md 3.5-3.6)."""
+"""Tests for training.parts: k-means, exo selection, p-score, part maps (docs/method.md)."""
 
 import numpy as np
 import pytest

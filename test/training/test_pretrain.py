@@ -118,6 +118,7 @@ def test_majority_per_patch_needs_half_the_patch_on_the_object():
     assert majority_per_patch(ids, 3).tolist() == [1, 0, 0, 2]
 
 
+@pytest.mark.slow  # pretrains both backbones: make test, not make test-fast
 def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
     """Weights written by the CLI load through build_grounder unchanged (float16 CLIP)."""
     config = yaml.safe_load((REPO / 'config' / 'model_synthetic.yaml').read_text())

@@ -49,6 +49,7 @@ def trained(synthetic_root, tmp_path_factory):
     return out_dir
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_train_classification_and_total_loss_fall(trained):
     records = read_log(trained)
     ce = [a + b for a, b in zip(epoch_means(records, 'ce_ego'), epoch_means(records, 'ce_exo'))]
@@ -60,6 +61,7 @@ def test_train_classification_and_total_loss_fall(trained):
                for r in steps)
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_train_writes_best_bundle_metrics_and_contact_sheet(trained):
     report = json.loads((trained / 'metrics.json').read_text())
     assert set(report['maps']) == {'none', 'clip', 'clip_local_mean'}
@@ -72,6 +74,7 @@ def test_train_writes_best_bundle_metrics_and_contact_sheet(trained):
     assert sheet is not None and sheet.shape[1] == 5 * 160
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_train_refuses_to_overwrite_a_run_without_resume(trained, synthetic_root, capsys):
     assert train.main(['--config', CONFIG] + overrides(synthetic_root, trained)) == 2
     assert '--resume' in capsys.readouterr().err
@@ -82,6 +85,7 @@ def test_train_unknown_config_key_is_an_error(capsys):
     assert 'epochz' in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_train_resume_takes_the_same_next_steps(synthetic_root, tmp_path):
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
     common = {'epochs': 2, 'max_steps_per_epoch': 4}
@@ -99,6 +103,7 @@ def test_train_resume_takes_the_same_next_steps(synthetic_root, tmp_path):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), (key, mine)
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_evaluate_cli_scores_a_bundle(trained, synthetic_root, tmp_path, capsys):
     out_dir = tmp_path / 'eval'
     code = evaluate.main(['--checkpoint', str(trained / 'best.pt'), '--data-root',
@@ -111,6 +116,7 @@ def test_evaluate_cli_scores_a_bundle(trained, synthetic_root, tmp_path, capsys)
     assert cv2.imread(str(out_dir / 'contact_sheet.png')).shape[0] == 4 * 160
 
 
+@pytest.mark.slow  # trains for several epochs: make test, not make test-fast
 def test_evaluate_cli_bad_root_is_a_clear_error(trained, tmp_path, capsys):
     code = evaluate.main(['--checkpoint', str(trained / 'best.pt'), '--data-root',
                           str(tmp_path / 'nothing')])
@@ -121,8 +127,10 @@ def test_evaluate_cli_bad_root_is_a_clear_error(trained, tmp_path, capsys):
 @pytest.mark.slow
 def test_train_torchrun_two_processes_gloo(synthetic_root, tmp_path):
     out_dir = tmp_path / 'ddp'
-    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-               '--master_port', '29533', '-m', 'training.train', '--config', CONFIG]
+    # --standalone: a rendezvous on localhost port 0, i.e. a free port chosen by the OS, so
+    # parallel runs on one machine never collide on a fixed port.
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+               '--nproc_per_node', '2', '-m', 'training.train', '--config', CONFIG]
     command += overrides(synthetic_root, out_dir, epochs=1, max_steps_per_epoch=3)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,

@@ -1,7 +1,7 @@
 """A client of the node over real topics: publishes images and actions, records outputs.
 
-Used by the demo, the node benchmark and the tests (and handy from a Python shell on a
-robot). It waits for DDS discovery by checking matched endpoints, never by sleeping blindly.
+Used by the demo, the node benchmark and the tests, from a checkout. It waits for DDS
+discovery by checking matched endpoints, never by sleeping blindly.
 """
 
 from collections import defaultdict
@@ -12,20 +12,22 @@ from typing import Callable, Dict, List, Optional
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.conversions import array_to_image_msg
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'grasp_point')
+STAGE_KEYS = ('conversion', 'preprocess', 'inference', 'postprocess', 'publish', 'depth',
+              'grasp_point', 'grasp_pose', 'publish_3d')
 # topic (relative to the namespace) -> (type, QoS); '/diagnostics' is absolute.
 OUTPUTS = {
     'heatmap': (Image, qos.RELIABLE), 'grasp_mask': (Image, qos.RELIABLE),
     'overlay': (Image, qos.RELIABLE), 'grasp_point': (PointStamped, qos.RELIABLE),
     'markers': (MarkerArray, qos.RELIABLE), 'active_action': (String, qos.LATCHED),
+    'affordance_cloud': (PointCloud2, qos.RELIABLE), 'grasp_pose': (PoseStamped, qos.RELIABLE),
     '/diagnostics': (DiagnosticArray, 10),
 }
 
@@ -72,9 +74,9 @@ class GraphClient(Node):
         if with_depth:
             publishers += [self.depth_pub, self.info_pub]
         heatmap_topic = self.resolve_topic_name('heatmap')
-        self._wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers)
-                         and self.count_publishers(heatmap_topic) > 0,
-                         timeout_s, 'the affordance node to appear on the ROS graph')
+        self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers)
+                        and self.count_publishers(heatmap_topic) > 0,
+                        timeout_s, 'the affordance node to appear on the ROS graph')
 
     def messages(self, topic: str) -> List:
         """Return a copy of what arrived on ``topic`` so far."""
@@ -88,12 +90,15 @@ class GraphClient(Node):
             self.arrival_s.clear()
 
     def wait_for(self, topic: str, predicate: Callable = lambda msg: True,
-                 timeout_s: float = 20.0):
-        """Return the first recorded message on ``topic`` that satisfies ``predicate``."""
+                 timeout_s: float = 20.0, skip: int = 0):
+        """Return the first message on ``topic``, past the first ``skip``, that fits ``predicate``.
+
+        ``skip=len(client.messages(topic))`` waits for a message that has not arrived yet.
+        """
         found = []
 
         def check() -> bool:
-            found[:] = [msg for msg in self._messages[topic] if predicate(msg)][:1]
+            found[:] = [msg for msg in self._messages[topic][skip:] if predicate(msg)][:1]
             return bool(found)
         with self._condition:
             if not self._condition.wait_for(check, timeout_s):
@@ -116,7 +121,8 @@ class GraphClient(Node):
         """Return a header with ``stamp`` or the client clock's now."""
         return Header(frame_id=frame_id, stamp=stamp or self.get_clock().now().to_msg())
 
-    def _wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` at the limit."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:

@@ -1,7 +1,8 @@
 """The node as a child process (``--ros-args --params-file``), for the demo, benchmarks, tests.
 
 What ``ros2 launch`` does on a ROS machine, minus launch_ros: start the executable with a
-params file, overrides and a namespace, keep its log, stop it with Ctrl-C.
+params file, overrides and a namespace, keep its log, stop it with Ctrl-C. Checkout only: the
+default params file is the checkout's ``config/params.yaml``.
 """
 
 import os
@@ -12,8 +13,9 @@ import sys
 import time
 from typing import Mapping, Optional
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PARAMS = PACKAGE_ROOT / 'config' / 'params.yaml'
+CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PARAMS = CHECKOUT_ROOT / 'config' / 'params.yaml'
+NODE_MODULE = 'affordance_grounding.ros.node'
 
 
 def format_parameter(value) -> str:
@@ -29,9 +31,14 @@ class NodeProcess:
     """``python -m affordance_grounding.ros.node --ros-args ...`` running as a child."""
 
     def __init__(self, log_path: Path, parameters: Mapping[str, object],
-                 namespace: str = '/affordance', params_file: Optional[Path] = None):
-        """Start the node with ``params_file`` (default config/params.yaml) plus overrides."""
-        command = [sys.executable, '-m', 'affordance_grounding.ros.node', '--ros-args',
+                 namespace: str = '/affordance', params_file: Optional[Path] = None,
+                 module: str = NODE_MODULE, env: Optional[Mapping[str, str]] = None):
+        """Start the node with ``params_file`` (default config/params.yaml) plus overrides.
+
+        ``module`` runs another entry point with the node's arguments (e.g.
+        :mod:`harness.slow_node`); ``env`` adds environment variables.
+        """
+        command = [sys.executable, '-m', module, '--ros-args',
                    '-r', f'__ns:={namespace}', '--params-file',
                    str(params_file or DEFAULT_PARAMS)]
         for name, value in parameters.items():
@@ -39,7 +46,7 @@ class NodeProcess:
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'w')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=PACKAGE_ROOT, env=dict(os.environ))
+                                        cwd=CHECKOUT_ROOT, env=dict(os.environ, **(env or {})))
 
     def log(self) -> str:
         """Return everything the node printed so far."""

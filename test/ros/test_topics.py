@@ -1,0 +1,61 @@
+"""The node's topic bookkeeping: which inputs exist, with which types and names (no traffic)."""
+
+from affordance_grounding.ros.params import NodeConfig
+from affordance_grounding.ros.topics import colour_topic, InputCallbacks, NodeTopics
+import pytest
+from rclpy.lifecycle import LifecycleNode
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def lifecycle_node(ros_context):
+    """Yield a lifecycle node in /affordance whose ``image`` is remapped like a camera's."""
+    node = LifecycleNode('topics_test', namespace='affordance', context=ros_context,
+                         cli_args=['--ros-args', '-r', 'image:=/camera/color/image_raw'])
+    yield node
+    node.destroy_node()
+
+
+def callbacks() -> InputCallbacks:
+    def ignore(*args):
+        return None
+    return InputCallbacks(image=ignore, action=ignore, depth=ignore, camera_info=ignore,
+                          lost=ignore)
+
+
+@pytest.mark.parametrize('transport, colour_type, colour_name', [
+    ('raw', Image, '/camera/color/image_raw'),
+    ('compressed', CompressedImage, '/camera/color/image_raw/compressed'),
+])
+def test_inputs_follow_image_transport_and_depth_stays_raw(lifecycle_node, transport,
+                                                           colour_type, colour_name):
+    topics = NodeTopics(lifecycle_node)
+    config = NodeConfig(image_transport=transport, enable_3d=True)
+    topics.create_publishers(config)
+    topics.subscribe(config, callbacks())
+    found = {sub.topic_name: sub.msg_type for sub in topics.inputs}
+    assert found == {colour_name: colour_type, '/affordance/action': String,
+                     '/affordance/depth': Image, '/affordance/camera_info': CameraInfo}
+    assert topics.inputs[0].topic_name == colour_name  # the colour input comes first
+    lines = topics.describe()
+    assert any(line.startswith(f'in  {colour_name} [{colour_type.__name__}]') for line in lines)
+    assert any(line.startswith('out /affordance/heatmap [Image]') for line in lines)
+    topics.unsubscribe()
+    topics.destroy_publishers()
+    assert topics.inputs == [] and topics.outputs is None
+
+
+def test_without_3d_there_is_no_depth(lifecycle_node):
+    topics = NodeTopics(lifecycle_node)
+    config = NodeConfig()
+    topics.create_publishers(config)
+    topics.subscribe(config, callbacks())
+    names = [sub.topic_name for sub in topics.inputs]
+    assert names == ['/camera/color/image_raw', '/affordance/action']
+    assert topics.outputs.grasp_point is None and topics.outputs.markers is None
+    assert colour_topic(lifecycle_node, config) == 'image'
+    topics.unsubscribe()
+    topics.destroy_publishers()

@@ -1,0 +1,140 @@
+"""Action phrases: the synonym table covers every label set; the CLIP text fallback."""
+
+from pathlib import Path
+
+from affordance_grounding.runtime.text_encoder import (
+    LabelTextMatcher, load_label_matcher, OnnxTextEncoder, text_model_path)
+from affordance_grounding.vocabulary import (
+    AGD20K_SEEN, AGD20K_UNSEEN, EXACT, HICO_IIF, IDLE, LABEL_SETS, load_synonyms,
+    normalise_phrase, parse_action_command, SYNONYM, SYNONYMS_RESOURCE, TEXT_SIMILARITY)
+import numpy as np
+import pytest
+import yaml
+
+REPO_TABLE = Path(__file__).resolve().parents[1] / 'affordance_grounding' / SYNONYMS_RESOURCE
+
+
+@pytest.mark.parametrize('set_name', sorted(LABEL_SETS))
+def test_every_label_of_every_set_has_synonyms_that_map_to_it(set_name):
+    labels = LABEL_SETS[set_name]
+    by_label = yaml.safe_load(REPO_TABLE.read_text())
+    for label in labels:
+        phrases = by_label.get(label)
+        assert phrases, f'{label} ({set_name}) has no synonym'
+        for phrase in phrases:
+            command = parse_action_command(phrase, labels)
+            assert (command.label, command.index, command.match) == (
+                label, labels.index(label), SYNONYM), phrase
+
+
+def test_table_targets_are_labels_and_phrases_are_unique():
+    all_labels = {label for labels in LABEL_SETS.values() for label in labels}
+    by_label = yaml.safe_load(REPO_TABLE.read_text())
+    assert set(by_label) == all_labels  # nothing else, nothing missing
+    keys = [normalise_phrase(p) for phrases in by_label.values() for p in phrases]
+    assert len(keys) == len(set(keys))  # one label per phrase: deterministic
+    assert not set(keys) & all_labels  # a label always means itself
+    assert load_synonyms() == load_synonyms() and len(load_synonyms()) == len(keys)
+
+
+@pytest.mark.parametrize('text, label', [
+    ('grasp', 'hold'), ('Grab', 'hold'), ('take', 'hold'), ('slice', 'cut_with'),
+    ('sip from', 'sip'), ('  Sip-From ', 'sip'), ('take a picture', 'take_photo'),
+    ('toss', 'throw'), ('pick', 'pick_up')])
+def test_common_planner_verbs_map_by_synonym(text, label):
+    command = parse_action_command(text, AGD20K_SEEN)
+    assert (command.label, command.match, command.score) == (label, SYNONYM, 1.0)
+    assert command.describe() == f'{text.strip()} -> {label} (synonym)'
+
+
+def test_labels_stay_exact_and_idle_stays_idle():
+    command = parse_action_command('Pick up', HICO_IIF + ('pick_up',))
+    assert (command.label, command.match, command.describe()) == ('pick_up', EXACT, 'pick_up')
+    idle = parse_action_command('  ', AGD20K_SEEN)
+    assert (idle.key, idle.match, idle.describe()) == (('', -1), IDLE, '')
+
+
+def test_synonym_of_a_label_the_model_lacks_is_rejected_with_the_reason():
+    with pytest.raises(ValueError) as error:
+        parse_action_command('scribble', AGD20K_UNSEEN)
+    message = str(error.value)
+    assert "'scribble' means 'write', which this model does not know" in message
+    assert f'{len(AGD20K_UNSEEN)} labels' in message
+
+
+class CountingMatcher:
+    """A stand-in text matcher: fixed answers, counts its calls."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def __call__(self, phrase):
+        self.calls.append(phrase)
+        return self.answer
+
+
+def test_text_fallback_applies_only_after_labels_and_synonyms_and_honours_the_threshold():
+    matcher = CountingMatcher(('cut_with', 0.81))
+    assert parse_action_command('hold', AGD20K_SEEN, matcher).match == EXACT
+    assert parse_action_command('grab', AGD20K_SEEN, matcher).match == SYNONYM
+    assert matcher.calls == []
+    command = parse_action_command('Slice it', AGD20K_SEEN, matcher, min_similarity=0.8)
+    assert matcher.calls == ['slice it']
+    assert (command.label, command.match) == ('cut_with', TEXT_SIMILARITY)
+    assert command.describe() == 'Slice it -> cut_with (text similarity 0.81)'
+    with pytest.raises(ValueError, match=r"nearest by text similarity: 'cut_with' at 0.81 < "
+                                         r'0.9\); this model knows 36 labels'):
+        parse_action_command('slice it', AGD20K_SEEN, matcher, min_similarity=0.9)
+
+
+@pytest.fixture(scope='module')
+def synthetic_text_model(tmp_path_factory):
+    """Export the synthetic model's CLIP text tower next to a (placeholder) model path."""
+    from training.export import export_text_tower
+
+    model = tmp_path_factory.mktemp('text') / 'synthetic.onnx'
+    export_text_tower('config/model_synthetic.yaml', str(text_model_path(str(model))))
+    return model
+
+
+def test_text_tower_export_runs_and_maps_each_label_to_itself(synthetic_text_model):
+    matcher = load_label_matcher(str(synthetic_text_model), AGD20K_SEEN)
+    assert isinstance(matcher, LabelTextMatcher)
+    for label in ('hold', 'cut_with', 'pour', 'take_photo'):
+        nearest, score = matcher(label.replace('_', ' '))
+        assert nearest == label and score == pytest.approx(1.0, abs=1e-5)
+    embeddings = matcher.encoder.encode(['grab the mug', 'x'])
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_text_fallback_encodes_each_new_phrase_once(synthetic_text_model):
+    matcher = load_label_matcher(str(synthetic_text_model), HICO_IIF)
+    scores = matcher.similarities('slice it')
+    best = max(scores, key=scores.get)
+    for _ in range(3):
+        command = parse_action_command('slice it', HICO_IIF, matcher, min_similarity=-1.0)
+        assert (command.label, command.match) == (best, TEXT_SIMILARITY)
+        assert command.score == pytest.approx(scores[best], abs=1e-6)
+    assert matcher.encoded_phrases == 1
+    with pytest.raises(ValueError, match='nearest by text similarity'):
+        parse_action_command('slice it', HICO_IIF, matcher, min_similarity=1.01)
+
+
+def test_no_text_model_means_no_fallback(tmp_path):
+    assert load_label_matcher(str(tmp_path / 'model.onnx'), AGD20K_SEEN) is None
+    assert text_model_path('/m/model.engine').name == 'model.text.onnx'
+
+
+def test_text_model_without_tokenizer_metadata_is_refused(tmp_path):
+    import onnx
+    from onnx import helper, TensorProto
+
+    graph = helper.make_graph([helper.make_node('Identity', ['tokens'], ['text_embedding'])],
+                              'g', [helper.make_tensor_value_info('tokens', TensorProto.INT64,
+                                                                  [1, 4])],
+                              [helper.make_tensor_value_info('text_embedding', TensorProto.INT64,
+                                                             [1, 4])])
+    path = tmp_path / 'bare.text.onnx'
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ValueError, match='re-export it with training.export --text-tower'):
+        OnnxTextEncoder(str(path))
