@@ -58,7 +58,7 @@ def build_grounder(config: ModelConfig,
             raise ValueError('embedded CLIP image-tower weights need a stored item-prompt table '
                              '(the text tower is not part of an inference bundle)')
         clip_config = dataclasses.replace(config, clip_weights=None)
-    clip_model = load_clip_model(clip_config)
+    clip_model = load_clip_model(clip_config, 'the bundle' if 'clip' in backbone_states else None)
     if 'clip' in backbone_states:
         clip_model.visual.load_state_dict(backbone_states['clip'], strict=True)
     if item_text is None:
@@ -79,12 +79,15 @@ def assemble_grounder(config: ModelConfig, clip_model: torch.nn.Module,
                       item_text: torch.Tensor,
                       head_state: Optional[Dict[str, torch.Tensor]] = None,
                       dino_state: Optional[Dict[str, torch.Tensor]] = None,
-                      ) -> AffordanceGrounder:
-    """Put a loaded CLIP model, the DINO backbone and a head together (eval mode, CPU)."""
+                      dino_source: str = 'the bundle') -> AffordanceGrounder:
+    """Put a loaded CLIP model, the DINO backbone and a head together (eval mode, CPU).
+
+    ``dino_source`` names where ``dino_state`` came from, for the log.
+    """
     dino_config = config
     if dino_state is not None:
         dino_config = dataclasses.replace(config, dino_weights=None)
-    dino_model = load_dino_model(dino_config)
+    dino_model = load_dino_model(dino_config, dino_source if dino_state is not None else None)
     if dino_state is not None:
         dino_model.load_state_dict(dino_state, strict=True)
     dino = DinoKeyEncoder(dino_model)
