@@ -67,6 +67,8 @@ def read_rgb(args: argparse.Namespace) -> np.ndarray:
         import skimage.data
 
         return np.ascontiguousarray(getattr(skimage.data, args.sample)()[..., :3])
+    if not Path(args.image).is_file():  # before OpenCV, which logs its own warning line
+        raise ValueError(f'cannot read image {args.image}: no such file')
     bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f'cannot read image {args.image}: missing file or unsupported format')

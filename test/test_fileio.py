@@ -10,9 +10,9 @@ from affordance_grounding.runtime.engine_cache import (
     EngineCacheKey, EngineMetadata, write_engine_metadata)
 from affordance_grounding.runtime.io_spec import ModelMetadata
 import pytest
+import torch
 from training.checkpointing import save_train_state
 from training.export import export_onnx
-import torch
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])
@@ -53,8 +53,7 @@ def test_a_failing_writer_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['model.pt']
 
 
-def test_bundle_state_onnx_and_engine_metadata_share_the_umask_mode(tmp_path, tiny_grounder,
-                                                                     umask):
+def test_bundle_state_and_engine_metadata_share_the_umask_mode(tmp_path, tiny_grounder, umask):
     expected = 0o666 & ~umask
     bundle = save_bundle(str(tmp_path / 'tiny.pt'), tiny_grounder)
     state = save_train_state(tmp_path / 'last.pt', trainable={},

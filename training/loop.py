@@ -11,8 +11,8 @@ arrives: the step in flight finishes, the state is saved and :class:`TrainingInt
 raised. On resume the log is cut back to the checkpoint, so redone steps are not logged twice.
 """
 
-import dataclasses
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -25,8 +25,8 @@ from typing import Any, Dict, Iterator, List, Optional
 from affordance_grounding.config import load_model_config
 from affordance_grounding.fileio import atomic_write
 from affordance_grounding.model.checkpoint import save_bundle
-from affordance_grounding.runtime.selection import resolve_device as resolve_device_name
 from affordance_grounding.model.factory import build_grounder_with_tables
+from affordance_grounding.runtime.selection import resolve_device as resolve_device_name
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -48,7 +48,7 @@ LOGGER = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=None)  # one answer (and one warning) per process
 def resolve_device(name: str) -> torch.device:
-    """The runtime's device rule (``auto``: CUDA when available, else the CPU with a warning)."""
+    """Apply the runtime's device rule (``auto``: CUDA if available, else the CPU + a warning)."""
     return torch.device(resolve_device_name(name))
 
 

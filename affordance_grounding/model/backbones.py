@@ -20,12 +20,9 @@ LOGGER = logging.getLogger(__name__)
 RANDOM_INIT_NOTICE = 'No pretrained weights loaded'  # open_clip, on every weights-less create
 
 
-class _DropRandomInitNotice(logging.Filter):
-    """Drop open_clip's random-initialisation notice (we log what is really loaded)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record except the notice."""
-        return not record.getMessage().startswith(RANDOM_INIT_NOTICE)
+def _is_not_random_init_notice(record: logging.LogRecord) -> bool:
+    """Log filter: keep every record except open_clip's random-initialisation notice."""
+    return not record.getMessage().startswith(RANDOM_INIT_NOTICE)
 
 
 @contextlib.contextmanager
@@ -35,15 +32,14 @@ def _without_random_init_notice() -> Iterator[None]:
     open_clip logs it on the root logger (older releases used ``warnings.warn``), so both
     are filtered, only for the duration of the call.
     """
-    notice_filter = _DropRandomInitNotice()
     root = logging.getLogger()
-    root.addFilter(notice_filter)
+    root.addFilter(_is_not_random_init_notice)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message=RANDOM_INIT_NOTICE)
             yield
     finally:
-        root.removeFilter(notice_filter)
+        root.removeFilter(_is_not_random_init_notice)
 
 
 class WeightsUnavailableError(RuntimeError):

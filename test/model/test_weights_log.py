@@ -14,7 +14,7 @@ NOTICE = 'No pretrained weights loaded'
 
 
 def loaded_lines(caplog):
-    """The backbone log lines, and whether open_clip's notice got through."""
+    """Return the backbone log lines and whether open_clip's notice got through."""
     messages = [record.getMessage() for record in caplog.records]
     return ([m for m in messages if m.startswith(('CLIP ', 'DINO '))],
             any(NOTICE in m for m in messages))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 CPU_MACHINE = Environment(cuda_available=False, tensorrt_problem='tensorrt is not importable',
-                          onnxruntime_problem=None, onnxruntime_providers=('CPUExecutionProvider',))
+                          onnxruntime_problem=None,
+                          onnxruntime_providers=('CPUExecutionProvider',))
 LOGGER = 'affordance_grounding.runtime.selection'
 
 

@@ -21,7 +21,7 @@ LOSSES = ('total', 'ce_ego', 'ce_exo', 'proto', 'pix')
 
 @pytest.fixture(scope='module')
 def synthetic_root(tmp_path_factory):
-    """A small synthetic AGD20K-layout dataset."""
+    """Build a small synthetic AGD20K-layout dataset."""
     root = tmp_path_factory.mktemp('synthetic')
     build_synthetic_dataset(root, SyntheticConfig(seed=0))
     return root
@@ -42,7 +42,7 @@ def step_records(out_dir):
 
 @pytest.fixture(scope='module')
 def straight(synthetic_root, tmp_path_factory):
-    """The uninterrupted run's step records."""
+    """Return the step records of an uninterrupted run."""
     out_dir = tmp_path_factory.mktemp('straight')
     assert train.main(arguments(synthetic_root, out_dir)) == 0
     return step_records(out_dir)
