@@ -48,11 +48,13 @@ def straight(synthetic_root, tmp_path_factory):
     return step_records(out_dir)
 
 
-def start_run(root, out_dir):
+def start_run(root, out_dir, extra=()):
+    """Start a training process in its own process group (as a shell job would be)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
-    return subprocess.Popen([sys.executable, '-m', 'training.train'] + arguments(root, out_dir),
+    return subprocess.Popen([sys.executable, '-m', 'training.train']
+                            + arguments(root, out_dir) + list(extra),
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def wait_for_step(process, out_dir, step, timeout_s=300.0):
@@ -98,10 +100,16 @@ def test_sigkill_after_a_mid_epoch_checkpoint_loses_only_later_steps(synthetic_r
 def test_sigint_and_sigterm_save_and_say_how_to_resume(synthetic_root, straight, tmp_path,
                                                        number):
     out_dir = tmp_path / 'stopped'
-    process = start_run(synthetic_root, out_dir)
+    # Ctrl-C reaches the whole process group, data-loader workers included; SIGTERM (kill,
+    # systemd, a scheduler) reaches the main process only.
+    ctrl_c = number == signal.SIGINT
+    process = start_run(synthetic_root, out_dir, ['workers=2'] if ctrl_c else [])
     try:
         wait_for_step(process, out_dir, 1)
-        process.send_signal(number)
+        if ctrl_c:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
         _, stderr = process.communicate(timeout=300)
     finally:
         process.kill()
