@@ -16,9 +16,11 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 from pathlib import Path
 import random
 import signal
+import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -189,11 +191,15 @@ class Trainer:
         A second signal of the same kind gets the default behaviour (stop at once, no save).
         Only in the main thread, where Python allows handlers; elsewhere a no-op.
         """
+        owner = os.getpid()
+
         def request_stop(number, _frame):
+            if os.getpid() != owner:  # a forked data-loader worker: the main process decides
+                return
             self.stop_signal = number
             signal.signal(number, previous[number])
             tqdm.write(f'{signal.Signals(number).name}: saving last.pt after this step '
-                       '(send it again to stop at once without saving)')
+                       '(send it again to stop at once without saving)', file=sys.stderr)
 
         try:
             previous = {number: signal.signal(number, request_stop)

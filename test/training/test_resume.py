@@ -115,6 +115,7 @@ def test_sigint_and_sigterm_save_and_say_how_to_resume(synthetic_root, straight,
         process.kill()
     assert process.returncode == 128 + number, stderr[-2000:]
     assert 'Traceback' not in stderr
+    assert stderr.count('saving last.pt after this step') == 1  # not once per worker too
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith(f'stopped by {signal.Signals(number).name} at epoch 0 ')
     assert 'python -m training.train --config' in last_line and '--resume' in last_line
