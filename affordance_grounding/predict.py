@@ -100,6 +100,7 @@ def load_backend(args: argparse.Namespace) -> Tuple[InferenceBackend, Optional[s
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one prediction; returns a process exit code."""
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger('affordance_grounding.model.backbones').setLevel(logging.INFO)  # sources
     args = build_parser().parse_args(argv)
     try:
         rgb = read_rgb(args)

@@ -258,5 +258,6 @@ def import_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: M
     if embed_backbones and parts['dino']:
         backbones['dino'] = parts['dino']
     grounder = build_grounder(config, head_state=parts['head'], item_text=tables['item'],
-                              backbone_states=backbones or None)
+                              backbone_states=backbones or None,
+                              weights_source='the official checkpoint')
     return grounder, tables['person'], parts['training']
