@@ -291,11 +291,9 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
     tower = ClipTextTower(load_clip_model(config)).eval()
     tokenizer = build_clip_tokenizer(config)
     tokens = tokenizer(['hold', 'slice it', 'an item to pour with'])  # (3, context)
-    destination = Path(out_path)
-    temporary = destination.with_name(destination.name + '.tmp')
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, see docs/export.md
-    try:
+
+    def write_checked(temporary: Path) -> None:
         torch.onnx.export(tower, (tokens,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=[TOKENS_NAME], output_names=[EMBEDDING_NAME],
                           dynamic_axes={TOKENS_NAME: {0: BATCH_DIM_NAME},
@@ -316,12 +314,12 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
         if not error <= atol:
             raise ExportError(f'text tower: ONNX Runtime differs from PyTorch by {error:.3g} '
                               f'> {atol:g}')
-        os.replace(temporary, destination)
+
+    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, see docs/export.md
+    try:
+        return atomic_write(out_path, write_checked)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        if temporary.exists():
-            temporary.unlink()
-    return destination
 
 
 def format_report(report: ExportReport) -> str:
