@@ -7,17 +7,26 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
+ENTRY_POINTS := $(VENV)/.entry-points
 DEMO_OUT ?= outputs/demo
 
 .PHONY: setup test test-fast demo lint clean train-synthetic
 
-setup: $(STAMP)
+setup: $(STAMP) $(ENTRY_POINTS)
 
 # The virtual environment is rebuilt whenever a requirements file changes.
 $(STAMP): $(REQUIREMENTS)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+# The package itself, editable, so that the README's console scripts (affordance_predict,
+# affordance_node, build_engine, ...) are in $(VENV)/bin and run the checkout's code.
+# Requirements are already there (--no-deps); the build uses the venv's setuptools.
+$(ENTRY_POINTS): $(STAMP) setup.py setup.cfg
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		--editable .
 	touch $@
 
 test: setup

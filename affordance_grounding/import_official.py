@@ -8,10 +8,12 @@ Example::
 
 import argparse
 import dataclasses
+import logging
 import sys
 from typing import List, Optional
 
 from affordance_grounding.config import load_model_config, ModelConfig
+from affordance_grounding.model.backbones import WeightsUnavailableError
 from affordance_grounding.model.checkpoint import (
     CheckpointError, import_official_state_dict, load_checkpoint_file, save_bundle)
 
@@ -31,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the conversion; returns a process exit code."""
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger('affordance_grounding.model.backbones').setLevel(logging.INFO)  # sources
     args = build_parser().parse_args(argv)
     config = load_model_config(args.config) if args.config else ModelConfig()
     config = dataclasses.replace(config, labels=args.labels)
@@ -38,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         state_dict = load_checkpoint_file(args.checkpoint)
         grounder, person_text, training_state = import_official_state_dict(
             state_dict, config, embed_backbones=not args.no_embed_backbones)
-    except CheckpointError as error:
+    except (CheckpointError, FileNotFoundError, WeightsUnavailableError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     path = save_bundle(args.out, grounder, person_text=person_text,

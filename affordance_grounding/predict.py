@@ -4,6 +4,8 @@ Examples::
 
     python -m affordance_grounding.predict --checkpoint model.pt --image cup.jpg \\
         --action hold --out hold.png
+    python -m affordance_grounding.predict --checkpoint model.onnx --image cup.jpg \\
+        --action 'cut with' --out cut.png   # any model file the node takes
     python -m affordance_grounding.predict --config config/model_tiny.yaml \\
         --sample coffee --action drink_with --out demo.png   # random weights, offline
 """
@@ -12,19 +14,25 @@ import argparse
 import logging
 from pathlib import Path
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelConfig
 from affordance_grounding.model.backbones import WeightsUnavailableError
-from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
+from affordance_grounding.model.checkpoint import CheckpointError
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.runtime.postprocess import render_overlay
-from affordance_grounding.runtime.predictor import AffordancePredictor
+from affordance_grounding.runtime.backends import (
+    BackendOptions, InferenceBackend, TorchBackend)
+from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
+from affordance_grounding.runtime.selection import BACKEND_NAMES, resolve_device, select_backend
+from affordance_grounding.vocabulary import parse_action_command
 import cv2
 import numpy as np
 import torch
 
 SAMPLE_PHOTOS = ('coffee', 'chelsea', 'astronaut')
+USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, ModelFileError,
+               BackendUnavailableError, WeightsUnavailableError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument('--image', help='image file (any format OpenCV reads)')
     source.add_argument('--sample', choices=SAMPLE_PHOTOS,
                         help='a scikit-image sample photo (ships offline)')
-    parser.add_argument('--action', required=True, help='affordance label, e.g. hold')
+    parser.add_argument('--action', required=True,
+                        help="affordance label, e.g. hold ('cut with' and Cut_With also work)")
     parser.add_argument('--out', required=True, help='overlay PNG to write')
     model = parser.add_mutually_exclusive_group()
-    model.add_argument('--checkpoint', help='our model bundle (.pt)')
+    model.add_argument('--checkpoint', '--model', dest='checkpoint',
+                       help='model file, as the node takes: bundle (.pt), ONNX (.onnx) or '
+                            'TensorRT engine (.engine)')
     model.add_argument('--config', help='model config YAML; the head stays untrained')
-    parser.add_argument('--calibration', default='clip', choices=CALIBRATIONS)
-    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    parser.add_argument('--backend', default='auto', choices=('auto',) + BACKEND_NAMES,
+                        help='inference backend (auto: the fastest one that runs here)')
+    parser.add_argument('--calibration', choices=CALIBRATIONS,
+                        help='map to show (default clip; ONNX and engines have theirs baked in)')
+    parser.add_argument('--device', default='auto',
+                        help='auto (CUDA when available, else CPU), cpu, cuda or cuda:N')
     parser.add_argument('--seed', type=int, default=0, help='seed for random initialisation')
     parser.add_argument('--save-heatmap', help='also save the float heatmap as .npy')
     return parser
@@ -52,52 +67,70 @@ def read_rgb(args: argparse.Namespace) -> np.ndarray:
         import skimage.data
 
         return np.ascontiguousarray(getattr(skimage.data, args.sample)()[..., :3])
+    if not Path(args.image).is_file():  # before OpenCV, which logs its own warning line
+        raise ValueError(f'cannot read image {args.image}: no such file')
     bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f'cannot read image {args.image}: missing file or unsupported format')
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def load_model(args: argparse.Namespace):
-    """Return (grounder, untrained_reason or None) for the chosen model source."""
-    torch.manual_seed(args.seed)
+def load_backend(args: argparse.Namespace) -> Tuple[InferenceBackend, Optional[str]]:
+    """Return (loaded backend, untrained_reason or None) for the chosen model source.
+
+    A model file goes through the same backend selection as the node; a model config builds
+    an untrained PyTorch model on the resolved device.
+    """
+    options = BackendOptions(calibration=args.calibration)
     if args.checkpoint:
-        return load_grounder(args.checkpoint, device=args.device), None
+        return select_backend(args.backend, args.checkpoint, args.device, options), None
+    if args.backend not in ('auto', 'torch'):
+        raise ValueError(f'--config builds a PyTorch model; --backend {args.backend} needs a '
+                         'model file (--checkpoint MODEL.onnx or .engine)')
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
     config = load_model_config(args.config) if args.config else ModelConfig()
-    grounder = build_grounder(config).to(args.device)
+    grounder = build_grounder(config)
+    options = BackendOptions(calibration=args.calibration or 'clip')
+    backend = TorchBackend(None, device, options, grounder=grounder).load()
     random_backbones = config.clip_weights is None or config.dino_weights is None
-    reason = 'RANDOM WEIGHTS' if random_backbones else 'UNTRAINED HEAD'
-    return grounder, reason
+    return backend, 'RANDOM WEIGHTS' if random_backbones else 'UNTRAINED HEAD'
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one prediction; returns a process exit code."""
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.getLogger('affordance_grounding.model.backbones').setLevel(logging.INFO)  # sources
     args = build_parser().parse_args(argv)
     try:
         rgb = read_rgb(args)
-        grounder, untrained = load_model(args)
-        predictor = AffordancePredictor(grounder, args.calibration)
-        predictor.set_image(rgb)
-        prediction = predictor.predict(args.action)
-    except (ValueError, FileNotFoundError, CheckpointError, WeightsUnavailableError) as error:
+        backend, untrained = load_backend(args)
+        command = parse_action_command(args.action, backend.metadata.labels)
+        label, class_index = command.key
+        if class_index < 0:
+            raise ValueError('--action is empty; give a label such as hold')
+        if command.describe() != label:  # a phrase: say what was understood
+            print(f'action: {command.describe()}')
+        text = label if untrained is None else f'{label} ({untrained}: no meaning)'
+        outputs = FramePipeline(backend).run(rgb, class_index, OutputSettings(), text)
+    except USER_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    label = args.action if untrained is None else f'{args.action} ({untrained}: no meaning)'
-    overlay = render_overlay(rgb, prediction.heatmap, label)
-    side_by_side = np.concatenate([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), overlay], axis=1)
+    side_by_side = np.concatenate([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), outputs.overlay],
+                                  axis=1)
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_path), side_by_side):
         print(f'error: cannot write {out_path}', file=sys.stderr)
         return 2
     if args.save_heatmap:
-        np.save(args.save_heatmap, prediction.heatmap)
+        np.save(args.save_heatmap, outputs.heatmap)
     if untrained:
         print(f'warning: {untrained}: the heatmap is not a real prediction', file=sys.stderr)
-    peak_y, peak_x = np.unravel_index(np.argmax(prediction.heatmap), prediction.heatmap.shape)
-    print(f'wrote {out_path}: action={args.action} peak=(x={peak_x}, y={peak_y}) '
-          f'size={prediction.heatmap.shape[1]}x{prediction.heatmap.shape[0]}')
+    heatmap = outputs.heatmap
+    peak_y, peak_x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    print(f'wrote {out_path}: action={label} backend={backend.describe()} '
+          f'peak=(x={peak_x}, y={peak_y}) size={heatmap.shape[1]}x{heatmap.shape[0]}')
     return 0
 
 

@@ -25,15 +25,15 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from harness.graph_client import (
-    GraphClient, latest_diagnostics, STAGE_KEYS, wait_for_diagnostics)
-from harness.node_process import NodeProcess
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.node import measure_pure_inference
 from bench.timing import load_average, write_report
+from harness.graph_client import (
+    GraphClient, latest_diagnostics, STAGE_KEYS, wait_for_diagnostics)
+from harness.node_process import NodeProcess
 import numpy as np
 import rclpy
 

@@ -75,7 +75,9 @@ def build_model(out_dir: Path, epochs: int, seed: int = 0) -> dict:
         if train_dir.exists():
             for stale in train_dir.iterdir():
                 stale.unlink()
-        train.main(['--config', str(TRAIN_CONFIG), *overrides])
+        code = train.main(['--config', str(TRAIN_CONFIG), *overrides])
+        if code:  # Ctrl-C (last.pt saved) or a set-up error, already reported in one line
+            raise SystemExit(code)
         mark_current(bundle, train_key)
     export_key = compute_key([bundle], {})
     if is_current(onnx_path, export_key):

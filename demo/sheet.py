@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from affordance_grounding.ros.conversions import image_msg_to_array
+from affordance_grounding.runtime.postprocess import draw_label
 import cv2
 from demo.scenes import Scene
 import numpy as np
@@ -37,10 +38,7 @@ def to_tile(image: Optional[np.ndarray], caption: str) -> np.ndarray:
     else:
         bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         tile = cv2.resize(bgr, (TILE, TILE), interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, caption, (4, TILE - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3,
-                cv2.LINE_AA)
-    cv2.putText(tile, caption, (4, TILE - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255),
-                1, cv2.LINE_AA)
+    draw_label(tile, caption, (4, TILE - 6), 0.4, outline_px=1)
     return tile
 
 

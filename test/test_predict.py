@@ -70,3 +70,50 @@ def test_predict_main_checkpoint_matches_predictor(tmp_path, tiny_grounder, caps
     predictor.set_image(rgb)
     expected = predictor.predict('cut_with').heatmap
     np.testing.assert_allclose(np.load(heatmap_path), expected, atol=1e-6, rtol=0)
+
+
+def test_predict_takes_the_onnx_the_node_takes_and_the_node_spelling(tmp_path, tiny_onnx,
+                                                                     tiny_bundle, capsys):
+    heatmaps = {}
+    for name, model in (('onnx', tiny_onnx), ('bundle', tiny_bundle)):
+        heatmap_path = tmp_path / f'{name}.npy'
+        code = predict.main(['--checkpoint', str(model), '--sample', 'coffee',
+                             '--action', 'cut with', '--out', str(tmp_path / f'{name}.png'),
+                             '--device', 'auto', '--save-heatmap', str(heatmap_path)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert 'action=cut_with' in captured.out
+        heatmaps[name] = np.load(heatmap_path)
+    assert 'backend=onnxruntime' in captured.out or 'backend=torch' in captured.out
+    np.testing.assert_allclose(heatmaps['onnx'], heatmaps['bundle'], atol=1e-4, rtol=0)
+
+
+def test_predict_action_spellings_match_the_node(tmp_path, tiny_config_path, capsys):
+    for spelling in ('Cut_With', ' cut-with ', 'CUT WITH'):
+        code = predict.main(['--config', str(tiny_config_path), '--sample', 'coffee',
+                             '--action', spelling, '--out', str(tmp_path / 'o.png')])
+        assert code == 0, capsys.readouterr().err
+        assert 'action=cut_with' in capsys.readouterr().out
+
+
+def test_predict_engine_or_corrupt_model_file_is_one_line(tmp_path, capsys):
+    engine = tmp_path / 'model.engine'
+    engine.write_bytes(b'not an engine')
+    corrupt = tmp_path / 'model.onnx'
+    corrupt.write_bytes(b'\x00' * 64)
+    for model, fragment in ((engine, 'tensorrt'), (corrupt, 'corrupt')):
+        code = predict.main(['--checkpoint', str(model), '--sample', 'coffee',
+                             '--action', 'hold', '--out', str(tmp_path / 'o.png')])
+        err = capsys.readouterr().err
+        assert code == 2
+        errors = [line for line in err.splitlines() if line.startswith('error: ')]
+        assert len(errors) == 1 and fragment in errors[0] and str(model) in errors[0]
+    assert not (tmp_path / 'o.png').exists()
+
+
+def test_predict_onnx_with_another_calibration_is_a_clear_error(tmp_path, tiny_onnx, capsys):
+    code = predict.main(['--checkpoint', str(tiny_onnx), '--sample', 'coffee',
+                         '--action', 'hold', '--calibration', 'none',
+                         '--out', str(tmp_path / 'o.png')])
+    assert code == 2
+    assert "exported with calibration 'clip' but 'none' was requested" in capsys.readouterr().err

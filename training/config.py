@@ -1,6 +1,8 @@
 """Training configuration: one frozen dataclass, a YAML file and ``key=value`` overrides."""
 
+import dataclasses
 from dataclasses import dataclass
+import typing
 from typing import Any, Dict, Optional, Sequence
 
 from affordance_grounding.config import build_dataclass_strictly, read_yaml_mapping
@@ -44,6 +46,9 @@ class TrainConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         amp: Mixed precision on CUDA.
         out_dir: Folder for checkpoints, the JSON-lines log and evaluation output.
+        checkpoint_every_steps: Also write ``last.pt`` every this many steps (0 = off).
+        checkpoint_every_minutes: Also write ``last.pt`` when this many minutes passed since
+            the last one (0 = off); with the steps setting, bounds what a SIGKILL loses.
         max_steps_per_epoch: Cap on steps per epoch (0 = whole epoch); for smoke runs.
         eval_limit: Cap on evaluated test images (0 = all).
     """
@@ -77,6 +82,8 @@ class TrainConfig:
     device: str = 'auto'
     amp: bool = True
     out_dir: str = 'outputs/train'
+    checkpoint_every_steps: int = 0
+    checkpoint_every_minutes: float = 10.0
     max_steps_per_epoch: int = 0
     eval_limit: int = 0
 
@@ -87,6 +94,10 @@ class TrainConfig:
         if self.batch_size < 1 or self.num_exo < 1 or self.epochs < 1:
             raise ValueError('batch_size, num_exo and epochs must be >= 1, got '
                              f'{self.batch_size}, {self.num_exo}, {self.epochs}')
+        if self.checkpoint_every_steps < 0 or self.checkpoint_every_minutes < 0:
+            raise ValueError('checkpoint_every_steps and checkpoint_every_minutes must be >= 0 '
+                             f'(0 = off), got {self.checkpoint_every_steps}, '
+                             f'{self.checkpoint_every_minutes}')
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
 
@@ -107,4 +118,41 @@ def build_train_config(path: Optional[str] = None,
     """Load a YAML file (optional) and apply ``key=value`` overrides; unknown keys are errors."""
     data = read_yaml_mapping(path, 'training config') if path else {}
     data.update(parse_overrides(overrides))
-    return build_dataclass_strictly(TrainConfig, data, 'training config')
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    checked = {key: check_field_type(key, value, hints[key], defaults[key])
+               if key in hints else value for key, value in data.items()}
+    return build_dataclass_strictly(TrainConfig, checked, 'training config')
+
+
+TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+
+
+def check_field_type(name: str, value: Any, annotation: Any, example: Any) -> Any:
+    """Return ``value`` as the field's type, or raise ValueError naming field and type.
+
+    YAML reads ``epochs=two`` as the string ``'two'``; without this check it would fail
+    much later with an unrelated comparison error. Integers are accepted for float fields,
+    numbers for string fields.
+
+    Raises:
+        ValueError: ``epochs='two' is not valid: expected an integer (e.g. epochs=15)``.
+    """
+    allowed = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union \
+        else (annotation,)
+    if value is None and type(None) in allowed:
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for kind in allowed:
+        if kind is float and number:
+            return float(value)
+        if kind is str and number:  # a folder named 2024 reads as an integer in YAML
+            return str(value)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    expected = ' or '.join(TYPE_NAMES.get(kind, 'null') if kind is not type(None) else 'null'
+                           for kind in allowed)
+    example = {True: 'true', False: 'false', None: 'null'}.get(example, example) \
+        if example is None or isinstance(example, bool) else example
+    raise ValueError(f'{name}={value!r} is not valid: expected {expected} '
+                     f'(e.g. {name}={example})')

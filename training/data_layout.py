@@ -132,7 +132,7 @@ def describe_root(layout: DatasetLayout, relative: str, unknown: Sequence[str]) 
                else 'no .jpg/.jpeg/.png files anywhere below it.'))
     top = relative.split('/')[0]
     if layout.split and (root / top).is_dir():
-        text += f' Hint: {root / top} exists, so this looks like HICO-IIF: use split=None.'
+        text += f' Hint: {root / top} exists, so this looks like HICO-IIF: use split=null.'
     if not layout.split and any((root / name / top).is_dir() for name in ('Seen', 'Unseen')):
         text += " Hint: the root has a split level: use split='Seen' or 'Unseen'."
     if unknown:

@@ -20,13 +20,13 @@ the nearest label (off by default: it is large, see affordance_grounding.runtime
 import argparse
 from dataclasses import dataclass, field
 import logging
-import os
 from pathlib import Path
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config
+from affordance_grounding.fileio import atomic_write
 from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
 from affordance_grounding.model.factory import build_grounder
 from affordance_grounding.model.grounding import AffordanceGrounder
@@ -233,23 +233,21 @@ def export_onnx(grounder: AffordanceGrounder, out_path: str,
     """
     started = time.perf_counter()
     destination = Path(out_path)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(destination.name + '.tmp')
     graph = build_grounding_graph(grounder, options.calibration, options.precision)
     reference = build_grounding_graph(grounder, options.calibration, 'fp32')
-    try:
-        exporter, reason = run_onnx_exporter(graph, temporary, options.opset)
-        finalize_onnx(temporary, graph, options, source_sha256, exporter)
-        report = ExportReport(path=destination, exporter=exporter, fallback_reason=reason)
+    report = ExportReport(path=destination, exporter='', fallback_reason=None)
+
+    def write_checked(temporary: Path) -> None:
+        report.exporter, report.fallback_reason = run_onnx_exporter(graph, temporary,
+                                                                    options.opset)
+        finalize_onnx(temporary, graph, options, source_sha256, report.exporter)
         report.max_abs_error, report.min_cosine = compare_with_torch(reference, temporary,
                                                                      options)
         failures = find_parity_failures(report, options)
         if failures:
             raise ExportError('ONNX Runtime output differs from PyTorch: ' + '; '.join(failures))
-        os.replace(temporary, destination)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+
+    atomic_write(destination, write_checked)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -293,11 +291,9 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
     tower = ClipTextTower(load_clip_model(config)).eval()
     tokenizer = build_clip_tokenizer(config)
     tokens = tokenizer(['hold', 'slice it', 'an item to pour with'])  # (3, context)
-    destination = Path(out_path)
-    temporary = destination.with_name(destination.name + '.tmp')
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, see docs/export.md
-    try:
+
+    def write_checked(temporary: Path) -> None:
         torch.onnx.export(tower, (tokens,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=[TOKENS_NAME], output_names=[EMBEDDING_NAME],
                           dynamic_axes={TOKENS_NAME: {0: BATCH_DIM_NAME},
@@ -318,12 +314,12 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
         if not error <= atol:
             raise ExportError(f'text tower: ONNX Runtime differs from PyTorch by {error:.3g} '
                               f'> {atol:g}')
-        os.replace(temporary, destination)
+
+    torch.backends.mha.set_fastpath_enabled(False)  # open_clip's attention, see docs/export.md
+    try:
+        return atomic_write(out_path, write_checked)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        if temporary.exists():
-            temporary.unlink()
-    return destination
 
 
 def format_report(report: ExportReport) -> str:
@@ -383,6 +379,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                             precision=precision, atol=args.atol,
                             check_tensorrt=not args.skip_tensorrt_check)
     try:
+        if args.tensorrt_engine:  # before the export: a missing TensorRT fails in a second
+            from affordance_grounding.runtime.engine_build import probe_target
+
+            probe_target()
         grounder, source_sha256 = load_source(args)
         report = export_onnx(grounder, args.out, options, source_sha256)
         print(format_report(report))

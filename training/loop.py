@@ -4,19 +4,31 @@ Every random choice is a function of (seed, epoch, step): the data order
 (:func:`training.distributed.epoch_permutation`), each sample's augmentation and exo draws
 (the dataset's per-item generator) and the k-means initialisation (seeded per global step).
 So a run resumed from ``last.pt`` takes exactly the steps an uninterrupted run would.
+
+``last.pt`` is written at every epoch end, every ``checkpoint_every_steps`` steps and
+``checkpoint_every_minutes`` minutes (what a SIGKILL can lose), and when SIGINT or SIGTERM
+arrives: the step in flight finishes, the state is saved and :class:`TrainingInterrupted` is
+raised. On resume the log is cut back to the checkpoint, so redone steps are not logged twice.
 """
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import os
 from pathlib import Path
 import random
+import signal
+import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from affordance_grounding.config import load_model_config
+from affordance_grounding.fileio import atomic_write
 from affordance_grounding.model.checkpoint import save_bundle
 from affordance_grounding.model.factory import build_grounder_with_tables
+from affordance_grounding.runtime.selection import resolve_device as resolve_device_name
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -36,11 +48,22 @@ from training.step import SelectiveCLObjective, TrainBatch
 LOGGER = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=None)  # one answer (and one warning) per process
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; anything else is passed to torch.device."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
+    """Apply the runtime's device rule (``auto``: CUDA if available, else the CPU + a warning)."""
+    return torch.device(resolve_device_name(name))
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after a step; ``last.pt`` holds that step."""
+
+    def __init__(self, signal_number: int, progress: 'Progress', checkpoint: Path):
+        """Record which signal stopped the run and where it stands."""
+        self.signal_number = signal_number
+        self.progress = progress
+        self.checkpoint = checkpoint
+        super().__init__(f'{signal.Signals(signal_number).name} at epoch {progress.epoch} '
+                         f'step {progress.step_in_epoch} (global step {progress.global_step})')
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +88,31 @@ class JsonLinesLog:
         with self.path.open('a') as stream:
             stream.write(json.dumps({'time': round(time.time(), 3), **record}) + '\n')
 
+    def truncate_to(self, progress: 'Progress') -> int:
+        """Drop the records written after a checkpoint's ``progress``; returns how many.
+
+        Kept: step records up to ``progress.global_step``, epoch records of finished epochs,
+        and ``before_training`` once training has started (a fresh start writes a new one).
+        """
+        if not self.enabled or not self.path.exists():
+            return 0
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if self._before(json.loads(line), progress)]
+        if len(kept) != len(lines):
+            atomic_write(self.path, lambda path: path.write_text(
+                ''.join(line + '\n' for line in kept)))
+        return len(lines) - len(kept)
+
+    @staticmethod
+    def _before(record: Dict[str, Any], progress: 'Progress') -> bool:
+        """Whether a record describes training up to ``progress`` (kept on resume)."""
+        event = record.get('event')
+        if event == 'step':
+            return record['step'] <= progress.global_step
+        if event == 'epoch':
+            return record['epoch'] < progress.epoch
+        return progress.global_step > 0
+
 
 @dataclasses.dataclass
 class Progress:
@@ -85,14 +133,12 @@ class Trainer:
         """Build everything from the config (datasets, model, optimiser, log)."""
         self.config = config
         self.context = context
+        seed_everything(config.seed)
+        model_config = load_model_config(config.model_config)
+        self.train_set, self.test_set = build_datasets(config, model_config)
         self.device = resolve_device(config.device)
         if self.device.type == 'cuda' and context.enabled:
             self.device = torch.device('cuda', context.local_rank)
-        seed_everything(config.seed)
-        self.out_dir = Path(config.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        model_config = load_model_config(config.model_config)
-        self.train_set, self.test_set = build_datasets(config, model_config)
         grounder, tables = build_grounder_with_tables(model_config)
         self.model = SelectiveCLModel(grounder, tables['person'], config.bn_momentum)
         self.model.to(self.device).train()
@@ -106,7 +152,11 @@ class Trainer:
             lr=config.lr, momentum=config.momentum, nesterov=True)
         self.objective = SelectiveCLObjective(config)
         self.progress = Progress()
+        self.out_dir = Path(config.out_dir)  # created only once data and model are there
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log = JsonLinesLog(self.out_dir / 'log.jsonl', context.is_main)
+        self.stop_signal: Optional[int] = None
+        self._last_saved = time.monotonic()
         self.test_features = None
         self.before_training: Dict[str, Any] = {}
         self.selection_indices: Optional[List[int]] = None
@@ -125,6 +175,49 @@ class Trainer:
                              optimizer=self.optimizer,
                              progress=dataclasses.asdict(self.progress),
                              config=dataclasses.asdict(self.config))
+        self._last_saved = time.monotonic()
+
+    def checkpoint_due(self) -> bool:
+        """Whether the periodic mid-epoch ``last.pt`` is due after the step just taken."""
+        every_steps = self.config.checkpoint_every_steps
+        every_s = self.config.checkpoint_every_minutes * 60.0
+        return bool((every_steps and self.progress.global_step % every_steps == 0)
+                    or (every_s and time.monotonic() - self._last_saved >= every_s))
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM into a request to stop after the current step.
+
+        A second signal of the same kind gets the default behaviour (stop at once, no save).
+        Only in the main thread, where Python allows handlers; elsewhere a no-op.
+        """
+        owner = os.getpid()
+
+        def request_stop(number, _frame):
+            if os.getpid() != owner:  # a forked data-loader worker: the main process decides
+                return
+            self.stop_signal = number
+            signal.signal(number, previous[number])
+            tqdm.write(f'{signal.Signals(number).name}: saving last.pt after this step '
+                       '(send it again to stop at once without saving)', file=sys.stderr)
+
+        try:
+            previous = {number: signal.signal(number, request_stop)
+                        for number in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread
+            yield
+            return
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def stop_if_requested(self) -> None:
+        """Save ``last.pt`` and raise TrainingInterrupted when a signal asked to stop."""
+        if self.stop_signal is not None:
+            self.save_last()
+            raise TrainingInterrupted(self.stop_signal, self.progress, self.out_dir / 'last.pt')
 
     def resume(self) -> bool:
         """Continue from ``last.pt`` if present; returns whether a state was loaded."""
@@ -136,8 +229,11 @@ class Trainer:
         self.optimizer.load_state_dict(state['optimizer'])
         self.progress = Progress(**state['progress'])
         restore_rng_state(state['rng'])
-        LOGGER.info('resumed at epoch %d step %d', self.progress.epoch,
-                    self.progress.step_in_epoch)
+        dropped = self.log.truncate_to(self.progress)
+        LOGGER.info('resumed at epoch %d step %d%s', self.progress.epoch,
+                    self.progress.step_in_epoch,
+                    f' (dropped {dropped} log records written after that checkpoint)'
+                    if dropped else '')
         return True
 
     def save_best(self, metrics: Dict[str, Any]) -> Path:
@@ -170,18 +266,30 @@ class Trainer:
         bar = tqdm(loader, desc=f'epoch {epoch}', disable=not self.context.is_main,
                    initial=self.progress.step_in_epoch,
                    total=self.progress.step_in_epoch + len(batches))
-        for items in bar:
-            started = time.perf_counter()
-            record = self.train_step(items, epoch)
-            record['samples_per_s'] = round(len(items.labels) * self.context.world_size
-                                            / (time.perf_counter() - started), 2)
-            bar.set_postfix({key: f'{value:.3g}' for key, value in record.items()
-                             if key in ('total', 'ce_ego', 'proto', 'pix', 'samples_per_s')})
-            self.log.write({'event': 'step', 'epoch': epoch,
-                            'step': self.progress.global_step, **record})
-            if stop_after_steps and self.progress.global_step >= stop_after_steps:
-                self.save_last()
-                return False
+        try:
+            for items in bar:
+                started = time.perf_counter()
+                record = self.train_step(items, epoch)
+                record['samples_per_s'] = round(len(items.labels) * self.context.world_size
+                                                / (time.perf_counter() - started), 2)
+                bar.set_postfix({key: f'{value:.3g}' for key, value in record.items()
+                                 if key in ('total', 'ce_ego', 'proto', 'pix', 'samples_per_s')})
+                self.log.write({'event': 'step', 'epoch': epoch,
+                                'step': self.progress.global_step, **record})
+                if stop_after_steps and self.progress.global_step >= stop_after_steps:
+                    self.save_last()
+                    return False
+                self.stop_if_requested()
+                if self.checkpoint_due():
+                    self.save_last()
+        except (RuntimeError, KeyboardInterrupt):
+            # Ctrl-C reaches the loader's worker processes too; the one that dies takes the
+            # loader with it. The state after the last finished step is still consistent.
+            if self.stop_signal is None:
+                raise
+            self.stop_if_requested()
+        finally:
+            bar.close()
         return True
 
     def train_step(self, items, epoch: int) -> Dict[str, float]:
@@ -218,8 +326,9 @@ class Trainer:
         initial = evaluate_features(self.model.grounder, self.test_features, self.report_indices)
         self.model.train()
         self.before_training = summaries_to_dict(initial)
-        self.log.write({'event': 'before_training', 'metrics': {
-            name: summary.mean for name, summary in initial.items()}})
+        if self.progress.global_step == 0:  # a resumed run keeps its first record
+            self.log.write({'event': 'before_training', 'metrics': {
+                name: summary.mean for name, summary in initial.items()}})
 
     def evaluate_epoch(self, epoch: int) -> None:
         """Score the selection split, keep the best model, log the metrics."""
@@ -255,18 +364,24 @@ class Trainer:
         return report
 
     def fit(self, stop_after_steps: int = 0) -> Optional[Dict[str, Any]]:
-        """Train to the end (or until ``stop_after_steps``); returns the final report."""
-        if self.context.is_main:
-            self.prepare_evaluation()
-        while self.progress.epoch < self.config.epochs:
-            if not self.train_epoch(self.progress.epoch, stop_after_steps):
-                return None
+        """Train to the end (or until ``stop_after_steps``); returns the final report.
+
+        Raises:
+            TrainingInterrupted: After SIGINT/SIGTERM, once ``last.pt`` is saved.
+        """
+        with self.stop_on_signals():
             if self.context.is_main:
-                self.evaluate_epoch(self.progress.epoch)
-            barrier(self.context)
-            self.progress.epoch += 1
-            self.progress.step_in_epoch = 0
+                self.prepare_evaluation()
+            while self.progress.epoch < self.config.epochs:
+                self.stop_if_requested()
+                if not self.train_epoch(self.progress.epoch, stop_after_steps):
+                    return None
+                if self.context.is_main:
+                    self.evaluate_epoch(self.progress.epoch)
+                barrier(self.context)
+                self.progress.epoch += 1
+                self.progress.step_in_epoch = 0
+                self.save_last()
+            self.progress.finished = True
             self.save_last()
-        self.progress.finished = True
-        self.save_last()
-        return self.final_report() if self.context.is_main else None
+            return self.final_report() if self.context.is_main else None

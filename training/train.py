@@ -2,10 +2,13 @@ r"""Train SelectiveCL: ``python -m training.train --config FILE [key=value ...]`
 
 Examples::
 
-    python -m training.train --config config/train_agd20k_seen.yaml
-    python -m training.train --config config/train_synthetic.yaml epochs=2 device=cpu
-    python -m training.train --config config/train_synthetic.yaml --resume
-    torchrun --nproc_per_node 2 -m training.train --config config/train_agd20k_seen.yaml
+    python -m training.train --config training/configs/agd20k_seen.yaml
+    python -m training.train --config training/configs/synthetic_tiny.yaml epochs=2 device=cpu
+    python -m training.train --config training/configs/synthetic_tiny.yaml --resume
+    torchrun --nproc_per_node 2 -m training.train --config training/configs/agd20k_seen.yaml
+
+Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves ``last.pt`` and prints the
+command that resumes the run.
 
 Ablation rows of the paper: ``use_proto_loss=false use_pixel_loss=false`` (CE only),
 ``part_prototypes=false`` (object-level prototypes only), ``use_pixel_loss=false``; the
@@ -16,13 +19,21 @@ import argparse
 import json
 import logging
 from pathlib import Path
+import shlex
 import shutil
 import sys
 from typing import List, Optional
 
+from affordance_grounding.model.backbones import WeightsUnavailableError
+from affordance_grounding.model.checkpoint import CheckpointError
+from affordance_grounding.runtime.io_spec import BackendUnavailableError
 from training.config import build_train_config
 from training.distributed import init_distributed, shutdown_distributed
-from training.loop import resolve_device, Trainer
+from training.loop import resolve_device, Trainer, TrainingInterrupted
+
+# Errors of the user's set-up (data, config, weights, checkpoint): one line, no traceback.
+SETUP_ERRORS = (ValueError, FileNotFoundError, TypeError, CheckpointError,
+                WeightsUnavailableError, BackendUnavailableError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,26 +50,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resume_command(argv: List[str]) -> str:
+    """Return the command line that continues this run."""
+    kept = [arg for arg in argv if arg != '--resume']
+    return ' '.join(['python -m training.train'] + [shlex.quote(arg) for arg in kept]
+                    + ['--resume'])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run training; returns a process exit code."""
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('training').setLevel(logging.INFO)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         config = build_train_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError, TypeError) as error:
+        device_type = resolve_device(config.device).type
+    except SETUP_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    context = init_distributed(resolve_device(config.device).type)
+    context = init_distributed(device_type)
     try:
         out_dir = Path(config.out_dir)
         if not args.resume and (out_dir / 'last.pt').exists() and context.is_main:
             print(f'error: {out_dir}/last.pt exists; pass --resume to continue it or choose '
                   f'another out_dir', file=sys.stderr)
             return 2
-        trainer = Trainer(config, context)
-        if args.resume:
-            trainer.resume()
+        try:
+            trainer = Trainer(config, context)
+            if args.resume:
+                trainer.resume()
+        except SETUP_ERRORS as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
         if context.is_main and args.config:
             shutil.copyfile(args.config, out_dir / 'train_config_source.yaml')
         report = trainer.fit(stop_after_steps=args.stop_after_steps)
@@ -66,6 +90,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(json.dumps({'best_epoch': report['best_epoch'],
                               'report_images': report['report_images']}))
         return 0
+    except TrainingInterrupted as stop:
+        if context.is_main:
+            print(f'stopped by {stop}: saved {stop.checkpoint}; resume with: '
+                  f'{resume_command(argv)}', file=sys.stderr)
+        return 128 + stop.signal_number
     finally:
         shutdown_distributed(context)
 

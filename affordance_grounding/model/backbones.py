@@ -4,10 +4,12 @@ Both libraries are used as they are; only the last transformer block is re-writt
 neither library exposes the ClearCLIP path nor the block-12 keys (docs/method.md, "Model").
 """
 
+import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+import warnings
 
 from affordance_grounding.config import ModelConfig
 import torch
@@ -15,6 +17,29 @@ from torch import nn
 import torch.nn.functional as F
 
 LOGGER = logging.getLogger(__name__)
+RANDOM_INIT_NOTICE = 'No pretrained weights loaded'  # open_clip, on every weights-less create
+
+
+def _is_not_random_init_notice(record: logging.LogRecord) -> bool:
+    """Log filter: keep every record except open_clip's random-initialisation notice."""
+    return not record.getMessage().startswith(RANDOM_INIT_NOTICE)
+
+
+@contextlib.contextmanager
+def _without_random_init_notice() -> Iterator[None]:
+    """Silence open_clip's notice while building a model whose weights we load ourselves.
+
+    open_clip logs it on the root logger (older releases used ``warnings.warn``), so both
+    are filtered, only for the duration of the call.
+    """
+    root = logging.getLogger()
+    root.addFilter(_is_not_random_init_notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=RANDOM_INIT_NOTICE)
+            yield
+    finally:
+        root.removeFilter(_is_not_random_init_notice)
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -34,11 +59,14 @@ def _require_file(path: str, what: str) -> None:
             f'or set it to a library tag to load from the hub cache.')
 
 
-def load_clip_model(config: ModelConfig) -> nn.Module:
+def load_clip_model(config: ModelConfig, weights_source: Optional[str] = None) -> nn.Module:
     """Create the open_clip model (image and text towers) named by the config.
 
     Args:
         config: Model configuration (``clip_model``, ``clip_weights``, ``clip_overrides``).
+        weights_source: With ``clip_weights`` null, where the caller will load the weights
+            from (``the bundle``, ``the official checkpoint``), for the log; None means the
+            model stays random (test configs).
 
     Returns:
         The open_clip ``CLIP`` module in eval mode on the CPU.
@@ -51,7 +79,14 @@ def load_clip_model(config: ModelConfig) -> nn.Module:
 
     weights = config.clip_weights
     kwargs: Dict[str, Any] = dict(config.clip_overrides)
-    if weights is not None and not Path(weights).is_file():
+    if weights is None:
+        with _without_random_init_notice():
+            model = open_clip.create_model(config.clip_model, pretrained=None,
+                                           cache_dir=config.cache_dir, **kwargs)
+        LOGGER.info('CLIP %s: %s', config.clip_model, f'weights from {weights_source}'
+                    if weights_source else 'random weights (clip_weights is null)')
+        return model.eval()
+    if not Path(weights).is_file():
         known_tags = open_clip.list_pretrained_tags_by_model(config.clip_model)
         if _looks_like_path(weights) or weights not in known_tags:
             raise FileNotFoundError(
@@ -62,7 +97,7 @@ def load_clip_model(config: ModelConfig) -> nn.Module:
         model = open_clip.create_model(
             config.clip_model, pretrained=weights, cache_dir=config.cache_dir, **kwargs)
     except (RuntimeError, OSError) as error:
-        if weights is None or Path(weights).is_file():
+        if Path(weights).is_file():
             raise
         source = (open_clip.get_pretrained_cfg(config.clip_model, weights) or {}).get('hf_hub')
         source = (source or '').rstrip('/') or 'unknown'
@@ -72,14 +107,17 @@ def load_clip_model(config: ModelConfig) -> nn.Module:
             f'(open_clip caches them under $HF_HOME, hub repo {source}), or download '
             f'open_clip_pytorch_model.bin from that repo and set clip_weights to its path.'
         ) from error
+    kind = 'file' if Path(weights).is_file() else 'pretrained tag'
+    LOGGER.info('CLIP %s: weights from %s %s', config.clip_model, kind, weights)
     return model.eval()
 
 
-def load_dino_model(config: ModelConfig) -> nn.Module:
+def load_dino_model(config: ModelConfig, weights_source: Optional[str] = None) -> nn.Module:
     """Create the timm ViT used as the DINO backbone, without a classifier head.
 
     Args:
         config: Model configuration (``dino_model``, ``dino_weights``, ``dino_overrides``).
+        weights_source: As for :func:`load_clip_model` (logged when ``dino_weights`` is null).
 
     Returns:
         The timm ``VisionTransformer`` in eval mode on the CPU.
@@ -94,12 +132,14 @@ def load_dino_model(config: ModelConfig) -> nn.Module:
     kwargs: Dict[str, Any] = dict(config.dino_overrides)
     kwargs['num_classes'] = 0
     if weights is None:
+        LOGGER.info('DINO %s: %s', config.dino_model, f'weights from {weights_source}'
+                    if weights_source else 'random weights (dino_weights is null)')
         return timm.create_model(config.dino_model, pretrained=False, **kwargs).eval()
     if weights != 'pretrained':
         _require_file(weights, 'DINO')
         kwargs['pretrained_cfg_overlay'] = {'file': weights}
     try:
-        return timm.create_model(config.dino_model, pretrained=True, **kwargs).eval()
+        model = timm.create_model(config.dino_model, pretrained=True, **kwargs).eval()
     except (RuntimeError, OSError) as error:
         if weights != 'pretrained':
             raise
@@ -110,6 +150,9 @@ def load_dino_model(config: ModelConfig) -> nn.Module:
             f'$HF_HOME, hub repo {getattr(cfg, "hf_hub_id", None)}), or download '
             f'{getattr(cfg, "url", None) or "the checkpoint"} and set dino_weights to its path.'
         ) from error
+    LOGGER.info('DINO %s: weights from %s', config.dino_model,
+                'the timm hub cache' if weights == 'pretrained' else f'file {weights}')
+    return model
 
 
 def _freeze(module: nn.Module) -> None:

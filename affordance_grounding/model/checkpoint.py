@@ -15,12 +15,11 @@ loads with ``torch.load(weights_only=True)``::
 """
 
 import dataclasses
-import os
 from pathlib import Path
-import tempfile
 from typing import Any, Dict, Mapping, Optional
 
 from affordance_grounding.config import config_from_dict, ModelConfig
+from affordance_grounding.fileio import atomic_write
 from affordance_grounding.model.backbones import load_clip_model
 from affordance_grounding.model.factory import build_grounder, build_prompt_tables
 from affordance_grounding.model.grounding import AffordanceGrounder
@@ -88,18 +87,14 @@ def save_bundle(path: str, grounder: AffordanceGrounder, *,
 
 
 def write_atomically(payload: Any, destination: Path) -> Path:
-    """``torch.save`` to a temporary file in the destination folder, then rename over it."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=destination.name,
-                                         suffix='.tmp')
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return destination
+    """``torch.save`` through :func:`affordance_grounding.fileio.atomic_write` (umask mode)."""
+    return atomic_write(destination, lambda temporary: torch.save(payload, temporary))
+
+
+def first_sentence(message: str, limit: int = 200) -> str:
+    """Return the first sentence of a library's (often many-line) error message."""
+    lines = message.strip().splitlines() or ['']
+    return lines[0].split('. ')[0][:limit]
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
@@ -115,7 +110,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
         payload = torch.load(file_path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for truncated/corrupt files
         raise CheckpointError(
-            f'cannot read checkpoint {file_path} ({type(error).__name__}: {error}); the file '
+            f'cannot read checkpoint {file_path} ({type(error).__name__}: '
+            f'{first_sentence(str(error))}); the file '
             f'is truncated, corrupt or not a PyTorch checkpoint: re-download or re-export it'
         ) from error
     if not isinstance(payload, dict):
@@ -251,7 +247,7 @@ def import_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: M
     check_class_count(parts['head'], config)
     has_clip = bool(parts['clip_full'])
     clip_model = load_clip_model(dataclasses.replace(config, clip_weights=None)
-                                 if has_clip else config)
+                                 if has_clip else config, 'the official checkpoint')
     if has_clip:
         clip_model.load_state_dict(parts['clip_full'], strict=True)
     tables = build_prompt_tables(clip_model, config)
@@ -261,5 +257,6 @@ def import_official_state_dict(state_dict: Mapping[str, torch.Tensor], config: M
     if embed_backbones and parts['dino']:
         backbones['dino'] = parts['dino']
     grounder = build_grounder(config, head_state=parts['head'], item_text=tables['item'],
-                              backbone_states=backbones or None)
+                              backbone_states=backbones or None,
+                              weights_source='the official checkpoint')
     return grounder, tables['person'], parts['training']

@@ -37,7 +37,7 @@ def build_grounder(config: ModelConfig,
                    head_state: Optional[Dict[str, torch.Tensor]] = None,
                    item_text: Optional[torch.Tensor] = None,
                    backbone_states: Optional[Dict[str, Dict[str, torch.Tensor]]] = None,
-                   ) -> AffordanceGrounder:
+                   weights_source: str = 'the bundle') -> AffordanceGrounder:
     """Create the inference network.
 
     Args:
@@ -47,6 +47,7 @@ def build_grounder(config: ModelConfig,
         backbone_states: Optional ``{'clip': ..., 'dino': ...}`` state dicts that replace the
             configured weight sources: ``clip`` is the CLIP image tower (``model.visual``),
             ``dino`` the timm ViT (bundles with embedded backbones, official checkpoints).
+        weights_source: Where ``backbone_states`` come from, for the log.
 
     Returns:
         The grounder in eval mode on the CPU.
@@ -58,13 +59,14 @@ def build_grounder(config: ModelConfig,
             raise ValueError('embedded CLIP image-tower weights need a stored item-prompt table '
                              '(the text tower is not part of an inference bundle)')
         clip_config = dataclasses.replace(config, clip_weights=None)
-    clip_model = load_clip_model(clip_config)
+    clip_model = load_clip_model(clip_config,
+                                 weights_source if 'clip' in backbone_states else None)
     if 'clip' in backbone_states:
         clip_model.visual.load_state_dict(backbone_states['clip'], strict=True)
     if item_text is None:
         item_text = build_prompt_tables(clip_model, config)['item']
     return assemble_grounder(config, clip_model, item_text, head_state,
-                             backbone_states.get('dino'))
+                             backbone_states.get('dino'), weights_source)
 
 
 def build_grounder_with_tables(
@@ -79,12 +81,15 @@ def assemble_grounder(config: ModelConfig, clip_model: torch.nn.Module,
                       item_text: torch.Tensor,
                       head_state: Optional[Dict[str, torch.Tensor]] = None,
                       dino_state: Optional[Dict[str, torch.Tensor]] = None,
-                      ) -> AffordanceGrounder:
-    """Put a loaded CLIP model, the DINO backbone and a head together (eval mode, CPU)."""
+                      dino_source: str = 'the bundle') -> AffordanceGrounder:
+    """Put a loaded CLIP model, the DINO backbone and a head together (eval mode, CPU).
+
+    ``dino_source`` names where ``dino_state`` came from, for the log.
+    """
     dino_config = config
     if dino_state is not None:
         dino_config = dataclasses.replace(config, dino_weights=None)
-    dino_model = load_dino_model(dino_config)
+    dino_model = load_dino_model(dino_config, dino_source if dino_state is not None else None)
     if dino_state is not None:
         dino_model.load_state_dict(dino_state, strict=True)
     dino = DinoKeyEncoder(dino_model)

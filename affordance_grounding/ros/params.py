@@ -68,7 +68,7 @@ class NodeConfig:
     backend: str = 'auto'
     model_path: str = ''
     engine_cache_dir: str = '~/.cache/affordance_grounding/engines'
-    device: str = 'cuda'
+    device: str = 'auto'
     precision: str = 'auto'
     calibration: str = 'clip'
     labels: str = 'seen'

@@ -23,10 +23,11 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
+from affordance_grounding.fileio import write_bytes_atomically
 from affordance_grounding.runtime.engine_cache import (
     cached_engine_path, compute_engine_key, engine_metadata_path, EngineBuildOptions,
     EngineCacheKey, EngineMetadata, find_rebuild_reason, plan_precision, PrecisionPlan,
-    write_bytes_atomically, write_engine_metadata)
+    write_engine_metadata)
 from affordance_grounding.runtime.io_spec import (
     BackendUnavailableError, compute_file_sha256, INPUT_NAME, MISSING_ONNX_HINT, ModelFileError,
     ModelMetadata, PRECISIONS, REEXPORT_HINT, require_file)

@@ -9,11 +9,10 @@ import dataclasses
 from dataclasses import dataclass
 import hashlib
 import json
-import os
 from pathlib import Path
-import tempfile
 from typing import List, Optional
 
+from affordance_grounding.fileio import write_bytes_atomically
 from affordance_grounding.runtime.io_spec import (
     compute_file_sha256, ModelFileError, ModelMetadata, PRECISIONS, require_file)
 
@@ -217,18 +216,3 @@ def check_engine_runs_here(metadata: EngineMetadata, engine_path: str, tensorrt_
     if compute_file_sha256(engine_path) != metadata.engine_sha256:
         raise ModelFileError(f'engine {engine_path} does not match the hash recorded at build '
                              f'time (truncated or replaced); {REBUILD_FIX}')
-
-
-def write_bytes_atomically(destination: Path, payload) -> Path:
-    """Write bytes (or a buffer such as TensorRT's IHostMemory) via a temporary file + rename."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=destination.name,
-                                         suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as stream:
-            stream.write(payload)
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return destination

@@ -40,9 +40,44 @@ def render_overlay(rgb: np.ndarray, heatmap: np.ndarray, label: str, alpha: floa
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     blended = cv2.addWeighted(bgr, 1.0 - alpha, colour, alpha, 0.0)
     scale = max(0.4, min(blended.shape[:2]) / 500.0)
-    origin = (8, int(24 * scale) + 4)
-    cv2.putText(blended, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                thickness=4, lineType=cv2.LINE_AA)
-    cv2.putText(blended, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                thickness=1, lineType=cv2.LINE_AA)
+    draw_label(blended, label, (8, int(24 * scale) + 4), scale)
     return blended
+
+
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def draw_label(bgr: np.ndarray, label: str, origin: Tuple[int, int], scale: float,
+               outline_px: int = 2) -> None:
+    """Write white text with a black outline that follows the glyphs, in place.
+
+    The outline is the text's own mask dilated by ``outline_px``. A second ``putText`` with a
+    larger thickness would not do: OpenCV advances each glyph by its stroke thickness, so the
+    thick shadow runs ahead of the thin text and leaves ghost letters ("cut_withh").
+
+    Args:
+        bgr: (H, W, 3) uint8 image, modified in place.
+        label: Text to write.
+        origin: Bottom-left corner (x, y) of the text baseline, as for ``cv2.putText``.
+        scale: Font scale.
+        outline_px: Width of the black outline.
+    """
+    (width, height), baseline = cv2.getTextSize(label, LABEL_FONT, scale, 1)
+    pad = outline_px + 2
+    left, top = origin[0] - pad, origin[1] - height - pad
+    text = np.zeros((height + baseline + 2 * pad, width + 2 * pad), np.uint8)
+    cv2.putText(text, label, (pad, pad + height), LABEL_FONT, scale, 255, thickness=1,
+                lineType=cv2.LINE_AA)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outline_px + 1,) * 2)
+    halo = cv2.dilate(text, kernel)
+    image_h, image_w = bgr.shape[:2]
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + text.shape[1], image_w), min(top + text.shape[0], image_h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    crop = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+    ink = text[crop][..., None] / 255.0
+    shade = halo[crop][..., None] / 255.0
+    region = bgr[y0:y1, x0:x1].astype(np.float32) * (1.0 - shade)  # black outline
+    region = region * (1.0 - ink) + 255.0 * ink  # white text on top
+    bgr[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 from affordance_grounding.model.grounding import AffordanceGrounder, BackboneFeatures
 from affordance_grounding.runtime.postprocess import resize_to_input
 from affordance_grounding.runtime.preprocess import ImagePreprocessor
-from affordance_grounding.vocabulary import resolve_label_index
+from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
 import torch
 
@@ -65,11 +65,14 @@ class AffordancePredictor:
 
         Raises:
             RuntimeError: If no image was set.
-            ValueError: If the action is not one of the model's labels.
+            ValueError: If the action names none of the model's labels (spelled as the node
+                accepts it: ``cut with`` and ``Cut_With`` mean ``cut_with``).
         """
         if self._features is None or self._input_hw is None:
             raise RuntimeError('call set_image() before predict()')
-        index = resolve_label_index(self.grounder.labels, action)
+        _, index = parse_action_command(action, self.grounder.labels).key  # as the node does
+        if index < 0:
+            raise ValueError('empty action; give a label such as hold')
         class_index = torch.tensor([index], device=self.device)
         maps = self.grounder.forward_head(self._features, class_index)
         network = self.grounder.heatmaps(maps, self.calibration)[0, 0].float().cpu().numpy()

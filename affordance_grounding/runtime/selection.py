@@ -9,6 +9,7 @@ file is never skipped over: its error is raised, since no other backend would do
 
 from dataclasses import dataclass
 import logging
+import re
 from typing import List, Optional, Tuple
 
 from affordance_grounding.runtime.backends import (
@@ -25,6 +26,47 @@ AUTO_ORDER: Tuple[Tuple[str, str], ...] = (
 FILE_KINDS = {'tensorrt': ('onnx', 'engine'), 'torch': ('bundle',), 'onnxruntime': ('onnx',)}
 FILE_KIND_NAMES = {'onnx': 'an ONNX graph', 'engine': 'a TensorRT engine',
                    'bundle': 'a checkpoint bundle'}
+DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+NO_CUDA = 'no CUDA device (torch.cuda.is_available() is False)'
+
+
+def warn_cpu_fallback() -> None:
+    """Log the one warning of ``device: auto`` on a machine without CUDA."""
+    LOGGER.warning('device auto: %s, running on the CPU', NO_CUDA)
+
+
+def resolve_device(device: str, cuda_available: Optional[bool] = None) -> str:
+    """Turn a device setting into a concrete one: the single place ``auto`` is decided.
+
+    ``auto`` becomes ``cuda`` when PyTorch sees a CUDA device and ``cpu`` otherwise, with one
+    warning (a robot that silently runs on its CPU is slow for no visible reason). An explicit
+    ``cuda`` on a machine without CUDA is an error here rather than a driver traceback later.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        cuda_available: What the machine offers (default: ``torch.cuda.is_available()``).
+
+    Raises:
+        ValueError: For a malformed device string.
+        BackendUnavailableError: For ``cuda``/``cuda:N`` without a CUDA device.
+    """
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ValueError(f'unknown device {device!r}; expected auto, cpu, cuda or cuda:N')
+    if device == 'cpu':
+        return device
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if device == 'auto':
+        if cuda_available:
+            return 'cuda'
+        warn_cpu_fallback()
+        return 'cpu'
+    if not cuda_available:
+        raise BackendUnavailableError(f'device {device!r} requested but there is {NO_CUDA}; '
+                                      'use device auto or cpu')
+    return device
 
 
 @dataclass(frozen=True)
@@ -86,7 +128,7 @@ def find_skip_reasons(backend: str, device_type: str, file_kind: str,
     if backend == 'onnxruntime' and environment.onnxruntime_problem:
         reasons.append(environment.onnxruntime_problem)
     if device_type == 'cuda' and not environment.cuda_available and backend != 'onnxruntime':
-        reasons.append('no CUDA device (torch.cuda.is_available() is False)')
+        reasons.append(NO_CUDA)
     if (backend == 'onnxruntime' and device_type == 'cuda' and not environment.onnxruntime_problem
             and 'CUDAExecutionProvider' not in environment.onnxruntime_providers):
         reasons.append('onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)')
@@ -105,9 +147,9 @@ def list_candidates(name: str, device: str) -> List[Tuple[str, str]]:
     """
     if name != 'auto' and name not in BACKEND_NAMES:
         raise ValueError(f'unknown backend {name!r}; expected auto or one of {BACKEND_NAMES}')
-    device_type = device.split(':')[0]
-    if device_type not in ('auto', 'cpu', 'cuda'):
+    if not DEVICE_PATTERN.match(device):
         raise ValueError(f'unknown device {device!r}; expected auto, cpu, cuda or cuda:N')
+    device_type = device.split(':')[0]
     candidates = [(backend, kind) for backend, kind in AUTO_ORDER
                   if name in ('auto', backend) and device_type in ('auto', kind)]
     if not candidates:
@@ -149,6 +191,12 @@ def select_backend(name: str, model_path: str, device: str = 'auto',
     require_file(model_path, f'model file ({file_kind})',
                  f'check the path; {MISSING_ONNX_HINT}')
     environment = environment or probe_environment()
+    if device == 'auto' and not environment.cuda_available:
+        warn_cpu_fallback()  # the CUDA candidates below are skipped at INFO level
+    if (device.startswith('cuda') and not environment.cuda_available
+            and 'CUDAExecutionProvider' not in environment.onnxruntime_providers):
+        raise BackendUnavailableError(f'device {device!r} requested but there is {NO_CUDA}; '
+                                      'use device auto or cpu')
     options = options or BackendOptions()
     skipped = []
     for backend, device_type in candidates:

@@ -199,3 +199,17 @@ def test_import_official_cli_wrong_label_set_returns_2(official_state, tmp_path,
     assert code == 2
     assert '36 classes' in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_import_official_logs_what_it_loads_without_the_random_notice(official_state,
+                                                                      tiny_config, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        import_official_state_dict(official_state, tiny_config)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any('No pretrained weights loaded' in message for message in messages)
+    assert [m for m in messages if m.startswith(('CLIP', 'DINO'))] == [
+        'CLIP ViT-B-16-quickgelu: weights from the official checkpoint',
+        'CLIP ViT-B-16-quickgelu: weights from the official checkpoint',
+        'DINO vit_small_patch16_224: weights from the official checkpoint']

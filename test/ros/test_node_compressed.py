@@ -8,9 +8,9 @@ import time
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.conversions import array_to_image_msg
+import cv2
 from harness.graph_client import GraphClient, wait_for_diagnostics
 from harness.node_process import NodeProcess
-import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage

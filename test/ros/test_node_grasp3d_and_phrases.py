@@ -9,11 +9,11 @@ import shutil
 import time
 
 from affordance_grounding.ros.conversions import array_to_image_msg
-from harness.graph_client import GraphClient, wait_for_diagnostics
 from affordance_grounding.ros.messages import CLOUD_DTYPE
-from harness.node_process import NodeProcess
 from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
 import cv2
+from harness.graph_client import GraphClient, wait_for_diagnostics
+from harness.node_process import NodeProcess
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, PointField

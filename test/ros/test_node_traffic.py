@@ -10,9 +10,9 @@ import sys
 import threading
 import time
 
-from harness.graph_client import latest_diagnostics, wait_for_diagnostics
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from builtin_interfaces.msg import Time
+from harness.graph_client import latest_diagnostics, wait_for_diagnostics
 import numpy as np
 import pytest
 from rosgraph_msgs.msg import Clock

@@ -386,7 +386,7 @@ def test_empty_or_wrong_layout_is_a_clear_error(tmp_path, make, expected):
 
 def test_split_mismatch_errors_give_a_hint(tmp_path):
     build_tree(tmp_path / 'hico', split=None)
-    with pytest.raises(DatasetLayoutError, match='HICO-IIF: use split=None') as error:
+    with pytest.raises(DatasetLayoutError, match='HICO-IIF: use split=null') as error:
         TestDataset(layout(tmp_path / 'hico'))
     assert 'Seen/testset/GT/<affordance>/<object>/<stem>.png' in str(error.value)
     build_tree(tmp_path / 'agd')
