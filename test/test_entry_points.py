@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README_SCRIPTS = ('affordance_predict', 'build_engine', 'affordance_import_official',
-                  'affordance_node')
+                  'affordance_node', 'affordance_bag')
 
 
 def console_scripts():
