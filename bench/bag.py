@@ -33,8 +33,8 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.bag import messages
-from affordance_grounding.bag.processing import (
-    BagJob, load_backend, run_bag, start_inference_thread)
+from affordance_grounding.bag.batching import start_inference_thread
+from affordance_grounding.bag.processing import BagJob, load_backend, run_bag
 from affordance_grounding.bag.reading import InputTopics, open_bag
 from affordance_grounding.ros.conversions import compressed_image_msg_to_rgb, image_msg_to_rgb
 from affordance_grounding.runtime.backends import BackendOptions

@@ -1,0 +1,189 @@
+"""Decoded frames -> batches through the frame pipeline -> results in the output bag.
+
+The frame pipeline runs in one worker thread set up like the node's; results are written in
+frame order, each with its input's header and receive time.
+"""
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from affordance_grounding.bag import messages
+from affordance_grounding.bag.frames import Frame
+from affordance_grounding.bag.job import BagJob, BagSummary
+from affordance_grounding.bag.media import OverlayMedia
+from affordance_grounding.bag.output import OutputBag
+from affordance_grounding.ros.conversions import (
+    colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
+from affordance_grounding.runtime.backends import InferenceBackend
+from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline
+from affordance_grounding.runtime.grasp3d import compute_3d_outputs, Grasp3DOutputs
+from affordance_grounding.vocabulary import parse_action_command
+import numpy as np
+import torch
+
+
+def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
+    """One worker thread for the frame pipeline, set up like the node's (ros/frame_worker.py).
+
+    Unless PyTorch itself runs the model on the CPU, torch only preprocesses: one torch thread
+    is faster there and leaves the cores to the backend (idle OpenMP threads spinning after
+    a resize slow ONNX Runtime down; docs/benchmarks.md, *Recorded bags*).
+    """
+    torch_on_cpu = backend.name == 'torch' and backend.device == 'cpu'
+    return ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference',
+                              initializer=None if torch_on_cpu else torch.set_num_threads,
+                              initargs=() if torch_on_cpu else (1,))
+
+
+class ResultWriter:
+    """Serializes one frame's results into the output bag and the overlay media."""
+
+    def __init__(self, out: OutputBag, connections: Dict[str, object], media: OverlayMedia,
+                 typestore):
+        """Write to ``connections`` (output name -> bag connection) of ``out``."""
+        self.out, self.connections, self.media, self.typestore = out, connections, media, typestore
+
+    def write_images(self, frame: Frame, outputs: FrameOutputs) -> None:
+        """Heatmap (32FC1), grasp mask (mono8) and overlay (bgr8) with the input's header."""
+        header = frame.msg.header
+        for name, array_, encoding in (('heatmap', outputs.heatmap, '32FC1'),
+                                       ('grasp_mask', outputs.mask, 'mono8'),
+                                       ('overlay', outputs.overlay, 'bgr8')):
+            self._write(name, frame, messages.to_image_msg(self.typestore, array_, encoding,
+                                                           header), messages.IMAGE)
+        self.media.add(frame.index, outputs.overlay)
+
+    def write_3d(self, frame: Frame, result: Grasp3DOutputs, label: str) -> None:
+        """Grasp point, pose, region cloud and markers, as the node publishes them."""
+        header, typestore = frame.msg.header, self.typestore
+        if len(result.cloud.points):
+            self._write('affordance_cloud', frame,
+                        messages.to_point_cloud(typestore, header, result.cloud.xyzi),
+                        messages.POINT_CLOUD2)
+        if result.pose.pose is not None:
+            self._write('grasp_pose', frame,
+                        messages.to_pose_stamped(typestore, header, result.pose.pose),
+                        messages.POSE_STAMPED)
+        xyz_m = result.point.xyz_m
+        if xyz_m is None:
+            return  # the node publishes markers only with a point
+        self._write('grasp_point', frame, messages.to_point_stamped(typestore, header, xyz_m),
+                    messages.POINT_STAMPED)
+        markers = messages.to_grasp_markers(typestore, header, xyz_m, label)
+        markers.markers += messages.to_grasp_pose_markers(typestore, header, result.pose.pose)
+        self._write('markers', frame, markers, messages.MARKER_ARRAY)
+
+    def _write(self, name: str, frame: Frame, msg, msgtype: str) -> None:
+        data = self.typestore.serialize_cdr(msg, msgtype)
+        self.out.write(self.connections[name], frame.time_ns, data)
+
+
+class FrameBatcher:
+    """Decodes released frames, runs them in batches and writes their results."""
+
+    def __init__(self, pipeline: FramePipeline, job: BagJob, writer: ResultWriter,
+                 summary: BagSummary, log, executor: ThreadPoolExecutor):
+        """Batch up to ``job.batch_size`` frames per backend call, run on ``executor``.
+
+        With ``job.overlap`` a batch runs while this thread reads, decodes and writes (the
+        backend call, OpenCV and numpy release the GIL); one batch is in flight at most, so
+        memory stays bounded and results are written in order.
+        """
+        self.pipeline, self.job, self.writer = pipeline, job, writer
+        self.summary, self.log = summary, log
+        self.on_done: Callable[[int], object] = lambda n: None
+        self._executor = executor
+        self._batch: List[Tuple[Frame, np.ndarray, str, int]] = []
+        self._inflight: Deque[Tuple[list, Future]] = deque()
+        self._actions: Dict[str, Tuple[str, int]] = {}
+
+    @property
+    def oldest_pending_ns(self) -> Optional[int]:
+        """Receive time of the oldest frame whose results are not written yet."""
+        oldest = self._inflight[0][0] if self._inflight else self._batch
+        return oldest[0][0].time_ns if oldest else None
+
+    def add(self, frames: List[Frame]) -> None:
+        """Prepare frames; run a batch whenever one is full."""
+        for frame in frames:
+            prepared = self._prepare(frame)
+            if prepared is None:
+                self.on_done(1)
+                continue
+            self._batch.append(prepared)
+            if len(self._batch) >= self.job.batch_size:
+                self._submit()
+
+    def finish(self) -> None:
+        """Run the frames still waiting and write every result."""
+        self._submit()
+        while self._inflight:
+            self._write_oldest()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        _, rgbs, labels, indices = zip(*batch)
+        self._inflight.append((batch, self._executor.submit(
+            self.pipeline.run_batch, rgbs, indices, self.job.settings, labels)))
+        while len(self._inflight) > (1 if self.job.overlap else 0):
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        batch, future = self._inflight.popleft()
+        results = future.result()  # re-raises the batch's exception here
+        frames, rgbs, labels, _ = zip(*batch)
+        for frame, rgb, label, outputs in zip(frames, rgbs, labels, results):
+            self.writer.write_images(frame, outputs)
+            self.summary.frames_out += 1
+            if 'grasp_point' in self.writer.connections:
+                self._write_3d(frame, rgb.shape[:2], outputs, label)
+        self.on_done(len(batch))
+
+    def _prepare(self, frame: Frame) -> Optional[Tuple[Frame, np.ndarray, str, int]]:
+        label, index = self._parse_action(frame.action)
+        if index < 0:
+            self.summary.skipped['no_action' if not label else 'unknown_action'] += 1
+            return None
+        try:
+            rgb = colour_msg_to_rgb(frame.msg)
+        except ImageConversionError as error:
+            if not self.summary.skipped['bad_image']:
+                self.log(f'skipping frame {frame.index}: {error} (further bad images are only '
+                         'counted)')
+            self.summary.skipped['bad_image'] += 1
+            return None
+        return frame, rgb, label, index
+
+    def _parse_action(self, text: str) -> Tuple[str, int]:
+        """(label, index); (text, -1) for an unknown action, warned about once."""
+        if text not in self._actions:
+            try:
+                self._actions[text] = parse_action_command(text, self.pipeline.labels).key
+            except ValueError as error:
+                self.log(f'action command {text!r} ignored: {error}')
+                self._actions[text] = (text or '?', -1)
+        return self._actions[text]
+
+    def _write_3d(self, frame: Frame, image_hw, outputs: FrameOutputs, label: str) -> None:
+        """Run the node's 3D chain (runtime/grasp3d.py) on the frame's paired depth."""
+        if frame.camera_info is None:
+            self.summary.grasp_missing['no_camera_info'] += 1
+            return
+        if frame.depth is None:
+            self.summary.grasp_missing['no_depth'] += 1
+            return
+        try:
+            depth, encoding = image_msg_to_array(frame.depth)
+            result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
+                                        image_hw, list(frame.camera_info.k))
+        except ValueError:  # ImageConversionError is a ValueError too
+            self.summary.grasp_missing['bad_depth'] += 1
+            return
+        if result.point.xyz_m is None:
+            self.summary.grasp_missing['no_grasp_point'] += 1
+        else:
+            self.summary.grasp_points += 1
+        self.writer.write_3d(frame, result, label)

@@ -1,0 +1,93 @@
+"""What ``affordance_bag`` is asked to do (:class:`BagJob`) and what it did (the summary)."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+from affordance_grounding.bag.reading import InputTopics
+from affordance_grounding.runtime.frame_pipeline import OutputSettings
+
+
+@dataclass(frozen=True)
+class BagJob:
+    """What to run over which bag (the command line of ``affordance_bag``, parsed).
+
+    Attributes:
+        input_path: rosbag2 folder, or a single ``.mcap``/``.db3`` file.
+        output_path: Output rosbag2 folder (must not exist unless ``overwrite``).
+        model_path: Engine, ONNX graph or checkpoint bundle, as for the node.
+        topics: Input topics (None image: the bag's only image topic).
+        action: Action active before the first action message ('' = idle until one).
+        backend: ``auto`` or a backend name (runtime/selection.py).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: Frames per backend call; None: :func:`choose_batch_size`.
+        storage: ``mcap`` or ``sqlite3``.
+        output_prefix: Namespace of the output topics (the node's is ``/affordance``).
+        copy_inputs: Input topics copied to the output: ``all``, ``used`` or ``none``.
+        settings: Heatmap resolution, mask threshold, overlay style.
+        sync_slop_s: Largest stamp difference between a colour frame and its depth.
+        png_dir: Folder for the overlays as PNGs, or None.
+        video_path: MP4 of the overlays, or None.
+        video_fps: Frame rate of the MP4; None estimates it from the image topic.
+        overwrite: Replace existing outputs.
+        progress: Show a tqdm progress bar.
+        overlap: Run inference in a worker thread while the next batch is read and decoded.
+    """
+
+    input_path: Path
+    output_path: Path
+    model_path: str
+    topics: InputTopics = InputTopics(None)
+    action: str = ''
+    backend: str = 'auto'
+    device: str = 'auto'
+    batch_size: Optional[int] = None
+    storage: str = 'mcap'
+    output_prefix: str = '/affordance'
+    copy_inputs: str = 'all'
+    settings: OutputSettings = OutputSettings()
+    sync_slop_s: float = 0.05
+    png_dir: Optional[Path] = None
+    video_path: Optional[Path] = None
+    video_fps: Optional[float] = None
+    overwrite: bool = False
+    progress: bool = True
+    overlap: bool = True
+
+
+@dataclass
+class BagSummary:
+    """What a run did: frames in and out, skips and missing grasp points by reason."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    grasp_points: int = 0
+    grasp_missing: Counter = field(default_factory=Counter)
+    bad_inputs: Counter = field(default_factory=Counter)
+    messages_written: Dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    backend: str = ''
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames in per second of wall-clock time (reading to closing the output)."""
+        return self.frames_in / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self, output: Path, with_3d: bool) -> str:
+        """Return a few lines for the terminal."""
+        skipped = ', '.join(f'{reason} {n}' for reason, n in sorted(self.skipped.items()))
+        lines = [f'frames in: {self.frames_in}, frames out: {self.frames_out}, skipped: '
+                 f'{sum(self.skipped.values())}' + (f' ({skipped})' if skipped else '')]
+        if with_3d:
+            missing = ', '.join(f'{reason} {n}'
+                                for reason, n in sorted(self.grasp_missing.items()))
+            lines.append(f'grasp points: {self.grasp_points}'
+                         + (f'; none for {missing}' if missing else ''))
+        if self.bad_inputs:
+            lines.append('unreadable messages (ignored): ' + ', '.join(
+                f'{topic} {n}' for topic, n in sorted(self.bad_inputs.items())))
+        lines.append(f'wrote {output} ({sum(self.messages_written.values())} messages) in '
+                     f'{self.seconds:.1f} s, {self.frames_per_s:.1f} frames/s on {self.backend}')
+        return '\n'.join(lines)
