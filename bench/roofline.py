@@ -251,3 +251,50 @@ def format_peak(peak: Dict[str, object]) -> str:
         f"the best measured fp32 rate implies a clock of at least {peak['implied_clock_mhz']} "
         f"MHz at {theory['flop_per_cycle_per_core']} FLOP/cycle/core",
         f"ISA flags: {' '.join(peak['isa_flags'])}"])
+
+
+def add_roofline_fractions(results: List[dict], machine: dict, peak: Optional[dict],
+                           flop_per_frame: float,
+                           sgemm_in_rounds: Dict[str, Dict[str, float]]) -> None:
+    """Add roofline fractions and speed-ups over the reference of the same device (in place).
+
+    CPU rows: ``roofline_fraction`` is the median frame against the peak (fp32 rows: the fp32
+    peak; int8 rows: the int8 peak), ``roofline_fraction_best`` the fastest frame against it;
+    ``sgemm_fraction`` is the old column (median frame vs the best torch sgemm rate seen,
+    before or in the rounds) and ``sgemm_fraction_same_load`` the median frame against the
+    sgemm probe's median in the same rounds. CUDA rows: against the measured GPU GEMM rate of
+    their precision.
+    """
+    reference = {(row['device'], row.get('in_rounds_of_batch', 1)): row['ms_per_frame']
+                 for row in results if row['kind'] == 'reference'}
+    for row in results:
+        seconds = row['ms_per_frame'] / 1e3
+        if row['device'] == 'cpu':
+            in_rounds = sgemm_in_rounds.get(
+                f"batch {row.get('in_rounds_of_batch', row['batch'])}", {})
+            sgemm = max(machine.get('sgemm_gflops') or 0, in_rounds.get('best', 0)) or None
+            int8 = row['precision'] == 'int8'
+            rate = (peak or {}).get('int8_gops' if int8 else 'fp32_gflops')
+            row['roofline_gflops'] = rate
+            row['roofline_fraction'] = _fraction(flop_per_frame, seconds, rate)
+            row['roofline_fraction_best'] = _fraction(
+                flop_per_frame, row['best_ms_per_frame'] / 1e3, rate)
+            row['sgemm_gflops'] = sgemm
+            row['sgemm_fraction'] = None if int8 else _fraction(flop_per_frame, seconds, sgemm)
+            row['sgemm_fraction_same_load'] = None if int8 else _fraction(
+                flop_per_frame, seconds, in_rounds.get('median'))
+        else:
+            key = 'gpu_fp16_gemm_tflops' if row['precision'] == 'fp16' else 'gpu_fp32_gemm_tflops'
+            rate = machine.get(key)
+            row['roofline_gflops'] = rate * 1e3 if rate else None
+            row['roofline_fraction'] = _fraction(flop_per_frame, seconds, row['roofline_gflops'])
+        base = reference.get((row['device'], row.get('in_rounds_of_batch', row['batch'])),
+                             reference.get((row['device'], 1)))
+        row['speedup_vs_reference'] = round(base / row['ms_per_frame'], 2) if base else None
+
+
+def _fraction(flop: float, seconds: float, gflops: Optional[float]) -> Optional[float]:
+    """Roofline time / measured time, or None without a rate."""
+    if not gflops:
+        return None
+    return round(flop / (gflops * 1e9) / seconds, 3)
