@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.inference [--repeats 10] [--out outputs/bench/inference.json]
         [--batches 1 8] [--cuda-batches 1 8 64] [--config MODEL.yaml] [--seed 0]
-        [--int8-method dynamic|static] [--calibration-data DIR] [--no-int8]
+        [--int8-methods dynamic static] [--calibration-data DIR] [--no-int8]
 
 Builds the full-size architecture with random weights (or ``--config``; bench/model_cache.py),
 exports it to ONNX once per precision (cached under ``outputs/bench/cache`` by seed and weight
@@ -20,7 +20,7 @@ exporter's tolerances (bench/parity.py).
 """
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import logging
 import os
 from pathlib import Path
@@ -42,10 +42,8 @@ from bench.parity import compare_outputs, reference_parity
 from bench.reference_structure import reference_test_forward
 from bench.roofline import add_roofline_fractions, measure_peak
 from bench.rows import (
-    CPU_ROWS, create_row_backend, CUDA_ROWS, needed_onnx_precisions, plan_rows, REFERENCE,
-    RowSpec)
+    CPU_ROWS, create_row_backend, CUDA_ROWS, needed_onnx_files, plan_rows, REFERENCE, RowSpec)
 from bench.timing import load_average, summarize, time_interleaved, wait_for_load, write_report
-import numpy as np
 import torch
 
 FLOP_PER_FRAME = 43.2e9  # docs/method.md: about 21.6 GMAC per 224x224 frame (full size)
@@ -83,10 +81,11 @@ def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
         cuda_batches: Sequence[int] = (1, 8, 64), config: Optional[ModelConfig] = None,
         seed: int = 0, cache_dir: str = DEFAULT_CACHE, threads: Optional[int] = None,
         measure_gemm: bool = True, environment: Optional[Environment] = None, cpu: bool = True,
-        int8: Optional[Int8Settings] = Int8Settings()) -> dict:
+        int8: Optional[Int8Settings] = Int8Settings(),
+        int8_methods: Sequence[str] = ('dynamic',)) -> dict:
     """Measure every row; returns the JSON-ready report.
 
-    ``cpu=False``: CUDA rows only; ``int8=None``: no int8 row.
+    ``cpu=False``: CUDA rows only; ``int8=None`` or no ``int8_methods``: no int8 row.
     """
     started = time.perf_counter()
     environment = environment or probe_environment()
@@ -100,11 +99,14 @@ def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
     session = start_session(config, seed)
     flops_counted = count_flops_per_frame(session.grounder)
     flop_per_frame = FLOP_PER_FRAME if config is None else flops_counted
-    planned, session.skipped = plan_rows(CPU_ROWS + CUDA_ROWS, environment, cpu, int8 is not None)
+    planned, session.skipped = plan_rows(CPU_ROWS + CUDA_ROWS, environment, cpu,
+                                         int8_methods if int8 else ())
     export_seconds = {}
-    for precision in needed_onnx_precisions(planned):
-        session.onnx_paths[precision], export_seconds[precision] = ensure_onnx(
-            session.grounder, cache_dir, seed, precision, int8 or Int8Settings())
+    for spec in needed_onnx_files(planned):
+        settings = replace(int8 or Int8Settings(), method=spec.int8_method or 'dynamic')
+        precision = 'fp16' if spec.backend == 'tensorrt' else spec.precision
+        session.onnx_paths[spec.onnx_key], export_seconds[spec.onnx_key] = ensure_onnx(
+            session.grounder, cache_dir, seed, precision, settings)
     session.baseline = TorchBackend(None, 'cpu', grounder=session.grounder).load().infer(
         session.parity_images)
     reference_difference = reference_parity(
@@ -126,7 +128,7 @@ def run(repeats: int = 10, batches: Sequence[int] = (1, 8),
         'sgemm_in_rounds_gflops': session.sgemm_in_rounds,
         'reference_parity_max_relative_difference': reference_difference,
         'onnx': {precision: str(path) for precision, path in session.onnx_paths.items()},
-        'int8': None if int8 is None else vars(int8),
+        'int8': None if int8 is None else dict(vars(int8), methods=list(int8_methods)),
         'export_seconds': export_seconds,
         'repeats': repeats, 'threads': threads, 'load_average_end': load_average(),
         'seconds': round(time.perf_counter() - started, 1),
@@ -271,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                              'reference) and of the roofline probes (default: all cores)')
     parser.add_argument('--cache-dir', default=DEFAULT_CACHE, help='exported ONNX cache')
     parser.add_argument('--no-int8', action='store_true', help='no ONNX Runtime int8 row')
-    parser.add_argument('--int8-method', default='dynamic', choices=('dynamic', 'static'))
+    parser.add_argument('--int8-methods', nargs='+', default=['dynamic'],
+                        choices=('dynamic', 'static'), help='one int8 row per method')
     parser.add_argument('--calibration-data', default=DEFAULT_CALIBRATION_DATA,
                         help='training images for the int8 calibration and parity gate '
                              '(random images when the folder does not exist)')
@@ -290,10 +293,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = load_model_config(args.config) if args.config else None
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     int8 = None if args.no_int8 else Int8Settings(
-        args.int8_method, args.calibration_data if Path(args.calibration_data).is_dir() else None)
+        calibration_data=args.calibration_data if Path(args.calibration_data).is_dir() else None)
     waited = wait_for_load(args.wait_for_load, args.max_wait) if args.wait_for_load else 0.0
     report = run(args.repeats, args.batches, args.cuda_batches, config, args.seed,
-                 args.cache_dir, args.threads, cpu=not args.no_cpu, int8=int8)
+                 args.cache_dir, args.threads, cpu=not args.no_cpu, int8=int8,
+                 int8_methods=args.int8_methods)
     report['waited_for_load_s'] = waited
     print(format_table(report))
     write_report(report, args.out)

@@ -68,7 +68,7 @@ def read_cpu_identity(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, object]:
 
 def read_max_clock_mhz(sysfs: str = '/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq'
                        ) -> Optional[float]:
-    """The highest clock the kernel's cpufreq driver reports (absent in most VMs)."""
+    """Return the highest clock the cpufreq driver reports in MHz (absent in most VMs)."""
     try:
         return int(Path(sysfs).read_text().strip()) / 1e3
     except (OSError, ValueError):
@@ -87,7 +87,8 @@ def fma_units_per_core(identity: Dict[str, object], vector_bits: int) -> Tuple[i
         return 2, 256, 'Zen 4 (AMD family 19h with AVX-512): 2 FMA pipes, 512-bit ops split in two'
     if vendor == 'AuthenticAMD' and family == 0x19:
         return 2, 256, 'Zen 3 (AMD family 19h): 2 x 256-bit FMA pipes'
-    if vendor == 'AuthenticAMD' and family == 0x1A and isinstance(model, int) and 0x20 <= model < 0x30:
+    mobile = isinstance(model, int) and 0x20 <= model < 0x30
+    if vendor == 'AuthenticAMD' and family == 0x1A and mobile:
         return 2, 256, 'Zen 5 mobile (AMD family 1Ah model 2xh): 256-bit data path'
     if vendor == 'AuthenticAMD' and family == 0x1A:
         return 2, vector_bits, 'Zen 5 (AMD family 1Ah): 2 full-width (512-bit) FMA pipes'
@@ -138,7 +139,6 @@ def theoretical_peak(flags: Sequence[str], identity: Dict[str, object], cores: i
 
 def _matmul_model(size: int, integer: bool):
     """One MatMul (or MatMulInteger, uint8 x int8) with a constant right-hand side."""
-    import onnx
     from onnx import helper, numpy_helper, TensorProto
 
     rng = np.random.default_rng(0)
@@ -154,7 +154,8 @@ def _matmul_model(size: int, integer: bool):
         inputs = [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])]
         outputs = [helper.make_tensor_value_info('c', TensorProto.FLOAT, [size, size])]
     graph = helper.make_graph([node], 'gemm_probe', inputs, outputs, [weight])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    return model.SerializeToString()
 
 
 def measure_onnxruntime_gemm(size: int, integer: bool = False, threads: Optional[int] = None,
@@ -189,7 +190,7 @@ def measure_onnxruntime_gemm(size: int, integer: bool = False, threads: Optional
 def measure_peak(threads: Optional[int] = None, sgemm: Optional[Dict[str, float]] = None,
                  sizes: Sequence[int] = GEMM_SIZES, repeats: int = 10,
                  cpuinfo: str = '/proc/cpuinfo') -> Dict[str, object]:
-    """The CPU roofline: best of torch sgemm, ONNX Runtime MatMul and the theoretical peak.
+    """Measure the CPU roofline: best of torch sgemm, ONNX Runtime MatMul and the theory.
 
     Args:
         threads: Threads every measurement uses (None: the libraries' default).
@@ -233,7 +234,7 @@ def measure_peak(threads: Optional[int] = None, sgemm: Optional[Dict[str, float]
 
 
 def _best(candidates: Dict[str, Optional[float]]) -> Tuple[str, float]:
-    """The largest known value and its name."""
+    """Return the largest known value and its name."""
     known = {name: value for name, value in candidates.items() if value}
     name = max(known, key=known.get)
     return name, known[name]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from affordance_grounding.runtime.backends import (
-    BackendOptions, INT8_PRECISION, InferenceBackend, TorchBackend)
+    BackendOptions, InferenceBackend, INT8_PRECISION, TorchBackend)
 from affordance_grounding.runtime.selection import (
     create_backend, Environment, find_skip_reasons)
 
@@ -30,6 +30,7 @@ class RowSpec:
         precision: ``fp32``, ``fp16`` or ``int8``.
         cuda_graphs: PyTorch CUDA: replay captured graphs.
         pinned_outputs: PyTorch CUDA: page-locked host copies of the outputs.
+        int8_method: int8 rows: ``dynamic`` or ``static`` (training/quantize.py).
     """
 
     label: str
@@ -38,12 +39,23 @@ class RowSpec:
     precision: str = 'fp32'
     cuda_graphs: bool = False
     pinned_outputs: bool = True
+    int8_method: Optional[str] = None
+
+    @property
+    def onnx_key(self) -> str:
+        """Key of the ONNX file the row reads: ``fp32``, ``fp16``, ``int8_dynamic`` ..."""
+        if self.backend == 'tensorrt':
+            return 'fp16'
+        return self.precision + (f'_{self.int8_method}' if self.int8_method else '')
 
 
 CPU_ROWS = (
     RowSpec('torch eager fp32', 'torch', 'cpu'),
     RowSpec('onnxruntime cpu fp32', 'onnxruntime', 'cpu'),
-    RowSpec('onnxruntime cpu int8', 'onnxruntime', 'cpu', INT8_PRECISION),
+    RowSpec('onnxruntime cpu int8 dynamic', 'onnxruntime', 'cpu', INT8_PRECISION,
+            int8_method='dynamic'),
+    RowSpec('onnxruntime cpu int8 static', 'onnxruntime', 'cpu', INT8_PRECISION,
+            int8_method='static'),
 )
 CUDA_ROWS = (
     RowSpec('torch cuda fp32', 'torch', 'cuda'),
@@ -66,15 +78,15 @@ def skip_reason(spec: RowSpec, environment: Environment) -> Optional[str]:
 
 
 def plan_rows(specs: Sequence[RowSpec], environment: Environment, cpu: bool = True,
-              int8: bool = True) -> Tuple[List[RowSpec], List[dict]]:
+              int8_methods: Sequence[str] = ('dynamic',)) -> Tuple[List[RowSpec], List[dict]]:
     """Split ``specs`` into (rows to time, skipped rows with their reason)."""
     planned, skipped = [], []
     for spec in specs:
         reason = skip_reason(spec, environment)
         if spec.device == 'cpu' and not cpu:
             reason = 'CPU rows not asked for (--no-cpu)'
-        elif spec.precision == INT8_PRECISION and not int8:
-            reason = 'int8 row not asked for (--no-int8)'
+        elif spec.int8_method and spec.int8_method not in int8_methods:
+            reason = f'int8 method {spec.int8_method} not asked for (--int8-methods)'
         if reason:
             skipped.append({'backend': spec.label, 'device': spec.device, 'reason': reason})
         else:
@@ -82,11 +94,13 @@ def plan_rows(specs: Sequence[RowSpec], environment: Environment, cpu: bool = Tr
     return planned, skipped
 
 
-def needed_onnx_precisions(planned: Sequence[RowSpec]) -> List[str]:
-    """The ONNX files the planned rows read: fp32 (ONNX Runtime), int8, fp16 (TensorRT)."""
-    needed = {spec.precision if spec.backend == 'onnxruntime' else 'fp16'
-              for spec in planned if spec.backend in ('onnxruntime', 'tensorrt')}
-    return [precision for precision in ('fp32', INT8_PRECISION, 'fp16') if precision in needed]
+def needed_onnx_files(planned: Sequence[RowSpec]) -> List[RowSpec]:
+    """Return one row per ONNX file the rows read (fp32, int8 per method, fp16 for TensorRT)."""
+    files: Dict[str, RowSpec] = {}
+    for spec in planned:
+        if spec.backend in ('onnxruntime', 'tensorrt'):
+            files.setdefault(spec.onnx_key, spec)
+    return sorted(files.values(), key=lambda spec: spec.onnx_key)
 
 
 def create_row_backend(spec: RowSpec, grounder, onnx_paths: Dict[str, Path],
@@ -100,5 +114,5 @@ def create_row_backend(spec: RowSpec, grounder, onnx_paths: Dict[str, Path],
         options = BackendOptions(precision=spec.precision, max_batch=64)
         return create_backend('tensorrt', str(onnx_paths['fp16']), spec.device, options).load()
     options = BackendOptions(intra_op_threads=threads)  # precision: the file's own
-    return create_backend('onnxruntime', str(onnx_paths[spec.precision]), spec.device,
+    return create_backend('onnxruntime', str(onnx_paths[spec.onnx_key]), spec.device,
                           options).load()

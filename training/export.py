@@ -313,7 +313,7 @@ def load_source(args: argparse.Namespace) -> Tuple[AffordanceGrounder, str]:
 
 
 def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
-    """The int8 options (training/quantize.py)."""
+    """Add the int8 options (training/quantize.py)."""
     from training.quantize import DEFAULT_MIN_COSINE, METHODS
 
     group = parser.add_argument_group('int8 (ONNX Runtime CPU)')

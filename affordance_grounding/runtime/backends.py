@@ -355,7 +355,7 @@ def import_onnxruntime():
 
 
 def is_int8_onnx(model) -> bool:
-    """True for an int8 graph: ``precision: int8`` in its metadata or quantization operators."""
+    """Tell an int8 graph: ``precision: int8`` in its metadata, or quantization operators."""
     props = {entry.key: entry.value for entry in model.metadata_props}
     if props.get('precision') == INT8_PRECISION:
         return True

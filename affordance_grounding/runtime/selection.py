@@ -120,7 +120,7 @@ INT8_GPU_REASON = ('an int8 graph is quantized for ONNX Runtime on the CPU; expo
 
 
 def onnx_file_is_int8(model_path: str) -> bool:
-    """True when an ONNX file is an int8 graph (its metadata or quantization operators)."""
+    """Tell whether an ONNX file is an int8 graph (its metadata or quantization operators)."""
     from affordance_grounding.runtime.backends import is_int8_onnx
     from affordance_grounding.runtime.onnx_model import load_onnx_model
 

@@ -8,7 +8,7 @@ from bench.inference_report import evaluate_targets, format_table
 from bench.model_cache import Int8Settings
 from bench.parity import compare_outputs
 from bench.roofline import add_roofline_fractions
-from bench.rows import CPU_ROWS, CUDA_ROWS, needed_onnx_precisions, plan_rows, skip_reason
+from bench.rows import CPU_ROWS, CUDA_ROWS, needed_onnx_files, plan_rows, skip_reason
 from bench.timing import write_report
 import numpy as np
 import pytest
@@ -23,7 +23,8 @@ GPU_NO_ORT_CUDA = Environment(cuda_available=True, tensorrt_problem=None,
 def test_skip_reasons_come_from_runtime_selection():
     reasons = {spec.label: skip_reason(spec, CPU_ONLY) for spec in CPU_ROWS + CUDA_ROWS}
     assert reasons['torch eager fp32'] is None
-    assert reasons['onnxruntime cpu fp32'] is None and reasons['onnxruntime cpu int8'] is None
+    assert reasons['onnxruntime cpu fp32'] is None
+    assert reasons['onnxruntime cpu int8 dynamic'] is None
     assert 'no CUDA device' in reasons['torch cuda fp16 + graphs']
     assert 'tensorrt does not import' in reasons['tensorrt fp16']
     assert 'CUDAExecutionProvider' in reasons['onnxruntime cuda fp32']
@@ -35,12 +36,16 @@ def test_skip_reasons_come_from_runtime_selection():
 def test_plan_rows_and_the_onnx_files_they_need():
     planned, skipped = plan_rows(CPU_ROWS + CUDA_ROWS, CPU_ONLY)
     assert [spec.label for spec in planned] == [
-        'torch eager fp32', 'onnxruntime cpu fp32', 'onnxruntime cpu int8']
-    assert needed_onnx_precisions(planned) == ['fp32', 'int8']
-    planned, skipped = plan_rows(CPU_ROWS, CPU_ONLY, int8=False)
-    assert 'onnxruntime cpu int8' in {skip['backend'] for skip in skipped}
+        'torch eager fp32', 'onnxruntime cpu fp32', 'onnxruntime cpu int8 dynamic']
+    assert [spec.onnx_key for spec in needed_onnx_files(planned)] == ['fp32', 'int8_dynamic']
+    planned, skipped = plan_rows(CPU_ROWS, CPU_ONLY, int8_methods=('static', 'dynamic'))
+    assert [spec.onnx_key for spec in needed_onnx_files(planned)] == [
+        'fp32', 'int8_dynamic', 'int8_static']
+    planned, skipped = plan_rows(CPU_ROWS, CPU_ONLY, int8_methods=())
+    assert {'onnxruntime cpu int8 dynamic', 'onnxruntime cpu int8 static'} <= {
+        skip['backend'] for skip in skipped}
     planned, _ = plan_rows(CPU_ROWS + CUDA_ROWS, GPU_NO_ORT_CUDA, cpu=False)
-    assert needed_onnx_precisions(planned) == ['fp16']  # TensorRT reads the fp16 graph
+    assert [spec.onnx_key for spec in needed_onnx_files(planned)] == ['fp16']  # TensorRT
 
 
 class _Result:
@@ -72,7 +77,7 @@ def _row(backend, kind, device, batch, ms, precision='fp32'):
 def test_derived_numbers_and_targets():
     rows = [_row('torch eager fp32', 'torch', 'cpu', 1, 400.0),
             _row('onnxruntime cpu fp32', 'onnxruntime', 'cpu', 1, 300.0),
-            _row('onnxruntime cpu int8', 'onnxruntime', 'cpu', 1, 150.0, 'int8'),
+            _row('onnxruntime cpu int8 dynamic', 'onnxruntime', 'cpu', 1, 150.0, 'int8'),
             _row('reference structure fp32', 'reference', 'cpu', 1, 600.0),
             _row('torch cuda fp16 + graphs', 'torch', 'cuda', 1, 2.0, 'fp16'),
             _row('torch cuda fp16 + graphs', 'torch', 'cuda', 64, 0.4, 'fp16'),
@@ -96,7 +101,8 @@ def test_derived_numbers_and_targets():
     assert speedup['holds'] and speedup['measured'] == 2.0
     assert not targets['CPU peak fraction, batch 1 (onnxruntime cpu fp32)']['holds']
     assert targets['CPU sgemm-roofline fraction (old), batch 1 (onnxruntime cpu fp32)']['holds']
-    int8_target = targets['int8 vs fp32 ONNX Runtime CPU speed-up, batch 1']
+    int8_target = targets['int8 vs fp32 ONNX Runtime CPU speed-up, batch 1 '
+                          '(onnxruntime cpu int8 dynamic)']
     assert int8_target['measured'] == 2.0 and int8_target['holds']
     assert targets['torch cuda fp16 + graphs, batch 1 ms/frame']['holds']
     assert targets['torch cuda fp16 + graphs, batch 64 frames/s']['holds']  # 2500 frames/s
@@ -107,20 +113,21 @@ def test_derived_numbers_and_targets():
 def test_tiny_run_writes_every_field(tiny_config, tmp_path):
     report = inference.run(repeats=1, batches=(1,), config=tiny_config, seed=3,
                            cache_dir=str(tmp_path / 'cache'), measure_gemm=False,
-                           environment=CPU_ONLY, int8=Int8Settings(min_cosine=0.9))
+                           environment=CPU_ONLY, int8=Int8Settings())
     names = {(row['backend'], row['batch']) for row in report['results']}
     assert names == {('torch eager fp32', 1), ('onnxruntime cpu fp32', 1),
-                     ('onnxruntime cpu int8', 1), ('reference structure fp32', 1)}
+                     ('onnxruntime cpu int8 dynamic', 1), ('reference structure fp32', 1)}
     int8 = [row for row in report['results'] if row['precision'] == 'int8'][0]
     assert 'cosine' in int8['parity']['tolerance']
     assert all(row['parity']['ok'] for row in report['results']
                if row['parity'] and row['precision'] == 'fp32')
-    assert {skip['backend'] for skip in report['skipped']} == {spec.label for spec in CUDA_ROWS}
+    assert {skip['backend'] for skip in report['skipped']} == {
+        spec.label for spec in CUDA_ROWS} | {'onnxruntime cpu int8 static'}
     assert report['reference_parity_max_relative_difference'] < 1e-4
     assert report['flop_per_frame'] == report['flop_per_frame_counted'] > 0
     assert set(report['machine']) >= {'cpu', 'cores', 'torch', 'onnxruntime', 'tensorrt', 'gpu'}
     assert any('int8 vs fp32' in target['target'] for target in report['targets'])
-    assert 'onnxruntime cpu int8' in format_table(report)
+    assert 'onnxruntime cpu int8 dynamic' in format_table(report)
     path = write_report(report, str(tmp_path / 'inference.json'))
     assert json.loads(path.read_text())['results']
     cached = sorted(path.name for path in (tmp_path / 'cache').glob('*.onnx'))

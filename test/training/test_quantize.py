@@ -2,10 +2,10 @@
 
 import logging
 
-import cv2
 from affordance_grounding.runtime.backends import OnnxRuntimeBackend
 from affordance_grounding.runtime.onnx_model import load_onnx_model, read_onnx_metadata
 from affordance_grounding.runtime.selection import Environment, select_backend
+import cv2
 import numpy as np
 import pytest
 from training import export, quantize
@@ -13,7 +13,7 @@ from training import export, quantize
 GPU_MACHINE = Environment(cuda_available=True, tensorrt_problem=None, onnxruntime_problem=None,
                           onnxruntime_providers=('CUDAExecutionProvider',
                                                  'CPUExecutionProvider'))
-TINY_GATE = 0.95  # the tiny random model's int8 maps: min cosine about 0.99 (measured)
+TINY_GATE = quantize.DEFAULT_MIN_COSINE  # the tiny model measures >= 0.9998
 
 
 @pytest.fixture(scope='module')
