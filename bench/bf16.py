@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
+from affordance_grounding.runtime.backends import BackendOptions, OnnxRuntimeBackend
 from affordance_grounding.runtime.graph import GroundingGraph
 from bench.machine import describe_machine
 from bench.model_cache import build_full_size, DEFAULT_CACHE, ensure_onnx, Int8Settings
@@ -43,8 +43,11 @@ def onnxruntime_bf16_matmul() -> Dict[str, object]:
     return {'available': True, 'reason': None}
 
 
-def run(rounds: int = 6, seed: int = 0, cache_dir: str = DEFAULT_CACHE) -> dict:
+def run(rounds: int = 6, seed: int = 0, cache_dir: str = DEFAULT_CACHE,
+        threads: Optional[int] = None) -> dict:
     """Time PyTorch fp32 vs bf16 autocast; probe ONNX Runtime bf16; returns the report."""
+    if threads:
+        torch.set_num_threads(threads)
     machine = describe_machine(measure_gemm=False)
     grounder, _, _ = build_full_size(seed)
     graph = GroundingGraph(grounder, 'clip', 'fp32').eval()
@@ -62,15 +65,16 @@ def run(rounds: int = 6, seed: int = 0, cache_dir: str = DEFAULT_CACHE) -> dict:
     calls = {'torch fp32': lambda: forward(False), 'torch bf16 autocast': lambda: forward(True)}
     pixels = image.numpy()
     for precision in ('fp32', 'int8'):
-        backend = OnnxRuntimeBackend(str(ensure_onnx(grounder, cache_dir, seed, precision,
-                                                     Int8Settings())[0])).load()
+        path = ensure_onnx(grounder, cache_dir, seed, precision, Int8Settings())[0]
+        backend = OnnxRuntimeBackend(str(path), options=BackendOptions(
+            intra_op_threads=threads)).load()
         calls[f'onnxruntime {precision}'] = lambda b=backend: b.infer(pixels)
     samples = time_interleaved(calls, rounds, 1)
     stats = {name: summarize(values) for name, values in samples.items()}
     ratio = stats['torch fp32']['median_s'] / stats['torch bf16 autocast']['median_s']
     fastest_shipped = min(stats['onnxruntime fp32']['median_s'],
                           stats['onnxruntime int8']['median_s'])
-    return {'machine': machine, 'rounds': rounds,
+    return {'machine': machine, 'rounds': rounds, 'threads': threads,
             'ms': {name: round(stat['median_s'] * 1e3, 1) for name, stat in stats.items()},
             'spread': {name: round(stat['spread'], 3) for name, stat in stats.items()},
             'torch_bf16_speedup': round(ratio, 2), 'torch_bf16_min_map_cosine': cosine,
@@ -85,16 +89,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run, print a summary, write the JSON file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=6)
+    parser.add_argument('--threads', type=int, help='intra-op threads (default: all cores)')
     parser.add_argument('--out', default='outputs/bench/bf16.json')
     args = parser.parse_args(argv)
-    report = run(args.rounds)
+    report = run(args.rounds, threads=args.threads)
     flags = [flag for flag in report['machine']['isa_flags'] if 'bf16' in flag or 'amx' in flag]
     print(f"bf16 ISA flags: {flags or 'none'}; load {report['machine']['load_average']} -> "
           f"{report['load_average_end']}")
     print(f"median ms: {report['ms']}; torch bf16 vs fp32 "
           f"{report['torch_bf16_speedup']}x, vs the fastest ONNX Runtime row "
           f"{report['bf16_vs_fastest_shipped']}x; "
-          f"min map cosine {np.round(list(report['torch_bf16_min_map_cosine'].values()), 4)}")
+          f"min map cosine {np.round(list(report['torch_bf16_min_map_cosine'].values()), 6)}")
     print(f"onnxruntime bf16 MatMul on the CPU: {report['onnxruntime_bf16_matmul']}")
     print(f"keep bf16: {report['keep_bf16']}")
     write_report(report, args.out)
