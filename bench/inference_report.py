@@ -30,8 +30,8 @@ def evaluate_targets(report: dict) -> List[dict]:
     for row in rows:
         if fp32 and row['precision'] == 'int8' and row['batch'] == 1:
             ratio = round(fp32['ms_per_frame'] / row['ms_per_frame'], 2)
-            targets.append(_target(f"int8 vs fp32 ONNX Runtime CPU speed-up, batch 1 "
-                                   f"({row['backend']})", f'>= {INT8_TARGET_SPEEDUP}', ratio,
+            name = f"int8 vs fp32 ONNX Runtime CPU speed-up, batch 1 ({row['backend']})"
+            targets.append(_target(name, f'>= {INT8_TARGET_SPEEDUP}', ratio,
                                    INT8_TARGET_SPEEDUP))
     for row in rows:
         if row['precision'] in ('int8', 'fp16') and row['parity'] and row['batch'] == 1:

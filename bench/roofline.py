@@ -132,7 +132,8 @@ def theoretical_peak(flags: Sequence[str], identity: Dict[str, object], cores: i
                   f' GOP/s')
     return {'fp32_gflops': None if fp32 is None else round(fp32, 1),
             'int8_gops': None if int8 is None else round(int8, 1),
-            'flop_per_cycle_per_core': flop_per_cycle, 'int8_factor': int8_factor, 'vector_bits': vector_bits,
+            'flop_per_cycle_per_core': flop_per_cycle, 'int8_factor': int8_factor,
+            'vector_bits': vector_bits,
             'cores': cores, 'clock_mhz': clock, 'clock_source': source, 'vnni': vnni,
             'derivation': derivation}
 
@@ -260,7 +261,7 @@ def format_peak(peak: Dict[str, object]) -> str:
         f"theoretical: {theory['derivation']}",
         f"the fastest probe implies a clock of at least {peak['implied_clock_mhz']} MHz "
         f"({theory['flop_per_cycle_per_core']} FLOP/cycle/core fp32, x{theory['int8_factor']} "
-        f"int8)",
+        'int8)',
         f"ISA flags: {' '.join(peak['isa_flags'])}"])
 
 

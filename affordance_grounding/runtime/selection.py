@@ -3,8 +3,8 @@
 Order (EXPORT.md): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX Runtime CPU, PyTorch CPU.
 A candidate is skipped when its library, provider or device is missing or when it cannot read
 the given file type (ONNX/engine vs checkpoint bundle; an int8 ONNX graph runs on ONNX Runtime
-CPU only); each reason is logged. A broken model
-file is never skipped over: its error is raised, since no other backend would do better.
+CPU only); each reason is logged. A broken model file is never skipped over: its error is
+raised, since no other backend would do better.
 """
 
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 from affordance_grounding.runtime.backends import (
     BackendOptions, InferenceBackend, OnnxRuntimeBackend, TorchBackend)
 from affordance_grounding.runtime.io_spec import (
-    BackendUnavailableError, classify_model_file, require_file)
+    BackendUnavailableError, classify_model_file, ModelFileError, require_file)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -120,11 +120,17 @@ INT8_GPU_REASON = ('an int8 graph is quantized for ONNX Runtime on the CPU; expo
 
 
 def onnx_file_is_int8(model_path: str) -> bool:
-    """Tell whether an ONNX file is an int8 graph (its metadata or quantization operators)."""
+    """Tell whether an ONNX file is an int8 graph (its metadata or quantization operators).
+
+    An unreadable file counts as not int8: the backend that loads it raises the clear error.
+    """
     from affordance_grounding.runtime.backends import is_int8_onnx
     from affordance_grounding.runtime.onnx_model import load_onnx_model
 
-    return is_int8_onnx(load_onnx_model(model_path))
+    try:
+        return is_int8_onnx(load_onnx_model(model_path))
+    except ModelFileError:
+        return False
 
 
 def create_backend(backend: str, model_path: str, device: str,
