@@ -18,8 +18,8 @@ from typing import Callable, Dict, List, Optional
 
 from affordance_grounding.runtime.backends import (
     BackendOptions, OnnxRuntimeBackend, TorchBackend)
-from bench.inference import build_full_size, DEFAULT_CACHE, ensure_onnx
 from bench.machine import describe_machine
+from bench.model_cache import build_full_size, DEFAULT_CACHE, ensure_onnx
 from bench.timing import load_average, summarize, time_interleaved, write_report
 import numpy as np
 import torch

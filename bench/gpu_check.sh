@@ -2,7 +2,8 @@
 # Entry point of the GPU checks on a borrowed CUDA machine (device tool), from the repo root:
 #   run(command='bash bench/gpu_check.sh', carry=['.whl'], timeout_s=600)
 # The machine's Python lacks open_clip and ftfy: `.whl/` carries them (docs/benchmarks.md says
-# how to download them). Results land in $OUT (inference.json, memory.json, suite.json, logs).
+# how to download them). Results land in $OUT (inference.json with the CUDA rows and the CPU
+# fp32/int8 rows and their fp16/int8 parity, memory.json, suite.json, logs).
 set -u
 if compgen -G '.whl/*.whl' > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

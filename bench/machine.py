@@ -6,6 +6,7 @@ import platform
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from bench.roofline import read_cpu_flags, select_isa_flags
 import torch
 
 SGEMM_SIZES = (1024, 2048)
@@ -118,6 +119,7 @@ def describe_machine(measure_gemm: bool = True) -> Dict[str, Any]:
         'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         'cuda': torch.version.cuda if torch.cuda.is_available() else None,
         'load_average': load,
+        'isa_flags': select_isa_flags(read_cpu_flags()),
     }
     if measure_gemm:
         sgemm = measure_best_sgemm_gflops()

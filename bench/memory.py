@@ -141,7 +141,7 @@ def prepare_model_files(config_path: Optional[str], seed: int, cache_dir: str,
     """Write (or reuse) the bundle and the ONNX file of the random model; returns their paths."""
     from affordance_grounding.config import load_model_config
     from affordance_grounding.model.checkpoint import save_bundle
-    from bench.inference import build_model, ensure_onnx, weight_fingerprint
+    from bench.model_cache import build_model, ensure_onnx, weight_fingerprint
 
     config = load_model_config(config_path) if config_path else None
     grounder, _, _ = build_model(config, seed)
@@ -173,11 +173,11 @@ def run(frames: int = 20, batch: int = 1, config_path: Optional[str] = None, see
     """Measure every runnable case (or those in ``only``) in its own process."""
     import torch
 
-    from bench.inference import Probe
+    from affordance_grounding.runtime.selection import probe_environment
     from bench.machine import describe_machine
 
-    probe = Probe.detect()
-    cases, skipped = list_cases(probe.cuda, probe.onnxruntime_providers)
+    environment = probe_environment()
+    cases, skipped = list_cases(environment.cuda_available, environment.onnxruntime_providers)
     if only:
         skipped = [skip for skip in skipped if skip['case'] in only]
         cases = [case for case in cases if case in only]

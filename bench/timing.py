@@ -93,3 +93,14 @@ def write_report(report: dict, path: str) -> Path:
     out.write_text(json.dumps(report, indent=2))
     print(f'wrote {out}')
     return out
+
+
+def wait_for_load(threshold: float, max_wait: float, poll_s: float = 15.0) -> float:
+    """Sleep until the 1-minute load average is at most ``threshold``; returns seconds waited."""
+    started = time.perf_counter()
+    while (time.perf_counter() - started < max_wait
+           and (load_average() or [0.0])[0] > threshold):
+        time.sleep(poll_s)
+    waited = time.perf_counter() - started
+    print(f'waited {waited:.0f} s for load <= {threshold}: now {load_average()}', flush=True)
+    return round(waited, 1)

@@ -1,8 +1,10 @@
 r"""Export a model bundle to one ONNX graph and check it against PyTorch with ONNX Runtime.
 
     python -m training.export --checkpoint outputs/train/best.pt --out model.onnx \
-        [--calibration clip] [--opset 20] [--precision fp32|fp16] \
+        [--calibration clip] [--opset 20] [--precision fp32|fp16|int8] \
         [--tensorrt-engine model.engine] [--text-tower]
+    python -m training.export --onnx model.onnx --out model_int8.onnx --precision int8 \
+        [--int8-method dynamic|static] [--calibration-data TRAIN_IMAGES_DIR]
 
 The graph is the whole inference model (backbones, head, calibration, prompt table baked in):
 ``image`` (B, 3, 224, 224) -> ``affordance``, ``cam``, ``affinity`` (names in
@@ -15,10 +17,14 @@ TensorRT builds, checked by cosine >= 0.999 per map instead of an absolute toler
 ``--text-tower`` also writes ``<out>.text.onnx``: the CLIP text tower (tokens -> unit-length
 embedding), which lets the node map action phrases that are neither a label nor a synonym to
 the nearest label (off by default: it is large, see affordance_grounding.runtime.text_encoder).
+
+``--precision int8`` exports fp32, then quantizes the backbone MatMuls for ONNX Runtime on the
+CPU and gates the result on per-map cosine (training/quantize.py); ``--onnx`` starts from an
+existing fp32 export.
 """
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import logging
 from pathlib import Path
 import sys
@@ -40,6 +46,13 @@ import numpy as np
 import torch
 
 LOGGER = logging.getLogger(__name__)
+
+
+# Parity tolerances against PyTorch fp32 on the CPU (docs/export.md), used by the exporter and
+# by bench.inference: fp32 max abs error on the CPU and on CUDA (TF32 off), fp16 per-map cosine.
+FP32_ATOL = 1e-4
+FP32_GPU_ATOL = 1e-3
+FP16_MIN_COSINE = 0.999
 
 
 class ExportError(RuntimeError):
@@ -64,8 +77,8 @@ class ExportOptions:
     calibration: str = 'clip'
     opset: int = ONNX_OPSET
     precision: str = 'fp32'
-    atol: float = 1e-4
-    min_cosine: float = 0.999
+    atol: float = FP32_ATOL
+    min_cosine: float = FP16_MIN_COSINE
     parity_batches: Tuple[int, ...] = (1, 2)
     check_tensorrt: bool = True
     seed: int = 0
@@ -192,14 +205,18 @@ def compare_with_torch(reference: GroundingGraph, path: Path,
     return max_abs, min_cos
 
 
-def compute_min_map_cosine(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Smallest cosine similarity between matching (H, W) maps of two (B, K, H, W) arrays."""
+def compute_map_cosines(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every matching (H, W) map of two (B, K, H, W) arrays: (B*K,)."""
     a = actual.reshape(actual.shape[0] * actual.shape[1], -1).astype(np.float64)  # (B*K, H*W)
     e = expected.reshape(a.shape).astype(np.float64)  # (B*K, H*W)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1)
     both_zero = norms == 0
-    cosine = np.where(both_zero, 1.0, (a * e).sum(axis=1) / np.where(both_zero, 1.0, norms))
-    return float(cosine.min())
+    return np.where(both_zero, 1.0, (a * e).sum(axis=1) / np.where(both_zero, 1.0, norms))
+
+
+def compute_min_map_cosine(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Smallest cosine similarity between matching (H, W) maps of two (B, K, H, W) arrays."""
+    return float(compute_map_cosines(actual, expected).min())
 
 
 def find_parity_failures(report: ExportReport, options: ExportOptions) -> List[str]:
@@ -342,15 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--checkpoint', help='model bundle (.pt)')
     source.add_argument('--config', help='model config YAML: random/untrained weights (tests)')
+    source.add_argument('--onnx', help='an fp32 ONNX export to quantize (--precision int8)')
     parser.add_argument('--out', required=True, help='ONNX file to write')
     parser.add_argument('--calibration', default='clip', choices=CALIBRATIONS)
     parser.add_argument('--opset', type=int, default=ONNX_OPSET,
                         help='ONNX opset; above 20 TensorRT 10.3 (JetPack 6) cannot parse it')
     parser.add_argument('--skip-tensorrt-check', action='store_true',
                         help='allow graphs TensorRT 10.3 cannot parse (ONNX Runtime only)')
-    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS + ('int8',))
+    add_int8_arguments(parser)
     parser.add_argument('--fp16', action='store_true', help='same as --precision fp16')
-    parser.add_argument('--atol', type=float, default=1e-4, help='fp32 parity tolerance')
+    parser.add_argument('--atol', type=float, default=FP32_ATOL, help='fp32 parity tolerance')
     parser.add_argument('--seed', type=int, default=0, help='seed for --config weights')
     parser.add_argument('--tensorrt-engine', help='also build a TensorRT engine here')
     parser.add_argument('--max-batch', type=int, default=8, help='engine profile max batch')
@@ -368,6 +387,51 @@ def load_source(args: argparse.Namespace) -> Tuple[AffordanceGrounder, str]:
     return build_grounder(load_model_config(args.config)), ''
 
 
+def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the int8 options (training/quantize.py)."""
+    from training.quantize import DEFAULT_MIN_COSINE, METHODS
+
+    group = parser.add_argument_group('int8 (ONNX Runtime CPU)')
+    group.add_argument('--int8-method', default='dynamic', choices=METHODS,
+                       help='dynamic: weights int8, activations at run time; static: QDQ '
+                            'calibrated on --calibration-data')
+    group.add_argument('--calibration-data',
+                       help='folder of training images (searched recursively) for calibration '
+                            'and the parity gate')
+    group.add_argument('--calibration-count', type=int, default=16)
+    group.add_argument('--int8-min-cosine', type=float, default=DEFAULT_MIN_COSINE,
+                       help='parity gate: smallest per-map cosine of cam and affinity vs fp32')
+
+
+def export_int8_main(args: argparse.Namespace, options: ExportOptions) -> int:
+    """``--precision int8``: export fp32 (unless ``--onnx``), quantize, gate, report."""
+    from training.quantize import (
+        format_quantize_report, list_image_files, quantize_onnx, QuantizeOptions)
+
+    if args.onnx and args.precision != 'int8':
+        raise ValueError('--onnx is the fp32 source of --precision int8')
+    if args.tensorrt_engine:
+        raise ValueError('an int8 graph is for ONNX Runtime on the CPU; build engines from an '
+                         'fp32 or fp16 export')
+    images = tuple(str(path) for path in list_image_files(args.calibration_data)) \
+        if args.calibration_data else ()
+    quantize = QuantizeOptions(method=args.int8_method, calibration_images=images,
+                               calibration_count=args.calibration_count,
+                               min_cosine=args.int8_min_cosine, seed=args.seed)
+    fp32_path = args.onnx
+    if fp32_path is None:
+        fp32_path = str(Path(args.out).with_name(Path(args.out).stem + '.fp32.onnx'))
+        grounder, source_sha256 = load_source(args)
+        print(format_report(export_onnx(grounder, fp32_path, replace(options, precision='fp32'),
+                                        source_sha256)))
+    try:
+        print(format_quantize_report(quantize_onnx(fp32_path, args.out, quantize)))
+    finally:
+        if not args.onnx and Path(fp32_path).exists():
+            Path(fp32_path).unlink()
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Export (and optionally build an engine); returns a process exit code."""
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
@@ -383,6 +447,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             from affordance_grounding.runtime.engine_build import probe_target
 
             probe_target()
+        if precision == 'int8' or args.onnx:
+            return export_int8_main(args, options)
         grounder, source_sha256 = load_source(args)
         report = export_onnx(grounder, args.out, options, source_sha256)
         print(format_report(report))

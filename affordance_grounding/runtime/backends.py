@@ -11,9 +11,10 @@ from affordance_grounding.runtime.backend_interface import (  # noqa: F401 - re-
     BackendOptions, check_calibration, check_image_batch, GroundingResult, ImageBatch,
     InferenceBackend)
 from affordance_grounding.runtime.onnxruntime_backend import (  # noqa: F401 - re-exported
-    import_onnxruntime, OnnxRuntimeBackend)
+    import_onnxruntime, INT8_OPS, INT8_PRECISION, is_int8_onnx, OnnxRuntimeBackend,
+    QUANTIZATION_KEY)
 from affordance_grounding.runtime.torch_backend import TorchBackend  # noqa: F401
 
 __all__ = ['BackendOptions', 'check_calibration', 'check_image_batch', 'GroundingResult',
-           'ImageBatch', 'import_onnxruntime', 'InferenceBackend', 'OnnxRuntimeBackend',
-           'TorchBackend']
+           'ImageBatch', 'import_onnxruntime', 'INT8_OPS', 'INT8_PRECISION', 'InferenceBackend',
+           'is_int8_onnx', 'OnnxRuntimeBackend', 'QUANTIZATION_KEY', 'TorchBackend']

@@ -10,6 +10,11 @@ from affordance_grounding.runtime.io_spec import (
 import numpy as np
 import torch
 
+INT8_PRECISION = 'int8'  # an ONNX graph quantized for ONNX Runtime on the CPU (training.quantize)
+QUANTIZATION_KEY = 'quantization'  # metadata key: how the int8 graph was made
+INT8_OPS = frozenset({'QuantizeLinear', 'DynamicQuantizeLinear', 'MatMulInteger',
+                      'QLinearMatMul', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat'})
+
 
 def import_onnxruntime():
     """Import onnxruntime, or raise BackendUnavailableError with the install command."""
@@ -22,6 +27,14 @@ def import_onnxruntime():
     return onnxruntime
 
 
+def is_int8_onnx(model) -> bool:
+    """Tell an int8 graph: ``precision: int8`` in its metadata, or quantization operators."""
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    if props.get('precision') == INT8_PRECISION:
+        return True
+    return any(node.op_type in INT8_OPS for node in model.graph.node)
+
+
 class OnnxRuntimeBackend(InferenceBackend):
     """ONNX Runtime on the CPU or the CUDA execution provider, tuned for latency."""
 
@@ -32,11 +45,19 @@ class OnnxRuntimeBackend(InferenceBackend):
         """Create the backend for an exported ``.onnx`` file."""
         super().__init__(model_path, device, options)
         self._session = None
+        self._quantization: Optional[str] = None
 
     @property
     def precision(self) -> str:
-        """The precision the graph was exported in."""
+        """The precision the graph was exported in (``int8`` for a quantized graph)."""
         return self._metadata.precision if self._metadata else 'fp32'
+
+    def describe(self) -> str:
+        """One line for logs; an int8 graph also names how it was quantized."""
+        if self._metadata is None or self.precision != INT8_PRECISION:
+            return super().describe()
+        return (f'{self.name} on {self.device} (int8: {self._quantization or "quantized"} '
+                f'MatMul/Gemm, the rest fp32)')
 
     def load(self) -> 'OnnxRuntimeBackend':
         """Create the inference session and read the metadata."""
@@ -64,6 +85,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         if wanted not in session.get_providers():
             raise BackendUnavailableError(f'ONNX Runtime could not start {wanted} '
                                           f'(it fell back to {session.get_providers()})')
+        self._quantization = session.get_modelmeta().custom_metadata_map.get(QUANTIZATION_KEY)
         self._session, self._metadata = session, metadata
         return self
 

@@ -3,8 +3,9 @@
 Order (docs/export.md, "Backend order"): TensorRT, PyTorch CUDA, ONNX Runtime CUDA, ONNX
 Runtime CPU, PyTorch CPU.
 A candidate is skipped when its library, provider or device is missing or when it cannot read
-the given file type (ONNX/engine vs checkpoint bundle); each reason is logged. A broken model
-file is never skipped over: its error is raised, since no other backend would do better.
+the given file type (ONNX/engine vs checkpoint bundle; an int8 ONNX graph runs on ONNX Runtime
+CPU only); each reason is logged. A broken model file is never skipped over: its error is
+raised, since no other backend would do better.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import List, Optional, Tuple
 from affordance_grounding.runtime.backends import (
     BackendOptions, InferenceBackend, OnnxRuntimeBackend, TorchBackend)
 from affordance_grounding.runtime.io_spec import (
-    BackendUnavailableError, classify_model_file, MISSING_ONNX_HINT, require_file)
+    BackendUnavailableError, classify_model_file, MISSING_ONNX_HINT, ModelFileError,
+    require_file)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -157,6 +159,24 @@ def list_candidates(name: str, device: str) -> List[Tuple[str, str]]:
     return candidates
 
 
+INT8_GPU_REASON = ('an int8 graph is quantized for ONNX Runtime on the CPU; export fp16 or fp32 '
+                   'for the GPU')
+
+
+def onnx_file_is_int8(model_path: str) -> bool:
+    """Tell whether an ONNX file is an int8 graph (its metadata or quantization operators).
+
+    An unreadable file counts as not int8: the backend that loads it raises the clear error.
+    """
+    from affordance_grounding.runtime.backends import is_int8_onnx
+    from affordance_grounding.runtime.onnx_model import load_onnx_model
+
+    try:
+        return is_int8_onnx(load_onnx_model(model_path))
+    except ModelFileError:
+        return False
+
+
 def create_backend(backend: str, model_path: str, device: str,
                    options: BackendOptions) -> InferenceBackend:
     """Construct (not load) one backend; TensorRT's module is imported only here."""
@@ -199,8 +219,13 @@ def select_backend(name: str, model_path: str, device: str = 'auto',
                                       'use device auto or cpu')
     options = options or BackendOptions()
     skipped = []
+    int8 = None  # read only when a GPU candidate could take an ONNX file
     for backend, device_type in candidates:
         reasons = find_skip_reasons(backend, device_type, file_kind, environment)
+        if not reasons and file_kind == 'onnx' and device_type == 'cuda':
+            int8 = onnx_file_is_int8(model_path) if int8 is None else int8
+            if int8:
+                reasons = [INT8_GPU_REASON]
         if not reasons:
             target = device if device.startswith(device_type) else device_type
             try:

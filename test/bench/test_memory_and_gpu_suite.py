@@ -5,7 +5,7 @@ import json
 import sys
 
 from affordance_grounding.model.checkpoint import save_bundle
-from bench import gpu_suite, memory
+from bench import gpu_suite, inference, memory
 import pytest
 
 
@@ -31,6 +31,13 @@ def test_gpu_suite_steps_name_things_that_exist(tmp_path):
     """Every step's command refers to real modules, memory cases and GPU tests."""
     steps = {step.name: step for step in gpu_suite.build_steps(tmp_path, 'python3', 5, 400)}
     assert list(steps) == ['inference', 'memory', 'pytest']
+    command = steps['inference'].command
+    assert command[1:3] == ['-m', 'bench.inference']
+    args = inference.build_parser().parse_args(command[3:])  # bench.inference accepts it
+    assert (args.cuda_batches, args.batches, args.repeats) == ([1, 8, 64], [1], 5)
+    assert not args.no_cpu and not args.no_int8  # the CPU int8/fp32 parity rows run too
+    assert args.out == str(tmp_path / 'inference.json')
+    assert steps['pytest'].command[3:5] == ['-m', 'gpu']
     for step in steps.values():
         module = step.command[step.command.index('-m') + 1]
         assert importlib.util.find_spec(module) is not None, module
@@ -44,13 +51,18 @@ def test_gpu_suite_steps_name_things_that_exist(tmp_path):
 
 def test_gpu_suite_targets_from_inference_json(tmp_path):
     assert gpu_suite.collect_targets(str(tmp_path / 'missing.json'))[0]['holds'] is False
-    report = {'targets': [{'target': 'CPU speed-up', 'holds': True},
-                          {'target': 'torch cuda fp16 + graphs, batch 1 ms/frame',
-                           'holds': True}]}
+    rows = [{'target': 'CPU speed-up', 'holds': True},
+            {'target': 'torch cuda fp16 + graphs, batch 1 ms/frame', 'holds': True},
+            {'target': 'onnxruntime cpu int8 heatmap parity vs fp32', 'holds': True},
+            {'target': 'int8 vs fp32 ONNX Runtime CPU speed-up, batch 1', 'holds': False},
+            {'target': 'tensorrt fp16 heatmap parity vs fp32', 'holds': True}]
     path = tmp_path / 'inference.json'
-    path.write_text(json.dumps(report))
+    path.write_text(json.dumps({'targets': rows}))
     assert [t['target'] for t in gpu_suite.collect_targets(str(path))] == [
-        'torch cuda fp16 + graphs, batch 1 ms/frame']
+        row['target'] for row in rows[1:]]
+    path.write_text(json.dumps({'targets': rows[2:3]}))  # no fp16 + graphs row: a failure
+    collected = gpu_suite.collect_targets(str(path))
+    assert collected[-1]['measured'] is None and collected[-1]['holds'] is False
 
 
 def test_gpu_suite_without_cuda_exits_2(tmp_path, monkeypatch):
