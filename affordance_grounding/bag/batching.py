@@ -18,22 +18,19 @@ from affordance_grounding.ros.conversions import (
 from affordance_grounding.runtime.backends import InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline
 from affordance_grounding.runtime.grasp3d import compute_3d_outputs, Grasp3DOutputs
+from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
-import torch
 
 
 def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
-    """One worker thread for the frame pipeline, set up like the node's (ros/frame_worker.py).
+    """One worker thread for the frame pipeline, set up like the node's (runtime/thread_policy.py).
 
-    Unless PyTorch itself runs the model on the CPU, torch only preprocesses: one torch thread
-    is faster there and leaves the cores to the backend (idle OpenMP threads spinning after
-    a resize slow ONNX Runtime down; docs/benchmarks.md, *Recorded bags*).
+    From a thread with torch's default threads the same work ran 3.4-3.8x slower
+    (docs/benchmarks.md, *Recorded bags*).
     """
-    torch_on_cpu = backend.name == 'torch' and backend.device == 'cpu'
     return ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference',
-                              initializer=None if torch_on_cpu else torch.set_num_threads,
-                              initargs=() if torch_on_cpu else (1,))
+                              initializer=apply_worker_thread_policy, initargs=(backend,))
 
 
 class ResultWriter:
