@@ -19,7 +19,7 @@ worst case for the mask). Every timed output of the new path is compared with th
 """
 
 import argparse
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from affordance_grounding.runtime.grasp import compute_grasp_mask
 from affordance_grounding.runtime.postprocess import render_overlay, resize_to_input
@@ -35,7 +35,7 @@ LABEL = 'hold'
 
 
 def old_resize_to_input(heatmap: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
-    """The previous ``resize_to_input`` (baseline)."""
+    """Resize as the previous ``resize_to_input`` did (baseline)."""
     height, width = input_hw
     return cv2.resize(heatmap.astype(np.float32), (width, height),
                       interpolation=cv2.INTER_LINEAR)
@@ -43,7 +43,7 @@ def old_resize_to_input(heatmap: np.ndarray, input_hw: Tuple[int, int]) -> np.nd
 
 def old_compute_grasp_mask(heatmap: np.ndarray, threshold: float,
                            largest_component: bool = True) -> np.ndarray:
-    """The previous ``compute_grasp_mask`` (baseline)."""
+    """Mask as the previous ``compute_grasp_mask`` did (baseline)."""
     heatmap = np.asarray(heatmap)
     with np.errstate(invalid='ignore'):
         passed = (heatmap >= threshold).astype(np.uint8)
@@ -56,7 +56,7 @@ def old_compute_grasp_mask(heatmap: np.ndarray, threshold: float,
 
 def old_render_overlay(rgb: np.ndarray, heatmap: np.ndarray, label: str,
                        alpha: float = 0.5) -> np.ndarray:
-    """The previous ``render_overlay`` (baseline)."""
+    """Draw as the previous ``render_overlay`` did (baseline)."""
     levels = np.clip(heatmap * 255.0, 0, 255).astype(np.uint8)
     colour = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -84,7 +84,7 @@ def label_band_rows(image_hw: Tuple[int, int]) -> int:
 
 
 def new_frame(network: np.ndarray, rgb: np.ndarray, overlay: bool):
-    """Current postprocessing of one frame, as ``FramePipeline`` composes it."""
+    """Postprocess one frame with the current code, as ``FramePipeline`` composes it."""
     full = resize_to_input(network, rgb.shape[:2])
     mask = compute_grasp_mask(full, THRESHOLD, True)
     blended = render_overlay(rgb, full, LABEL) if overlay else None
@@ -159,14 +159,15 @@ def measure(size: Tuple[int, int], kind: str, pairs, rounds: int, overlay: bool)
 
 
 def format_table(rows: Sequence[Dict]) -> str:
-    """The report as a text table (median ms per frame)."""
+    """Return the report as a text table (median ms per frame)."""
     lines = ['size       maps         overlay  old ms   new ms   old/new  masks equal  '
              'min IoU  heatmap diff  overlay diff']
     for row in rows:
         lines.append(f"{row['size']:<10} {row['maps']:<12} {'yes' if row['overlay'] else 'no':<8} "
                      f"{row['old_ms']:>6.2f}   {row['new_ms']:>6.2f}   {row['speedup']:>6.2f}x  "
                      f"{str(row['masks_equal']):<12} {row['min_mask_iou']:.4f}   "
-                     f"{row['heatmap_max_abs_diff']:.1e}       {row.get('overlay_max_abs_diff', '-')}")
+                     f"{row['heatmap_max_abs_diff']:.1e}       "
+                     f"{row.get('overlay_max_abs_diff', '-')}")
     return '\n'.join(lines)
 
 

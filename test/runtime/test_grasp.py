@@ -154,7 +154,7 @@ def test_intrinsics_from_k_reads_row_major_matrix():
 
 
 def full_image_grasp_mask(heatmap, threshold):
-    """Reference: threshold, then the largest region of a labelling of the whole image.
+    """Threshold, then keep the largest region of a labelling of the whole image (reference).
 
     The straightforward implementation ``compute_grasp_mask`` replaced (it labels only the
     bounding box of the passing pixels and counts areas with a histogram); the results must
@@ -169,7 +169,7 @@ def full_image_grasp_mask(heatmap, threshold):
 
 
 def reference_maps():
-    """Maps that exercise the fast path: camera-size noise, small odd sizes, tied regions."""
+    """Return maps that exercise the fast path: camera-size noise, odd sizes, tied regions."""
     rng = np.random.default_rng(7)
     maps = []
     for _ in range(3):  # untrained-model-like: 14x14 patches upsampled, many regions

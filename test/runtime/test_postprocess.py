@@ -63,8 +63,9 @@ def test_render_overlay_levels_clip_out_of_range_values_for_every_float_type():
     for dtype in (np.float32, np.float64):
         values = heatmap.astype(dtype)
         overlay = render_overlay(rgb, values, '', alpha=1.0)
-        levels = np.clip(values * 255.0, 0, 255).astype(np.uint8)  # truncation, as documented
-        np.testing.assert_array_equal(overlay[20:], cv2.applyColorMap(levels, cv2.COLORMAP_JET)[20:])
+        levels = np.clip(values * 255.0, 0, 255).astype(np.uint8)  # truncated, as before
+        expected = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
+        np.testing.assert_array_equal(overlay[20:], expected[20:])
 
 
 def test_resize_to_input_leaves_its_input_untouched():
