@@ -108,13 +108,9 @@ def label_components(binary: np.ndarray) -> Tuple[int, np.ndarray]:
     The labels are uint16 whenever they fit, because ``cv2.calcHist`` counts uint16 but not
     int32 (see :func:`component_areas`).
     """
-    height, width = binary.shape
-    # OpenCV's 8-connected labelling hands out at most one provisional label per 2x2 block.
-    if ((height + 1) // 2) * ((width + 1) // 2) + 1 < np.iinfo(np.uint16).max:
-        return cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_16U)
     try:
         return cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_16U)
-    except cv2.error:  # more than 65534 regions: only a pixel-level noise map gets here
+    except cv2.error:  # OpenCV refuses to overflow 65535 labels: a pixel-level noise map
         return cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_32S)
 
 
