@@ -1,7 +1,7 @@
 """Per-frame postprocessing at camera sizes: the previous implementation against the current one.
 
     .venv/bin/python -m bench.postprocess [--sizes 640x480,1280x720,1920x1080] [--rounds 30]
-        [--maps 6] [--out outputs/bench/postprocess.json]
+        [--maps 6] [--default-malloc] [--out outputs/bench/postprocess.json]
 
 What :class:`FramePipeline` does after inference, frame by frame: the (S, S) map back to the
 camera size (bilinear), the grasp mask (threshold 0.5, largest 8-connected component) and,
@@ -16,11 +16,16 @@ Two kinds of (224, 224) maps: ``scenes`` are the ground-truth heat maps of the s
 scenes (``training.synthetic``; one blurred part, what a trained model returns) and ``patch
 noise`` is random 14x14 patch values upsampled (an untrained ViT/16 head: many regions, the
 worst case for the mask). Every timed output of the new path is compared with the old one.
+
+Like ``affordance_node``, the process first keeps freed large buffers for reuse
+(``runtime/allocator.py``); ``--default-malloc`` leaves glibc's defaults (a page fault per
+4 KiB of every new MB-sized array).
 """
 
 import argparse
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from affordance_grounding.runtime.allocator import keep_large_buffers
 from affordance_grounding.runtime.grasp import compute_grasp_mask
 from affordance_grounding.runtime.postprocess import render_overlay, resize_to_input
 from bench.machine import describe_machine
@@ -183,19 +188,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--sizes', default='640x480,1280x720,1920x1080')
     parser.add_argument('--rounds', type=int, default=30, help='timed rounds per path')
     parser.add_argument('--maps', type=int, default=6, help='maps per kind')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="keep glibc's allocator defaults (the node raises its thresholds)")
     parser.add_argument('--out', default='outputs/bench/postprocess.json')
     args = parser.parse_args(argv)
+    kept = False if args.default_malloc else keep_large_buffers()
     kinds = {'scenes': scene_maps(args.maps), 'patch noise': patch_noise_maps(args.maps)}
     load_before = load_average()
     rows = [measure(parse_size(size), kind, pairs, args.rounds, overlay)
             for size in args.sizes.split(',') for overlay in (False, True)
             for kind, pairs in kinds.items()]
     print(f'Postprocessing per frame (resize, grasp mask, overlay when "yes"), median ms over '
-          f'{args.rounds} interleaved rounds of {args.maps} maps; load {load_before} -> '
-          f'{load_average()}')
+          f'{args.rounds} interleaved rounds of {args.maps} maps; large buffers kept: {kept}; '
+          f'load {load_before} -> {load_average()}')
     print(format_table(rows))
     write_report({'machine': describe_machine(measure_gemm=False), 'rounds': args.rounds,
-                  'threshold': THRESHOLD, 'load_before': load_before,
+                  'threshold': THRESHOLD, 'large_buffers_kept': kept, 'load_before': load_before,
                   'load_after': load_average(), 'rows': rows}, args.out)
     return 0
 
