@@ -23,6 +23,7 @@ from affordance_grounding.ros.params import (
 from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
 from affordance_grounding.ros.transport import (
     installed_profile_path, loss_advice, profile_in_use, TransportLossMonitor)
+from affordance_grounding.runtime.allocator import keep_large_buffers
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
@@ -276,6 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ros2 launch sends after SIGINT) only ends the spin loop; the node then goes through the
     lifecycle shutdown transition (worker stopped first) before the context is shut down.
     """
+    keep_large_buffers()  # MB-sized frame buffers reused, not re-faulted (runtime/allocator.py)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # treat it like Ctrl-C
     node = AffordanceNode()

@@ -17,8 +17,8 @@ def resize_to_input(heatmap: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarra
         (height, width) float32 map aligned with the original image.
     """
     height, width = input_hw
-    return cv2.resize(heatmap.astype(np.float32), (width, height),
-                      interpolation=cv2.INTER_LINEAR)
+    heatmap = np.asarray(heatmap, dtype=np.float32)  # no copy when it is float32 already
+    return cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def render_overlay(rgb: np.ndarray, heatmap: np.ndarray, label: str, alpha: float = 0.5,
@@ -35,7 +35,9 @@ def render_overlay(rgb: np.ndarray, heatmap: np.ndarray, label: str, alpha: floa
     Returns:
         (H, W, 3) uint8 BGR image (OpenCV order, ready for ``cv2.imwrite`` or a bgr8 message).
     """
-    levels = np.clip(heatmap * 255.0, 0, 255).astype(np.uint8)
+    levels = np.multiply(heatmap, 255.0)  # the only float temporary: clipped in place
+    np.clip(levels, 0, 255, out=levels)
+    levels = levels.astype(np.uint8)
     colour = cv2.applyColorMap(levels, colormap)  # (H, W, 3) BGR
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     blended = cv2.addWeighted(bgr, 1.0 - alpha, colour, alpha, 0.0)

@@ -3,6 +3,7 @@
 from affordance_grounding.runtime.grasp import (
     CameraIntrinsics, check_depth_matches_image, compute_grasp_mask, compute_grasp_point,
     depth_to_metres, intrinsics_from_k)
+import cv2
 import numpy as np
 import pytest
 
@@ -150,3 +151,74 @@ def test_intrinsics_from_k_reads_row_major_matrix():
     assert intrinsics_from_k(k) == CameraIntrinsics(500.0, 510.0, 320.0, 240.0)
     with pytest.raises(ValueError, match='9 row-major entries, got 4'):
         intrinsics_from_k([1.0, 2.0, 3.0, 4.0])
+
+
+def full_image_grasp_mask(heatmap, threshold):
+    """Threshold, then keep the largest region of a labelling of the whole image (reference).
+
+    The straightforward implementation ``compute_grasp_mask`` replaced (it labels only the
+    bounding box of the passing pixels and counts areas with a histogram); the results must
+    be identical, ties included.
+    """
+    with np.errstate(invalid='ignore'):
+        passed = (np.asarray(heatmap) >= threshold).astype(np.uint8)
+    if passed.any():
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(passed, connectivity=8)
+        passed = (labels == 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    return passed * np.uint8(255)
+
+
+def reference_maps():
+    """Return maps that exercise the fast path: camera-size noise, odd sizes, tied regions."""
+    rng = np.random.default_rng(7)
+    maps = []
+    for _ in range(3):  # untrained-model-like: 14x14 patches upsampled, many regions
+        patches = rng.random((14, 14)).astype(np.float32)
+        maps.append(cv2.resize(cv2.resize(patches, (224, 224), interpolation=cv2.INTER_CUBIC),
+                               (1280, 720), interpolation=cv2.INTER_LINEAR))
+    for _ in range(40):  # small maps of odd and even sizes, pixel noise
+        height, width = rng.integers(1, 40, size=2)
+        maps.append(rng.random((height, width)))
+    for _ in range(40):  # equal-area squares at odd and even offsets: ties
+        heatmap = np.zeros((31, 37), dtype=np.float32)
+        for top, left in rng.integers(0, 28, size=(3, 2)):
+            heatmap[top:top + 3, left:left + 3] = 1.0
+        maps.append(heatmap)
+    return maps
+
+
+def test_compute_grasp_mask_equals_a_full_image_labelling():
+    for heatmap in reference_maps():
+        for threshold in (0.3, 0.5, 0.8):
+            np.testing.assert_array_equal(compute_grasp_mask(heatmap, threshold),
+                                          full_image_grasp_mask(heatmap, threshold))
+
+
+def test_compute_grasp_mask_keeps_a_far_largest_region_outside_a_small_crop():
+    heatmap = np.zeros((200, 300), dtype=np.float32)
+    heatmap[3, 5] = 1.0  # a lone pixel near the top-left corner
+    heatmap[150:190, 240:290] = 0.8  # the largest region, far away
+    heatmap[100:102, 100:102] = 0.9
+    mask = compute_grasp_mask(heatmap, 0.5)
+    assert int(np.count_nonzero(mask)) == 40 * 50 and mask[160, 250] == 255
+
+
+def test_compute_grasp_mask_counts_more_regions_than_uint16_labels_hold():
+    heatmap = np.zeros((720, 1280), dtype=np.float32)
+    heatmap[::2, ::2] = 1.0  # 230400 isolated pixels, all tied at area 1
+    heatmap[101, 201] = 1.0  # joins its 4 diagonal neighbours: one region of 5 pixels wins
+    mask = compute_grasp_mask(heatmap, 0.5)
+    np.testing.assert_array_equal(mask, full_image_grasp_mask(heatmap, 0.5))
+    assert int(np.count_nonzero(mask)) == 5 and mask[100, 200] == mask[102, 202] == 255
+
+
+def test_compute_grasp_mask_thresholds_other_dtypes_like_numpy():
+    heatmap = np.array([[0.25, 0.5, 0.75, np.nan]])
+    for dtype in (np.float16, np.float32, np.float64):
+        np.testing.assert_array_equal(compute_grasp_mask(heatmap.astype(dtype), 0.5, False),
+                                      [[0, 255, 255, 0]])
+    np.testing.assert_array_equal(compute_grasp_mask(np.array([[0, 1, 2]]), 1, False),
+                                  [[0, 255, 255]])
+    assert not compute_grasp_mask(heatmap, np.inf, False).any()
+    np.testing.assert_array_equal(compute_grasp_mask(heatmap, -np.inf, False),
+                                  [[255, 255, 255, 0]])

@@ -55,3 +55,22 @@ def test_render_overlay_alpha_one_shows_colour_map_outside_text():
     # JET is blue at 0 and red at 1, in BGR order.
     assert overlay[40, 0, 0] > 100 and overlay[40, 0, 2] < 50
     assert overlay[40, -1, 2] > 100 and overlay[40, -1, 0] < 50
+
+
+def test_render_overlay_levels_clip_out_of_range_values_for_every_float_type():
+    rgb = np.zeros((40, 64, 3), dtype=np.uint8)
+    heatmap = np.tile(np.linspace(-0.5, 1.5, 64), (40, 1))  # (40, 64), beyond [0, 1] both ends
+    for dtype in (np.float32, np.float64):
+        values = heatmap.astype(dtype)
+        overlay = render_overlay(rgb, values, '', alpha=1.0)
+        levels = np.clip(values * 255.0, 0, 255).astype(np.uint8)  # truncated, as before
+        expected = cv2.applyColorMap(levels, cv2.COLORMAP_JET)
+        np.testing.assert_array_equal(overlay[20:], expected[20:])
+
+
+def test_resize_to_input_leaves_its_input_untouched():
+    heatmap = np.linspace(0.0, 1.0, 224 * 224, dtype=np.float32).reshape(224, 224)
+    before = heatmap.copy()
+    resized = resize_to_input(heatmap, (720, 1280))
+    np.testing.assert_array_equal(heatmap, before)
+    assert resized.shape == (720, 1280) and not np.shares_memory(resized, heatmap)
