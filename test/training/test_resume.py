@@ -90,8 +90,11 @@ def test_sigkill_after_a_mid_epoch_checkpoint_loses_only_later_steps(synthetic_r
     finally:
         process.kill()
         process.communicate()
-    assert saved_step(out_dir) == 2  # mid-epoch 0 (3 steps per epoch)
-    assert len(step_records(out_dir)) >= 3  # the log ran ahead of the checkpoint
+    # Checkpoints come every 2 steps and at each epoch end (3 steps per epoch). The kill is
+    # sent once step 3 is logged; on a busy machine it may land after the epoch-end save.
+    saved = saved_step(out_dir)
+    assert saved in (2, 3)
+    assert len(step_records(out_dir)) >= 3  # when saved == 2, the log ran ahead of it
     assert train.main(arguments(synthetic_root, out_dir) + ['--resume']) == 0
     assert_same_steps(step_records(out_dir), straight)  # step 3 logged once, not twice
 
