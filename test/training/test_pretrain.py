@@ -19,13 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def pool():
-    """Eleven rendered scenes: nine egocentric (one per pair), then two exocentric."""
-    return scenes.render_pool(11, seed=99)
+    """Rendered scenes: one egocentric per Seen and Unseen pair, then two exocentric."""
+    return scenes.render_pool(len(scenes.PAIRS) + len(scenes.UNSEEN_PAIRS) + 2, seed=99)
 
 
 def test_render_pool_labels_every_object_pixel_with_its_objects_parts(pool):
     """Part ids belong to the scene's object and cover a plausible share of the image."""
-    assert pool.images.shape == (11, scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
+    assert pool.images.shape[1:] == (scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
     assert pool.is_exo.any() and (~pool.is_exo).any()
     for ids, object_id in zip(pool.part_ids, pool.object_ids):
         present = set(np.unique(ids).tolist()) - {0}
@@ -65,17 +65,64 @@ def test_patch_part_fractions_sum_to_one_and_count_pixels():
     assert torch.allclose(fractions[0, 3], torch.tensor([1.0, 0.0, 0.0]))
 
 
-def test_dense_targets_send_the_acting_part_to_its_prompts():
-    """A blade targets the cut_with prompts, not hold; background targets its text."""
+def test_dense_targets_are_object_level_never_part_level():
+    """Every part of an object targets the same texts: its name and all its actions' prompts."""
     texts, targets = clip_pretrain.build_dense_vocabulary()
     assert torch.allclose(targets.sum(dim=1), torch.ones(targets.shape[0]))
     blade = scenes.PART_KEYS.index(('knife', 'blade')) + 1
+    handle = scenes.PART_KEYS.index(('knife', 'handle')) + 1
     body = scenes.PART_KEYS.index(('cup', 'body')) + 1
-    assert targets[blade, texts.index(build_item_prompt('cut_with'))] > 0
-    assert targets[blade, texts.index(build_person_prompt('cut_with'))] > 0
-    assert targets[blade, texts.index(build_item_prompt('hold'))] == 0
-    assert targets[body, texts.index('the body of a cup')] == 1.0  # no action on the body
+    assert torch.equal(targets[blade], targets[handle])
+    for affordance in ('cut_with', 'hold'):
+        assert targets[blade, texts.index(build_item_prompt(affordance))] > 0
+        assert targets[blade, texts.index(build_person_prompt(affordance))] > 0
+    assert targets[blade, texts.index(build_item_prompt('drink_with'))] == 0
+    assert targets[body, texts.index(build_item_prompt('drink_with'))] > 0
+    assert targets[body, texts.index('a cup')] > 0
     assert targets[0, texts.index(clip_pretrain.BACKGROUND_TEXT)] == 1.0
+    part_names = {part for _, part in scenes.PART_KEYS}
+    for text in texts + clip_pretrain.build_captions()[0]:
+        assert not any(f' {part} ' in f' {text.strip(".")} ' for part in part_names), text
+
+
+def test_unseen_objects_get_the_prompts_of_their_analogous_actions():
+    """A cleaver (Unseen) is cut_with and hold, as a knife is."""
+    texts, targets = clip_pretrain.build_dense_vocabulary()
+    cleaver = scenes.PART_KEYS.index(('cleaver', 'handle')) + 1
+    assert targets[cleaver, texts.index(build_item_prompt('cut_with'))] > 0
+    assert targets[cleaver, texts.index(build_item_prompt('hold'))] > 0
+
+
+def test_student_cls_attention_is_the_attention_the_grounder_reads():
+    """The pretraining's CLS attention equals DinoKeyEncoder.forward_with_attention's."""
+    from affordance_grounding.model.backbones import DinoKeyEncoder
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                            dino_pretrain.DinoPretrainSettings()).eval()
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        net(images, with_patches=True)
+        ours = net.cls_attention()
+        _, reference = DinoKeyEncoder(net.vit).forward_with_attention(images)
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_objectness_loss_is_lower_when_attention_sits_on_the_object():
+    """Attention on the object's patches scores better than attention on the background."""
+    from training.pretrain import dino_pretrain
+
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[0, :16, :16] = 3  # the object fills patch 0 of a 2 x 2 grid
+    on_object = torch.full((1, 6, 4), 0.01)
+    on_object[..., 0] = 0.97
+    on_background = torch.full((1, 6, 4), 0.01)
+    on_background[..., 3] = 0.97
+    assert (dino_pretrain.compute_objectness_loss(on_object, ids)
+            < dino_pretrain.compute_objectness_loss(on_background, ids))
 
 
 def test_caption_loss_prefers_matching_groups():
