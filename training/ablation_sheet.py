@@ -70,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--rows', type=int, default=9)
     parser.add_argument('--setting', choices=('Seen', 'Unseen'), default='Seen')
     args = parser.parse_args(argv)
-    print(write_rows_sheet(Path(args.out), args.seed, Path(args.png), args.rows, setting=args.setting))
+    print(write_rows_sheet(Path(args.out), args.seed, Path(args.png), args.rows,
+                           setting=args.setting))
     return 0
 
 

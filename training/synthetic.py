@@ -84,7 +84,6 @@ class SyntheticConfig:
                                  f'jpeg_quality 1..100, 0 < gt_blur_sigma_frac < 0.5)')
 
 
-
 @dataclass(frozen=True)
 class ItemSpec:
     """Identity of one generated image; also its random seed.
@@ -141,7 +140,6 @@ class RenderedItem:
     acting_part: str
     gt: Optional[np.ndarray]
     contact_xy: Optional[Tuple[int, int]] = None
-
 
 
 @dataclass(frozen=True)
@@ -327,7 +325,6 @@ def _count_items(items: Sequence[ItemSpec]) -> Dict[str, int]:
         counts[f'{prefixes[spec.split]}_{spec.view}'] += 1
     counts['test_gt'] = counts['test_egocentric']
     return counts
-
 
 
 def _build_meta(config: SyntheticConfig, summary: SyntheticSummary,

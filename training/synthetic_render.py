@@ -69,7 +69,7 @@ def _draw_random_shape(rng: np.random.Generator, image: np.ndarray, size: int) -
 
 
 def draw_object(rng: np.random.Generator, image: np.ndarray,
-                 kind: ObjectKind) -> Dict[str, np.ndarray]:
+                kind: ObjectKind) -> Dict[str, np.ndarray]:
     """Draw a randomly posed object in place; return its visible part masks."""
     size = image.shape[0]
     scale_px = rng.uniform(0.22, 0.32) * size
@@ -131,7 +131,7 @@ def _draw_texture(rng: np.random.Generator, part: PartStyle, xs: np.ndarray,
 
 
 def draw_actor(rng: np.random.Generator, image: np.ndarray, part_mask: np.ndarray,
-                object_mask: np.ndarray, contact: str) -> Tuple[int, int]:
+               object_mask: np.ndarray, contact: str) -> Tuple[int, int]:
     """Draw a person-like figure touching the acting part in place; return the touch pixel."""
     ys, xs = np.nonzero(part_mask)
     points = np.stack([xs, ys], axis=1).astype(float)  # (N, 2) x, y of the part

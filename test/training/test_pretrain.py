@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def pool():
-    """Rendered scenes: one egocentric per Seen and Unseen pair, then two exocentric."""
+    """Render one egocentric scene per Seen and Unseen pair, then two exocentric ones."""
     return scenes.render_pool(len(scenes.PAIRS) + len(scenes.UNSEEN_PAIRS) + 2, seed=99)
 
 
@@ -187,3 +187,35 @@ def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
     untrained = dataclasses.replace(load_model_config(str(config_path)), dino_weights=None)
     assert not torch.equal(build_grounder(untrained).dino.vit.state_dict()['pos_embed'],
                            dino_saved['pos_embed'])
+
+
+def test_object_and_part_aucs_tell_an_object_cue_from_a_part_cue():
+    """A map lighting the whole object: object AUC 1, part AUC 0.5; a part map: both high."""
+    from training.pretrain.probe import probe_object_and_part
+
+    object_mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    object_mask[0, 2:6, 2:6] = True
+    acting = torch.zeros(1, 8, 8, dtype=torch.bool)
+    acting[0, 2:4, 2:6] = True
+    object_cue = probe_object_and_part(object_mask.float(), object_mask, acting)
+    assert object_cue['object_auc'] == pytest.approx(1.0)
+    assert object_cue['part_auc'] == pytest.approx(0.5)
+    part_cue = probe_object_and_part(acting.float(), object_mask, acting)
+    assert part_cue['part_auc'] == pytest.approx(1.0)
+
+
+def test_selection_score_counts_the_chosen_cluster_against_the_best_one():
+    """Accuracy is over part-level samples; fallbacks are counted apart; chance is 1/#ties."""
+    from training.pretrain.selection_probe import cluster_regions, region_iou, score_selection
+
+    ious = torch.tensor([[0.1, 0.6, 0.2], [0.5, 0.1, 0.0], [0.3, 0.3, 0.1], [0.9, 0.0, 0.0]])
+    best = torch.tensor([1, 2, 0, 1])
+    accepted = torch.tensor([True, True, True, False])
+    result = score_selection(ious, best, accepted, torch.full((4, 3), 0.7))
+    assert result['selection_accuracy'] == pytest.approx(2 / 3)
+    assert result['fallback_fraction'] == pytest.approx(0.25)
+    assert result['selection_chance'] == pytest.approx((1 / 3 + 1 / 3 + 2 / 3) / 3)
+    maps = torch.tensor([[[0.0, 1.0, 1.0, 0.0]]])
+    regions = cluster_regions(maps)
+    assert regions.tolist() == [[[False, True, True, False]]]
+    assert region_iou(regions, torch.tensor([[False, True, False, False]])).item() == 0.5

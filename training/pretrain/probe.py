@@ -63,7 +63,7 @@ def probe_affinity(affinity: torch.Tensor, gt: torch.Tensor) -> Dict[str, float]
 
 def probe_object_and_part(affinity: torch.Tensor, object_mask: torch.Tensor,
                           acting_mask: torch.Tensor) -> Dict[str, float]:
-    """Is the affinity an object-level cue (like real CLIP's) or a part-level one?
+    """Tell an object-level affinity cue (like real CLIP's) from a part-level one.
 
     Args:
         affinity: (N, S, S) item-prompt affinity maps.

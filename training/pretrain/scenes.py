@@ -4,8 +4,9 @@ The pool is drawn with :func:`training.synthetic.render_item` under its own root
 pretraining image coincides with an image of a data set built with another seed (the
 benchmark uses seed 0). It holds the Unseen object kinds too: the backbones stand for
 web-pretrained CLIP and DINO, which have seen cleavers and mugs; only the grounding head
-never sees them (see docs/ablation.md). Every pixel carries a global part id (0 = background, then one id per
-``(object, part)`` pair), from which patch-level part fractions are computed after cropping.
+never sees them (see docs/ablation.md). Every pixel carries a global part id (0 =
+background, then one id per ``(object, part)`` pair), from which patch-level part
+fractions are computed after cropping.
 """
 
 from dataclasses import dataclass

@@ -37,7 +37,7 @@ def cluster_regions(cluster_maps: torch.Tensor) -> torch.Tensor:
 
 
 def region_iou(regions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """IoU of (B, K, P) bool regions with (B, P) bool targets: (B, K)."""
+    """Return the IoU of (B, K, P) bool regions with (B, P) bool targets: (B, K)."""
     target = target[:, None]
     union = (regions | target).sum(-1).float()
     return (regions & target).sum(-1).float() / union.clamp(min=1)
