@@ -48,9 +48,9 @@ def test_clip_affinity_finds_the_object_not_the_acting_part(probes):
     assert pretrained['part_auc'] < 0.7
 
 
-def test_dino_saliency_finds_the_object_far_better_than_random_weights(probes):
-    """The CLS attention of the saliency heads lands on the object."""
-    assert probes['pretrained']['saliency_iou'] > probes['random']['saliency_iou'] + SALIENCY_GAIN
+def test_dino_saliency_overlaps_the_object_more_than_random_weights(probes):
+    """The saliency heads' CLS attention overlaps the object more than random weights do."""
+    assert probes['pretrained']['saliency_iou'] > probes['random']['saliency_iou'] + 0.05
 
 
 def test_dino_key_clusters_follow_parts_better_than_position_alone(probes):
