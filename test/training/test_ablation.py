@@ -34,8 +34,8 @@ def test_summarise_gives_mean_and_sample_std_per_row_and_map():
 
 def test_rows_follow_the_papers_table_order():
     """Rows a, b, c, f, h, i: each adds one component to the previous training or map."""
-    assert [title.split(':')[0] for title, _, _ in ablation.ROWS] == ['a', 'b', 'c', 'f', 'h',
-                                                                     'i']
+    letters = [title.split(':')[0] for title, _, _ in ablation.ROWS]
+    assert letters == ['a', 'b', 'c', 'f', 'h', 'i']
     assert [(config, map_name) for _, config, map_name in ablation.ROWS] == [
         ('ce_only', 'none'), ('ce_only', 'clip'), ('proto_object', 'none'),
         ('proto_part', 'none'), ('full', 'none'), ('full', 'clip')]
@@ -58,7 +58,7 @@ def test_pick_rows_spreads_over_the_test_items():
 
 
 def test_ensure_dataset_builds_both_settings_once(tmp_path):
-    """The ablation's data root gets Seen and Unseen; a second call with equal settings is a no-op."""
+    """The data root gets Seen and Unseen; a second call with equal settings rebuilds nothing."""
     from training.synthetic import SyntheticConfig
 
     config = SyntheticConfig(train_per_object=1, test_per_object=1, image_size=64)

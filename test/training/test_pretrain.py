@@ -219,3 +219,16 @@ def test_selection_score_counts_the_chosen_cluster_against_the_best_one():
     regions = cluster_regions(maps)
     assert regions.tolist() == [[[False, True, True, False]]]
     assert region_iou(regions, torch.tensor([[False, True, False, False]])).item() == 0.5
+
+
+def test_selection_probe_runs_part_discovery_on_rendered_training_samples(monkeypatch):
+    """One sample per pair through the real part discovery; shares and sizes are in range."""
+    from training.pretrain.selection_probe import probe_selection
+
+    monkeypatch.chdir(REPO)
+    result = probe_selection(load_model_config('config/model_tiny.yaml'), per_pair=1)
+    assert result['selection_samples'] == len(scenes.PAIRS)
+    assert 0.0 <= result['fallback_fraction'] <= 1.0
+    assert sum(result['pscore_histogram']) == len(scenes.PAIRS)
+    assert 0 < result['acting_part_patches'] < result['object_patches'] < 196
+    assert 0.0 <= result['selected_region_on_object'] <= 1.0

@@ -112,8 +112,16 @@ def probe_selection(config: ModelConfig, per_pair: int, seed: int = 0,
         pscores = torch.where(enough[:, None], pscores, torch.zeros_like(pscores))
         best, accepted = choose_part(pscores, settings.pscore_threshold)
     acting = ego.patch_parts == ego.acting_index[:, None]  # (B, P)
-    ious = region_iou(cluster_regions(cosine_ego), acting)
+    regions = cluster_regions(cosine_ego)  # (B, K, P)
+    ious = region_iou(regions, acting)
     result = score_selection(ious, best, accepted & enough, pscores)
+    chosen_region = regions.gather(1, best[:, None, None].expand(-1, 1, regions.shape[2]))[:, 0]
+    result['selected_region_patches'] = float(chosen_region.sum(1).float().mean())
+    result['selected_region_on_object'] = float(
+        ((chosen_region & (ego.patch_parts > 0)).sum(1) / chosen_region.sum(1).clamp(min=1))
+        .float().mean())
+    result['acting_part_patches'] = float(acting.sum(1).float().mean())
+    result['object_patches'] = float((ego.patch_parts > 0).sum(1).float().mean())
     result['selection_samples'] = float(batch)
     result['pscore_histogram'] = np.histogram(pscores.amax(dim=1).numpy(), bins=5,
                                               range=(0.0, 1.0))[0].tolist()
