@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from affordance_grounding.config import load_model_config
-from training import export, synthetic, train
+from training import export, synthetic, synthetic_catalogue, synthetic_render, train
 
 SYNTHETIC_MODEL = Path('config/model_synthetic.yaml')
 TINY_MODEL = Path('config/model_tiny.yaml')
@@ -58,11 +58,14 @@ def build_model(out_dir: Path, epochs: int, seed: int = 0) -> dict:
     data_root, train_dir = out_dir / 'data', out_dir / 'train'
     onnx_path = out_dir / 'model.onnx'
     reused = []
-    data_key = compute_key([Path(synthetic.__file__)], {'seed': seed})
+    generator = [Path(module.__file__)
+                 for module in (synthetic, synthetic_catalogue, synthetic_render)]
+    data_key = compute_key(generator, {'seed': seed})
     if is_current(data_root / 'Seen', data_key):
         reused.append('data')
     else:
-        synthetic.main(['--out', str(data_root), '--seed', str(seed), '--overwrite'])
+        synthetic.main(['--out', str(data_root), '--seed', str(seed), '--settings', 'Seen',
+                        '--overwrite'])
         mark_current(data_root / 'Seen', data_key)
     overrides = [f'data_root={data_root}', f'model_config={model_config}',
                  f'out_dir={train_dir}', f'epochs={epochs}', f'seed={seed}']

@@ -3,23 +3,28 @@ r"""The paper's ablation rows on a fixed synthetic test split, over several seed
 ``python -m training.ablation --model-config config/model_synthetic.yaml --seeds 0 1 2
 --out outputs/ablation --json docs/ablation_synthetic.json``
 
-Builds one synthetic data set (fixed seed, so every row sees the same train and test
-images), trains the head once per (training configuration, seed) with ``training.train`` and
-reads each run's ``metrics.json`` (scores of ``best.pt`` on the report split). The rows:
+Builds one synthetic data set in both settings (fixed seed, so every row sees the same
+train and test images), trains the head once per (training configuration, seed) with
+``training.train`` on the Seen setting and reads each run's ``metrics.json`` (scores of
+``best.pt`` on the Seen report split). The rows, in the order of the paper's Table 2:
 
-=============================================  ===========================  =============
-row                                            training switches            map scored
-=============================================  ===========================  =============
-CE only                                        no proto, no pixel loss      1 (CAM)
-+ object-level prototype loss                  object prototypes, no pixel  1 (CAM)
-+ part-level selective prototype loss          part prototypes, no pixel    1 (CAM)
-+ pixel loss                                   everything                   1 (CAM)
-+ test-time calibration                        everything                   2 (CLIP x CAM)
-=============================================  ===========================  =============
+====  =============================================  ===========================  ============
+row   title                                          training switches            map scored
+====  =============================================  ===========================  ============
+a     CE only                                        no proto, no pixel loss      1 (CAM)
+b     CE + calibration                               no proto, no pixel loss      2 (CLIP x CAM)
+c     + object-level prototype loss                  object prototypes, no pixel  1
+f     + part-level selective prototype loss          part prototypes, no pixel    1
+h     + pixel loss                                   everything                   1
+i     + test-time calibration                        everything                   2
+====  =============================================  ===========================  ============
 
 Every run selects its epoch the same way (``selection=val``: KLD of map 2 on a held-out 20%
-of the test images; scores are on the other 80%). Runs whose ``metrics.json`` exists are not
-repeated, so an interrupted ablation continues where it stopped.
+of the Seen test images; Seen scores are on the other 80%). The Unseen setting's training
+images are the Seen ones (same generator items), so the same ``best.pt`` is then scored on
+every Unseen test image (objects never seen in training; ``metrics_unseen.json``): no
+Unseen image takes part in any choice. Runs whose metrics exist are not repeated, so an
+interrupted ablation continues where it stopped.
 """
 
 import argparse
@@ -32,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from training import train
-from training.synthetic import build_synthetic_dataset, META_FILE, SPLIT, SyntheticConfig
+from training.synthetic import build_synthetic_dataset, META_FILE, SETTINGS, SyntheticConfig
 
 TRAINING_CONFIGS: Dict[str, List[str]] = {
     'ce_only': ['use_proto_loss=false', 'use_pixel_loss=false'],
@@ -40,12 +45,13 @@ TRAINING_CONFIGS: Dict[str, List[str]] = {
     'proto_part': ['use_proto_loss=true', 'part_prototypes=true', 'use_pixel_loss=false'],
     'full': ['use_proto_loss=true', 'part_prototypes=true', 'use_pixel_loss=true'],
 }
-# (row title, training configuration, map scored)
-ROWS = (('CE only', 'ce_only', 'none'),
-        ('+ object-level prototype loss', 'proto_object', 'none'),
-        ('+ part-level selective prototype loss', 'proto_part', 'none'),
-        ('+ pixel loss', 'full', 'none'),
-        ('+ test-time calibration', 'full', 'clip'))
+# (row title, training configuration, map scored); letters as in the paper's Table 2
+ROWS = (('a: CE only', 'ce_only', 'none'),
+        ('b: CE + calibration', 'ce_only', 'clip'),
+        ('c: + object-level prototype loss', 'proto_object', 'none'),
+        ('f: + part-level selective prototype loss', 'proto_part', 'none'),
+        ('h: + pixel loss', 'full', 'none'),
+        ('i: + test-time calibration', 'full', 'clip'))
 METRICS = ('kld', 'sim', 'nss')
 
 
@@ -62,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=list(TRAINING_CONFIGS), help='training configurations to run')
     parser.add_argument('--json', help='write the table and every run here')
     parser.add_argument('--sheets-dir', help='copy the seed-0 contact sheets here')
+    parser.add_argument('--seen-only', action='store_true',
+                        help='skip scoring each run on the Unseen test set')
     parser.add_argument('--collect-only', action='store_true',
                         help='train nothing: tabulate the runs that have finished')
     parser.add_argument('train_overrides', nargs='*',
@@ -70,13 +78,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ensure_dataset(root: Path, config: SyntheticConfig) -> None:
-    """Build the data set unless one with the same generator settings is already there."""
-    meta_path = root / SPLIT / META_FILE
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get('config') == {**meta.get('config', {}), **config.__dict__}:
-            return
-    build_synthetic_dataset(root, config, overwrite=True)
+    """Build both settings unless they exist with the same generator settings."""
+    for setting in SETTINGS:
+        meta_path = root / setting / META_FILE
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get('config') == {**meta.get('config', {}), **config.__dict__}:
+                continue
+        build_synthetic_dataset(root, config, overwrite=True, setting=setting)
+
+
+def score_unseen(run_dir: Path, data_root: Path) -> dict:
+    """Score a run's ``best.pt`` on every Unseen test image; cached in metrics_unseen.json."""
+    path = run_dir / 'metrics_unseen.json'
+    if not path.is_file():
+        from affordance_grounding.model.checkpoint import load_grounder
+        import torch
+        from training.data import layout_for_model, TestDataset
+        from training.evaluate import (
+            evaluate_features, extract_test_features, summaries_to_dict, write_contact_sheet)
+
+        grounder = load_grounder(str(run_dir / 'best.pt'))
+        dataset = TestDataset(layout_for_model(str(data_root), 'Unseen', grounder.config))
+        features = extract_test_features(grounder, dataset, torch.device('cpu'))
+        report = {'maps': summaries_to_dict(evaluate_features(grounder, features)),
+                  'report_images': len(features)}
+        path.write_text(json.dumps(report, indent=2))
+        step = max(1, len(features) // 8)
+        write_contact_sheet(run_dir / 'contact_sheet_unseen.png', grounder, features,
+                            list(range(0, len(features), step))[:8])
+    return {'metrics': json.loads(path.read_text())}
 
 
 def run_training(out_dir: Path, overrides: Sequence[str]) -> dict:
@@ -142,10 +173,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         ensure_dataset(data_root, SyntheticConfig(seed=args.data_seed,
                                                   train_per_object=args.train_per_object,
                                                   test_per_object=args.test_per_object))
-    common = ['data_root=' + str(data_root), 'split=' + SPLIT,
+    common = ['data_root=' + str(data_root), 'split=Seen',
               'model_config=' + args.model_config, 'device=cpu', 'workers=0',
               *args.train_overrides]
     runs: Dict[str, Dict[int, dict]] = {}
+    unseen: Dict[str, Dict[int, dict]] = {}
     for seed in args.seeds:  # seed-major: an interrupted ablation has every row for some seeds
         for config_name in args.configs:
             run_dir = out / config_name / f'seed{seed}'
@@ -153,6 +185,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             runs.setdefault(config_name, {})[seed] = run_training(
                 run_dir, [*common, *TRAINING_CONFIGS[config_name], f'seed={seed}'])
+            if not args.seen_only and (run_dir / 'best.pt').is_file():
+                unseen.setdefault(config_name, {})[seed] = score_unseen(run_dir, data_root)
             print(f'{config_name} seed {seed}: {runs[config_name][seed]["wall_s"]:.0f} s',
                   flush=True)
             if args.sheets_dir and seed == args.seeds[0]:
@@ -160,17 +194,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shutil.copyfile(run_dir / 'contact_sheet.png',
                                 Path(args.sheets_dir) / f'ablation_{config_name}.png')
     table = summarise(runs)
-    by_config = summarise(runs, every_config_and_map())
-    print(format_rows(table))
-    print(format_rows(by_config))
+    unseen_table = summarise(unseen)
+    print('Seen\n' + format_rows(table))
+    if unseen_table:
+        print('Unseen\n' + format_rows(unseen_table))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             'settings': dict(vars(args)),
             'table': table,
-            'by_config': by_config,
+            'unseen_table': unseen_table,
+            'by_config': summarise(runs, every_config_and_map()),
             'runs': {name: {str(seed): run for seed, run in seeds.items()}
-                     for name, seeds in runs.items()}}, indent=1) + '\n')
+                     for name, seeds in runs.items()},
+            'unseen_runs': {name: {str(seed): run for seed, run in seeds.items()}
+                            for name, seeds in unseen.items()}}, indent=1) + '\n')
     return 0
 
 

@@ -3,9 +3,10 @@ r"""One contact sheet comparing the ablation rows on the same test images.
 ``python -m training.ablation_sheet --out outputs/ablation --seed 0
 --png docs/ablation_rows.png``
 
-Columns: input, map 1 of each training configuration (CE only, + object prototypes, + part
-prototypes, + pixel loss), map 2 of the full configuration (+ calibration), and the GT. Rows:
-one test image per (affordance, object) folder. All runs share the frozen backbones, so the
+Columns: input, the six rows of ``training.ablation.ROWS`` (a: CE only map 1, b: its map 2,
+c: + object prototypes, f: + part prototypes, h: + pixel loss, i: map 2 of the full
+configuration), and the GT. Rows: test images spread over the (affordance, object) folders
+of the chosen setting (Seen or Unseen). All runs share the frozen backbones, so the
 test features are extracted once and only the heads differ.
 """
 
@@ -20,9 +21,8 @@ from training.ablation import ROWS
 from training.contact_sheet import render_sheet_row, write_sheet
 from training.data import layout_for_model, TestDataset
 from training.evaluate import extract_test_features, predict_maps
-from training.synthetic import SPLIT
 
-SHORT_TITLES = ('CE', '+obj', '+part', '+pix', '+calib')
+SHORT_TITLES = ('a CE', 'b +cal', 'c +obj', 'f +part', 'h +pix', 'i +cal')
 
 
 def pick_rows(class_names: List[str], count: int) -> List[int]:
@@ -31,12 +31,13 @@ def pick_rows(class_names: List[str], count: int) -> List[int]:
     return list(range(0, len(class_names), step))[:count]
 
 
-def write_rows_sheet(out: Path, seed: int, png: Path, count: int = 9, tile: int = 128) -> Path:
+def write_rows_sheet(out: Path, seed: int, png: Path, count: int = 9, tile: int = 128,
+                     setting: str = 'Seen') -> Path:
     """Write the comparison sheet for one seed of an ablation output folder."""
     bundles = {name: load_grounder(str(out / name / f'seed{seed}' / 'best.pt'))
                for name in dict.fromkeys(config for _, config, _ in ROWS)}
     first = next(iter(bundles.values()))
-    dataset = TestDataset(layout_for_model(str(out / 'data'), SPLIT, first.config))
+    dataset = TestDataset(layout_for_model(str(out / 'data'), setting, first.config))
     features = extract_test_features(first, dataset, torch.device('cpu'))
     indices = pick_rows(features.class_names, count)
     maps = {name: predict_maps(grounder, features, indices)
@@ -58,8 +59,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--png', default='docs/ablation_rows.png')
     parser.add_argument('--rows', type=int, default=9)
+    parser.add_argument('--setting', choices=('Seen', 'Unseen'), default='Seen')
     args = parser.parse_args(argv)
-    print(write_rows_sheet(Path(args.out), args.seed, Path(args.png), args.rows))
+    print(write_rows_sheet(Path(args.out), args.seed, Path(args.png), args.rows,
+                           setting=args.setting))
     return 0
 
 

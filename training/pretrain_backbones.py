@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--dino-steps', type=int, default=DinoPretrainSettings.steps)
     parser.add_argument('--clip-batch-size', type=int, default=ClipPretrainSettings.batch_size)
     parser.add_argument('--dino-batch-size', type=int, default=DinoPretrainSettings.batch_size)
+    parser.add_argument('--objectness-weight', type=float,
+                        default=DinoPretrainSettings.objectness_weight,
+                        help='weight of the supervised DINO objectness term (0 = off)')
+    parser.add_argument('--dino-lr', type=float, default=DinoPretrainSettings.lr)
+    parser.add_argument('--patch-weight', type=float, default=DinoPretrainSettings.patch_weight,
+                        help='weight of the self-supervised DINO patch term')
+    parser.add_argument('--local-crop', type=int, default=DinoPretrainSettings.local_crop,
+                        help='side of the two DINO local crops (0 = global crops only)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--only', choices=('clip', 'dino'), help='train one backbone only')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -80,6 +88,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                           'train_s': round(time.perf_counter() - clip_started, 1)}
     if args.only in (None, 'dino'):
         settings = DinoPretrainSettings(steps=args.dino_steps, batch_size=args.dino_batch_size,
+                                        objectness_weight=args.objectness_weight,
+                                        lr=args.dino_lr, patch_weight=args.patch_weight,
+                                        local_crop=args.local_crop,
                                         seed=args.seed)
         dino_started = time.perf_counter()
         vit, history = pretrain_dino(pool, random_config, settings)

@@ -19,13 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def pool():
-    """Eleven rendered scenes: nine egocentric (one per pair), then two exocentric."""
-    return scenes.render_pool(11, seed=99)
+    """Render one egocentric scene per Seen and Unseen pair, then two exocentric ones."""
+    return scenes.render_pool(len(scenes.PAIRS) + len(scenes.UNSEEN_PAIRS) + 2, seed=99)
 
 
 def test_render_pool_labels_every_object_pixel_with_its_objects_parts(pool):
     """Part ids belong to the scene's object and cover a plausible share of the image."""
-    assert pool.images.shape == (11, scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
+    assert pool.images.shape[1:] == (scenes.RENDER_SIZE, scenes.RENDER_SIZE, 3)
     assert pool.is_exo.any() and (~pool.is_exo).any()
     for ids, object_id in zip(pool.part_ids, pool.object_ids):
         present = set(np.unique(ids).tolist()) - {0}
@@ -65,17 +65,64 @@ def test_patch_part_fractions_sum_to_one_and_count_pixels():
     assert torch.allclose(fractions[0, 3], torch.tensor([1.0, 0.0, 0.0]))
 
 
-def test_dense_targets_send_the_acting_part_to_its_prompts():
-    """A blade targets the cut_with prompts, not hold; background targets its text."""
+def test_dense_targets_are_object_level_never_part_level():
+    """Every part of an object targets the same texts: its name and all its actions' prompts."""
     texts, targets = clip_pretrain.build_dense_vocabulary()
     assert torch.allclose(targets.sum(dim=1), torch.ones(targets.shape[0]))
     blade = scenes.PART_KEYS.index(('knife', 'blade')) + 1
+    handle = scenes.PART_KEYS.index(('knife', 'handle')) + 1
     body = scenes.PART_KEYS.index(('cup', 'body')) + 1
-    assert targets[blade, texts.index(build_item_prompt('cut_with'))] > 0
-    assert targets[blade, texts.index(build_person_prompt('cut_with'))] > 0
-    assert targets[blade, texts.index(build_item_prompt('hold'))] == 0
-    assert targets[body, texts.index('the body of a cup')] == 1.0  # no action on the body
+    assert torch.equal(targets[blade], targets[handle])
+    for affordance in ('cut_with', 'hold'):
+        assert targets[blade, texts.index(build_item_prompt(affordance))] > 0
+        assert targets[blade, texts.index(build_person_prompt(affordance))] > 0
+    assert targets[blade, texts.index(build_item_prompt('drink_with'))] == 0
+    assert targets[body, texts.index(build_item_prompt('drink_with'))] > 0
+    assert targets[body, texts.index('a cup')] > 0
     assert targets[0, texts.index(clip_pretrain.BACKGROUND_TEXT)] == 1.0
+    part_names = {part for _, part in scenes.PART_KEYS}
+    for text in texts + clip_pretrain.build_captions()[0]:
+        assert not any(f' {part} ' in f' {text.strip(".")} ' for part in part_names), text
+
+
+def test_unseen_objects_get_the_prompts_of_their_analogous_actions():
+    """A cleaver (Unseen) is cut_with and hold, as a knife is."""
+    texts, targets = clip_pretrain.build_dense_vocabulary()
+    cleaver = scenes.PART_KEYS.index(('cleaver', 'handle')) + 1
+    assert targets[cleaver, texts.index(build_item_prompt('cut_with'))] > 0
+    assert targets[cleaver, texts.index(build_item_prompt('hold'))] > 0
+
+
+def test_student_cls_attention_is_the_attention_the_grounder_reads():
+    """The pretraining's CLS attention equals DinoKeyEncoder.forward_with_attention's."""
+    from affordance_grounding.model.backbones import DinoKeyEncoder
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                            dino_pretrain.DinoPretrainSettings()).eval()
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        net(images, with_patches=True)
+        ours = net.cls_attention()
+        _, reference = DinoKeyEncoder(net.vit).forward_with_attention(images)
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_objectness_loss_is_lower_when_attention_sits_on_the_object():
+    """Attention on the object's patches scores better than attention on the background."""
+    from training.pretrain import dino_pretrain
+
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[0, :16, :16] = 3  # the object fills patch 0 of a 2 x 2 grid
+    on_object = torch.full((1, 6, 4), 0.01)
+    on_object[..., 0] = 0.97
+    on_background = torch.full((1, 6, 4), 0.01)
+    on_background[..., 3] = 0.97
+    assert (dino_pretrain.compute_objectness_loss(on_object, ids)
+            < dino_pretrain.compute_objectness_loss(on_background, ids))
 
 
 def test_caption_loss_prefers_matching_groups():
@@ -141,3 +188,48 @@ def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
     untrained = dataclasses.replace(load_model_config(str(config_path)), dino_weights=None)
     assert not torch.equal(build_grounder(untrained).dino.vit.state_dict()['pos_embed'],
                            dino_saved['pos_embed'])
+
+
+def test_object_and_part_aucs_tell_an_object_cue_from_a_part_cue():
+    """A map lighting the whole object: object AUC 1, part AUC 0.5; a part map: both high."""
+    from training.pretrain.probe import probe_object_and_part
+
+    object_mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    object_mask[0, 2:6, 2:6] = True
+    acting = torch.zeros(1, 8, 8, dtype=torch.bool)
+    acting[0, 2:4, 2:6] = True
+    object_cue = probe_object_and_part(object_mask.float(), object_mask, acting)
+    assert object_cue['object_auc'] == pytest.approx(1.0)
+    assert object_cue['part_auc'] == pytest.approx(0.5)
+    part_cue = probe_object_and_part(acting.float(), object_mask, acting)
+    assert part_cue['part_auc'] == pytest.approx(1.0)
+
+
+def test_selection_score_counts_the_chosen_cluster_against_the_best_one():
+    """Accuracy is over part-level samples; fallbacks are counted apart; chance is 1/#ties."""
+    from training.pretrain.selection_probe import cluster_regions, region_iou, score_selection
+
+    ious = torch.tensor([[0.1, 0.6, 0.2], [0.5, 0.1, 0.0], [0.3, 0.3, 0.1], [0.9, 0.0, 0.0]])
+    best = torch.tensor([1, 2, 0, 1])
+    accepted = torch.tensor([True, True, True, False])
+    result = score_selection(ious, best, accepted, torch.full((4, 3), 0.7))
+    assert result['selection_accuracy'] == pytest.approx(2 / 3)
+    assert result['fallback_fraction'] == pytest.approx(0.25)
+    assert result['selection_chance'] == pytest.approx((1 / 3 + 1 / 3 + 2 / 3) / 3)
+    maps = torch.tensor([[[0.0, 1.0, 1.0, 0.0]]])
+    regions = cluster_regions(maps)
+    assert regions.tolist() == [[[False, True, True, False]]]
+    assert region_iou(regions, torch.tensor([[False, True, False, False]])).item() == 0.5
+
+
+def test_selection_probe_runs_part_discovery_on_rendered_training_samples(monkeypatch):
+    """One sample per pair through the real part discovery; shares and sizes are in range."""
+    from training.pretrain.selection_probe import probe_selection
+
+    monkeypatch.chdir(REPO)
+    result = probe_selection(load_model_config('config/model_tiny.yaml'), per_pair=1)
+    assert result['selection_samples'] == len(scenes.PAIRS)
+    assert 0.0 <= result['fallback_fraction'] <= 1.0
+    assert sum(result['pscore_histogram']) == len(scenes.PAIRS)
+    assert 0 < result['acting_part_patches'] < result['object_patches'] < 196
+    assert 0.0 <= result['selected_region_on_object'] <= 1.0

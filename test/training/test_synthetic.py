@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training import synthetic
+from training import synthetic, synthetic_render
 
 LAYOUT_PATTERN = re.compile(
     r'^Seen/(?:trainset/(?:egocentric|exocentric)|testset/egocentric)/(\w+)/(\w+)/\2_\d{6}\.jpg$'
@@ -142,8 +142,8 @@ def test_every_part_of_every_object_is_visible(small_build):
 def _render_without_actor(config, spec):
     """Replay an item's random draws up to (not including) the actor."""
     rng = np.random.default_rng(synthetic._seed_entropy(config.seed, spec))
-    image = synthetic._draw_clutter(rng, config.image_size)
-    synthetic._draw_object(rng, image, synthetic.OBJECTS[spec.object_name])
+    image = synthetic_render.draw_clutter(rng, config.image_size)
+    synthetic_render.draw_object(rng, image, synthetic.OBJECTS[spec.object_name])
     return image
 
 
@@ -191,7 +191,9 @@ def test_cli_main_builds_into_a_tmp_dir(tmp_path, capsys):
     exit_code = synthetic.main(['--out', str(tmp_path), '--seed', '3', '--train-per-object', '1',
                                 '--test-per-object', '1', '--size', '96'])
     assert exit_code == 0
-    assert 'wrote 27 images' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'wrote 27 images' in printed  # Seen: 18 training + 9 test images
+    assert 'wrote 25 images' in printed  # Unseen: the same 18 training + 7 test images
     meta = json.loads((tmp_path / 'Seen' / 'synthetic_meta.json').read_text())
     assert meta['config']['seed'] == 3 and meta['config']['image_size'] == 96
     assert len(list((tmp_path / 'Seen').rglob('*.jpg'))) == 27
@@ -224,3 +226,59 @@ def test_render_item_rejects_an_affordance_that_does_not_act_on_the_object():
     spec = synthetic.ItemSpec('testset', 'egocentric', 'sit_on', 'knife', 0)
     with pytest.raises(ValueError, match="'sit_on'.*'knife'"):
         synthetic.render_item(SMALL, spec)
+
+
+def test_cli_refuses_an_existing_setting_with_one_line(tmp_path, capsys):
+    """A second build without --overwrite fails with exit code 2 and a one-line error."""
+    argv = ['--out', str(tmp_path), '--train-per-object', '1', '--test-per-object', '1',
+            '--size', '64', '--settings', 'Seen']
+    assert synthetic.main(argv) == 0
+    assert synthetic.main(argv) == 2
+    assert 'overwrite' in capsys.readouterr().err
+
+
+def test_unseen_setting_tests_only_objects_never_in_training(tmp_path):
+    """Unseen: Seen objects' training images, test images of the Unseen kinds only."""
+    config = synthetic.SyntheticConfig(train_per_object=1, test_per_object=2, image_size=96)
+    seen = synthetic.build_synthetic_dataset(tmp_path, config)
+    unseen = synthetic.build_synthetic_dataset(tmp_path, config, setting='Unseen')
+    root = tmp_path / 'Unseen'
+    train_objects = {path.parent.name for path in root.glob('trainset/*/*/*/*.jpg')}
+    test_objects = {path.parent.name for path in root.glob('testset/egocentric/*/*/*.jpg')}
+    assert train_objects == set(synthetic.OBJECTS)
+    assert test_objects == set(synthetic.UNSEEN_OBJECTS)
+    assert not train_objects & test_objects
+    for path in root.glob('testset/egocentric/*/*/*.jpg'):
+        gt = path.parents[3] / 'GT' / path.parent.parent.name / path.parent.name / (
+            path.stem + '.png')
+        assert gt.is_file()
+        assert path.parent.name in synthetic.UNSEEN_AFFORDANCE_PARTS[path.parent.parent.name]
+    # Every label is tested in both settings, and the training images are the same files.
+    assert ({p.parent.parent.name for p in root.glob('testset/egocentric/*/*/*.jpg')}
+            == set(synthetic.AFFORDANCE_PARTS))
+    for path in root.glob('trainset/*/*/*/*.jpg'):
+        twin = tmp_path / 'Seen' / path.relative_to(root)
+        assert twin.read_bytes() == path.read_bytes()
+    assert unseen.counts['train_exocentric'] == seen.counts['train_exocentric']
+    meta = json.loads((root / 'synthetic_meta.json').read_text())
+    assert meta['split'] == 'Unseen' and meta['test_affordance_parts']['cut_with'] == {
+        'cleaver': 'blade'}
+
+
+def test_unseen_gt_lies_on_the_analogous_part():
+    """A cleaver's cut_with GT covers its blade; a mug's drink_with GT its rim."""
+    for affordance, name, part in (('cut_with', 'cleaver', 'blade'), ('drink_with', 'mug', 'rim'),
+                                   ('sit_on', 'stool', 'seat')):
+        item = synthetic.render_item(SMALL, synthetic.ItemSpec(
+            'testset', 'egocentric', affordance, name, 0, 'Unseen'))
+        assert item.acting_part == part
+        weights = item.gt.astype(float)
+        assert weights[item.part_masks[part]].sum() > 0.6 * weights.sum()
+
+
+def test_seen_items_keep_their_seeds_when_unseen_objects_are_added():
+    """The Seen object indices come first, so their images do not change with the catalogue."""
+    assert [synthetic.object_index(name) for name in sorted(synthetic.OBJECTS)] == list(
+        range(len(synthetic.OBJECTS)))
+    assert min(synthetic.object_index(name) for name in synthetic.UNSEEN_OBJECTS) == len(
+        synthetic.OBJECTS)

@@ -1,7 +1,9 @@
-"""The committed synthetic-world backbones do their job (config/model_synthetic.yaml).
+"""The committed synthetic-world backbones have the properties of the real ones.
 
+config/model_synthetic.yaml: the CLIP affinity is an object-level cue (finds the object, not
+which part acts), the DINO saliency finds the object and the DINO keys cluster into parts.
 Numbers are from nine rendered test images (one per affordance-object pair, seed 0); the
-full-size figures are in docs/ablation.md.
+full-size figures and the targets are in docs/ablation.md.
 """
 
 from pathlib import Path
@@ -38,17 +40,19 @@ def monkeypatch_module_cwd():
     patcher.undo()
 
 
-def test_clip_affinity_peaks_on_the_acting_part(probes):
-    """The action prompt's affinity is far higher inside the GT part than outside."""
+def test_clip_affinity_finds_the_object_not_the_acting_part(probes):
+    """Object pixels outscore the background; the acting part does not outscore its object."""
     pretrained, random = probes['pretrained'], probes['random']
-    assert pretrained['affinity_inside'] - pretrained['affinity_outside'] > 0.3
-    assert pretrained['affinity_auc'] > 0.9
-    assert pretrained['affinity_auc'] > random['affinity_auc'] + 0.3
-    assert pretrained['affinity_peak_in_gt'] > random['affinity_peak_in_gt'] + 0.3
+    assert pretrained['object_auc'] > 0.85
+    assert pretrained['object_auc'] > random['object_auc'] + 0.2
+    assert pretrained['part_auc'] < 0.7
 
 
-def test_dino_key_clusters_follow_parts_better_than_random_keys(probes):
-    """k-means on the keys matches parts better than random keys and than position alone."""
-    pretrained = probes['pretrained']
-    assert pretrained['part_iou'] > probes['random']['part_iou']
-    assert pretrained['part_iou'] > probes['spatial']['part_iou'] + 0.1
+def test_dino_saliency_overlaps_the_object_more_than_random_weights(probes):
+    """The saliency heads' CLS attention overlaps the object more than random weights do."""
+    assert probes['pretrained']['saliency_iou'] > probes['random']['saliency_iou'] + 0.05
+
+
+def test_dino_key_clusters_follow_parts_better_than_position_alone(probes):
+    """k-means on the keys matches parts better than clustering patch coordinates."""
+    assert probes['pretrained']['part_iou'] > probes['spatial']['part_iou'] + 0.1

@@ -1,22 +1,26 @@
-"""Contrastive pretraining of a small open_clip model whose ClearCLIP patch tokens name parts.
+"""Contrastive pretraining of a small open_clip model from image-level text and object masks.
 
-Two terms, both through the code paths the grounder uses:
+Real CLIP learns from captions, never from part masks, and its dense (ClearCLIP/MaskCLIP)
+affinity is an *object-level* cue: it finds the object an action involves, coarsely, not the
+part the action uses. This model is trained to have exactly that property, through the code
+paths the grounder uses:
 
-* **Dense patch-text term** (symmetric, like CLIP's). Every patch token of
+* **Dense object-text term** (symmetric, like CLIP's). Every patch token of
   :class:`ClipDenseEncoder` (the ClearCLIP last block: q-q attention, no residual, no FFN,
-  then ``ln_post`` and ``proj``) is classified against a fixed vocabulary of texts: a
-  background text, one caption per object part (``the blade of a knife``) and the item and
-  person prompts of every affordance (``an item to cut_with``, ``a person cut_with an item``),
-  and every text in turn picks its patches among all patches of the batch. The soft target
-  of a patch is the mix of its pixels' part targets (a blade pixel targets its caption and
-  both ``cut_with`` prompts). The grounder reads the patch-prompt cosine of exactly this path at
-  test time, so training any other path (the CLS token, the ordinary last block) would leave
-  that affinity unsupervised: ClearCLIP's dense tokens are only meaningful on real CLIP
-  because 400M image-text pairs made them so, which a few minutes on a CPU cannot.
-* **Caption term.** The mean of the dense tokens is contrasted with a caption naming the
-  object, its parts and what it affords. With five objects every batch holds many images of
-  the same object, so ``open_clip.loss.ClipLoss``'s one-positive-per-row target would push
-  identical captions apart; the term here treats every pair of the same object as positive.
+  then ``ln_post`` and ``proj``) is classified against a vocabulary of texts: a background
+  text, the name of every object (``a knife``) and the item and person prompts of every
+  affordance (``an item to cut_with``, ``a person cut_with an item``); and every text in turn
+  picks its patches among all patches of the batch. The target of a patch is built from
+  **object masks only**: every pixel of a knife targets ``a knife`` and the prompts of every
+  action a knife affords (``cut_with`` and ``hold``), whichever part it lies on. So the
+  item-prompt affinity learns where the object is and nothing about which part acts. A
+  spatial signal is needed at all because ClearCLIP's dense tokens mean something on real
+  CLIP only after 400M image-text pairs, which a few CPU minutes cannot replace.
+* **Caption term.** The mean of the dense tokens is contrasted with an image-level caption
+  naming the object and an action (``a person cut_with a knife.``). With nine objects every
+  batch holds many images of the same object, so ``open_clip.loss.ClipLoss``'s
+  one-positive-per-row target would push identical captions apart; the term here treats
+  every pair of the same object as positive.
 """
 
 from dataclasses import dataclass
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from training.pretrain.scenes import (
     crop_scenes, jitter_colours, normalise, OBJECT_NAMES, PART_KEYS, patch_part_fractions,
     resize_scenes, ScenePool)
-from training.synthetic import AFFORDANCE_PARTS, OBJECTS
+from training.synthetic import AFFORDANCE_PARTS, UNSEEN_AFFORDANCE_PARTS
 
 LOGGER = logging.getLogger(__name__)
 BACKGROUND_TEXT = 'background clutter'
@@ -68,47 +72,52 @@ class ClipPretrainSettings:
 
 
 def actions_of(object_name: str) -> Dict[str, str]:
-    """Affordance -> acting part for one object."""
-    return {affordance: parts[object_name] for affordance, parts in AFFORDANCE_PARTS.items()
-            if object_name in parts}
+    """Affordance -> acting part for one Seen or Unseen object."""
+    return {affordance: parts[object_name]
+            for table in (AFFORDANCE_PARTS, UNSEEN_AFFORDANCE_PARTS)
+            for affordance, parts in table.items() if object_name in parts}
 
 
 def build_dense_vocabulary() -> Tuple[List[str], torch.Tensor]:
     """Texts of the dense term and the target distribution of every global part id.
 
+    Every part of an object gets the same target (object-level supervision): the object's
+    name and the item and person prompts of every action the object affords.
+
     Returns:
         ``(texts, targets)``: T strings and a (1 + len(PART_KEYS), T) float32 matrix whose
         row i (part id i, 0 = background) is a distribution over the texts.
     """
-    texts = [BACKGROUND_TEXT] + [f'the {part} of a {name}' for name, part in PART_KEYS]
+    texts = [BACKGROUND_TEXT] + [f'a {name}' for name in OBJECT_NAMES]
     for affordance in sorted(AFFORDANCE_PARTS):
         texts += [build_item_prompt(affordance), build_person_prompt(affordance)]
     targets = torch.zeros(1 + len(PART_KEYS), len(texts))
     targets[0, 0] = 1.0
-    for part_id, (name, part) in enumerate(PART_KEYS, start=1):
-        targets[part_id, part_id] = 1.0
-        for affordance, acting_part in actions_of(name).items():
-            if acting_part == part:
-                targets[part_id, texts.index(build_item_prompt(affordance))] = 1.0
-                targets[part_id, texts.index(build_person_prompt(affordance))] = 1.0
+    for part_id, (name, _) in enumerate(PART_KEYS, start=1):
+        targets[part_id, texts.index(f'a {name}')] = 1.0
+        for affordance in actions_of(name):
+            targets[part_id, texts.index(build_item_prompt(affordance))] = 1.0
+            targets[part_id, texts.index(build_person_prompt(affordance))] = 1.0
     return texts, targets / targets.sum(dim=1, keepdim=True)
 
 
+CAPTIONS_PER_OBJECT = 4
+
+
 def build_captions() -> Tuple[List[str], torch.Tensor]:
-    """Captions naming each object, its parts and its actions.
+    """Image-level captions naming each object and what is done with it (no part names).
 
     Returns:
-        ``(captions, object_ids)``: strings and the (K,) int64 object index of each.
+        ``(captions, object_ids)``: CAPTIONS_PER_OBJECT strings per object and the (K,)
+        int64 object index of each.
     """
     captions, object_ids = [], []
     for object_id, name in enumerate(OBJECT_NAMES):
-        parts = [part.name for part in OBJECTS[name].parts]
-        uses = [f'{affordance} its {part}' for affordance, part in actions_of(name).items()]
-        for caption in (f'a photo of a {name}.', f'a {name} with a {" and a ".join(parts)}.',
-                        f'a {name}: you can {" or ".join(uses)}.',
-                        f'a person using a {name} on a cluttered table.'):
-            captions.append(caption)
-            object_ids.append(object_id)
+        actions = sorted(actions_of(name))
+        texts = [f'a photo of a {name}.', f'a {name} on a cluttered table.']
+        texts += [f'a person {actions[i % len(actions)]} a {name}.' for i in range(2)]
+        captions += texts[:CAPTIONS_PER_OBJECT]
+        object_ids += [object_id] * CAPTIONS_PER_OBJECT
     return captions, torch.tensor(object_ids)
 
 
@@ -222,7 +231,8 @@ def pretrain_clip(pool: ScenePool, config: ModelConfig,
         fractions = patch_part_fractions(part_ids, targets.shape[0])  # (B, P, I)
         dense_loss = compute_dense_loss(tokens, fractions, text[:len(texts)], targets, scale,
                                         settings.object_weight)
-        choice = torch.from_numpy(rng.integers(0, 4, len(objects))) + 4 * objects  # (B,)
+        choice = (torch.from_numpy(rng.integers(0, CAPTIONS_PER_OBJECT, len(objects)))
+                  + CAPTIONS_PER_OBJECT * objects)  # (B,)
         caption_loss = compute_caption_loss(tokens.mean(dim=1), text[len(texts):][choice],
                                             caption_objects[choice], scale)
         loss = dense_loss + settings.caption_weight * caption_loss

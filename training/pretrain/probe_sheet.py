@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 from training.parts import batched_kmeans, init_centroids_from_points
-from training.pretrain.probe import compute_probe_outputs, ProbeImages
+from training.pretrain.probe_inputs import compute_probe_outputs, ProbeImages
 
 CLUSTER_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
                             [245, 130, 48]], np.uint8)  # RGB

@@ -2,8 +2,11 @@
 
 The pool is drawn with :func:`training.synthetic.render_item` under its own root seed, so no
 pretraining image coincides with an image of a data set built with another seed (the
-benchmark uses seed 0). Every pixel carries a global part id (0 = background, then one id per
-``(object, part)`` pair), from which patch-level part fractions are computed after cropping.
+benchmark uses seed 0). It holds the Unseen object kinds too: the backbones stand for
+web-pretrained CLIP and DINO, which have seen cleavers and mugs; only the grounding head
+never sees them (see docs/ablation.md). Every pixel carries a global part id (0 =
+background, then one id per ``(object, part)`` pair), from which patch-level part
+fractions are computed after cropping.
 """
 
 from dataclasses import dataclass
@@ -13,17 +16,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from training.synthetic import (
-    AFFORDANCE_PARTS, ItemSpec, OBJECTS, render_item, SyntheticConfig, VIEWS)
+    AFFORDANCE_PARTS, find_object, ItemSpec, OBJECTS, render_item, SyntheticConfig,
+    UNSEEN_AFFORDANCE_PARTS, UNSEEN_OBJECTS, VIEWS)
 
 RENDER_SIZE = 256  # rendered side; 224 crops at patch-aligned offsets leave 0..2 patches
 PATCH = 16
-OBJECT_NAMES: Tuple[str, ...] = tuple(sorted(OBJECTS))
+OBJECT_NAMES: Tuple[str, ...] = tuple(sorted(OBJECTS)) + tuple(sorted(UNSEEN_OBJECTS))
 # Global part ids: 0 = background, i + 1 = PART_KEYS[i].
 PART_KEYS: Tuple[Tuple[str, str], ...] = tuple(
-    (name, part.name) for name in OBJECT_NAMES for part in OBJECTS[name].parts)
+    (name, part.name) for name in OBJECT_NAMES for part in find_object(name).parts)
 PAIRS: Tuple[Tuple[str, str], ...] = tuple(
     (affordance, name) for affordance in sorted(AFFORDANCE_PARTS)
     for name in sorted(AFFORDANCE_PARTS[affordance]))
+UNSEEN_PAIRS: Tuple[Tuple[str, str], ...] = tuple(
+    (affordance, name) for affordance in sorted(UNSEEN_AFFORDANCE_PARTS)
+    for name in sorted(UNSEEN_AFFORDANCE_PARTS[affordance]))
 
 
 @dataclass
@@ -48,7 +55,7 @@ class ScenePool:
 
 
 def render_pool(count: int, seed: int) -> ScenePool:
-    """Render ``count`` scenes, cycling over (affordance, object) pairs and both views.
+    """Render ``count`` scenes, cycling over all (affordance, object) pairs and both views.
 
     Args:
         count: Number of scenes.
@@ -63,8 +70,9 @@ def render_pool(count: int, seed: int) -> ScenePool:
     object_ids = np.zeros(count, np.int64)
     is_exo = np.zeros(count, bool)
     for index in range(count):
-        affordance, name = PAIRS[index % len(PAIRS)]
-        view = VIEWS[(index // len(PAIRS)) % len(VIEWS)]
+        pairs = PAIRS + UNSEEN_PAIRS
+        affordance, name = pairs[index % len(pairs)]
+        view = VIEWS[(index // len(pairs)) % len(VIEWS)]
         rendered = render_item(config, ItemSpec('trainset', view, affordance, name, index))
         images[index] = rendered.image_bgr[..., ::-1]
         for part_name, mask in rendered.part_masks.items():
