@@ -32,7 +32,7 @@ from bench.memory import prepare_model_files
 from bench.node import measure_pure_inference
 from bench.timing import load_average, write_report
 from harness.graph_client import (
-    GraphClient, latest_diagnostics, STAGE_KEYS, wait_for_diagnostics)
+    collect_stage_means, GraphClient, latest_diagnostics, wait_for_diagnostics)
 from harness.node_process import NodeProcess
 import numpy as np
 import rclpy
@@ -97,23 +97,6 @@ def read_counters(client: GraphClient) -> Dict[str, int]:
         ('dropped', 'frames dropped (newer frame arrived)'))}
 
 
-def stage_means(client: GraphClient, published_before: int) -> Dict[str, float]:
-    """Frame-weighted mean ms per node stage over the /diagnostics recorded since a clear()."""
-    totals: Dict[str, float] = {}
-    frames: Dict[str, int] = {}
-    previous = published_before
-    for values in ({item.key: item.value for item in status.values}
-                   for array in client.messages('/diagnostics') for status in array.status
-                   if status.name.startswith('affordance_grounding')):
-        published = int(values['frames published'])
-        count, previous = published - previous, published
-        for key in STAGE_KEYS:
-            if count > 0 and f'{key} mean (ms)' in values:
-                totals[key] = totals.get(key, 0.0) + count * float(values[f'{key} mean (ms)'])
-                frames[key] = frames.get(key, 0) + count
-    return {key: totals[key] / frames[key] for key in STAGE_KEYS if key in totals}
-
-
 def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], rate_hz: float,
                   seconds: float, log_dir: Path, heatmap_resolution: str) -> List[dict]:
     """Start the node with (or without) the profile and stream every size at it."""
@@ -133,7 +116,7 @@ def measure_setup(setup: str, model_path: str, sizes: Sequence[Sequence[int]], r
             time.sleep(1.0)  # the last frames' inference
             after = read_counters(client)
             delta = {key: after[key] - before[key] for key in after}
-            stages = stage_means(client, before['published'])
+            stages = collect_stage_means(client, before['published'])
             rows.append({'setup': setup, 'size': f'{size[0]}x{size[1]}',
                          'sent': camera['sent'], **delta, 'stage_mean_ms': stages,
                          'node_frame_ms': sum(stages.values()),

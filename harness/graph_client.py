@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.conversions import array_to_image_msg
+from affordance_grounding.ros.node import NODE_NAME
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, PoseStamped
 import numpy as np
@@ -30,6 +31,8 @@ OUTPUTS = {
     'affordance_cloud': (PointCloud2, qos.RELIABLE), 'grasp_pose': (PoseStamped, qos.RELIABLE),
     '/diagnostics': (DiagnosticArray, 10),
 }
+
+NODE_STATUS_PREFIX = NODE_NAME  # the node's DiagnosticStatus names start with it
 
 
 class GraphClient(Node):
@@ -155,17 +158,20 @@ def latest_diagnostics(client: GraphClient) -> Optional[Dict[str, str]]:
     return None
 
 
-def collect_stage_means(client: GraphClient) -> Dict[str, float]:
+def collect_stage_means(client: GraphClient, published_before: int = 0) -> Dict[str, float]:
     """Return the whole-run mean (ms) per node stage: per-period means, frame-weighted.
 
     /diagnostics reports each stage's mean over one diagnostic period; weighting each period by
-    the frames it published gives the mean over every frame the client saw reported.
+    the frames it published gives the mean over every frame the client saw reported. Only the
+    node's own statuses count (other nodes publish /diagnostics too); ``published_before`` is
+    the node's ``frames published`` when the client's recording started.
     """
     totals: Dict[str, float] = {}
     frames: Dict[str, int] = {}
-    previous = 0
-    for array in client.messages('/diagnostics'):
-        values = {item.key: item.value for status in array.status for item in status.values}
+    previous = published_before
+    for values in ({item.key: item.value for item in status.values}
+                   for array in client.messages('/diagnostics') for status in array.status
+                   if status.name.startswith(NODE_STATUS_PREFIX)):
         published = int(values.get('frames published', previous))
         count, previous = published - previous, published
         for key in STAGE_KEYS:

@@ -8,6 +8,9 @@ serializes both and compares the bytes, so the two cannot drift apart.
 from typing import Tuple
 
 from affordance_grounding.ros.conversions import ENCODINGS, HOST_IS_BIGENDIAN, ImageConversionError
+from affordance_grounding.ros.output_layout import (
+    ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
+    SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
@@ -21,14 +24,7 @@ POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
 POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
 MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
 MARKER = 'visualization_msgs/msg/Marker'
-# The markers and cloud layout of ros/messages.py (sizes in metres).
-MARKER_NAMESPACE = 'affordance_grasp'
-SPHERE_DIAMETER_M = 0.03
-TEXT_HEIGHT_M = 0.03
-ARROW_LENGTH_M = 0.10
-ARROW_SHAFT_M = 0.008
-PATCH_THICKNESS_M = 0.002
-CLOUD_FIELD_NAMES = ('x', 'y', 'z', 'intensity')  # float32 each, 16 bytes a point
+CLOUD_FIELD_NAMES = CLOUD_DTYPE.names  # float32 each, 16 bytes a point
 FLOAT32_DATATYPE = 7  # sensor_msgs/PointField.FLOAT32
 _BASE_DEFAULTS = {'string': '', 'bool': False, 'float32': 0.0, 'float64': 0.0}
 _NODE_BASE, _NODE_NAME, _NODE_ARRAY, _NODE_SEQUENCE = 1, 2, 3, 4  # rosbags Nodetype values

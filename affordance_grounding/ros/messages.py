@@ -7,6 +7,9 @@ import array
 from typing import Iterable, Optional, Tuple
 
 from affordance_grounding.ros.conversions import copy_header
+from affordance_grounding.ros.output_layout import (  # noqa: F401 - CLOUD_DTYPE re-exported
+    ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
+    SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
 from affordance_grounding.runtime.grasp_pose import GraspPose
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped, Pose, PoseStamped, Quaternion
@@ -15,14 +18,6 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-MARKER_NAMESPACE = 'affordance_grasp'
-SPHERE_DIAMETER_M = 0.03
-TEXT_HEIGHT_M = 0.03
-ARROW_LENGTH_M = 0.10
-ARROW_SHAFT_M = 0.008
-PATCH_THICKNESS_M = 0.002
-# x, y, z, intensity: float32 little-endian, 16 bytes a point (PointCloud2 layout).
-CLOUD_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4')])
 CLOUD_FIELDS = [PointField(name=name, offset=CLOUD_DTYPE.fields[name][1],
                            datatype=PointField.FLOAT32, count=1) for name in CLOUD_DTYPE.names]
 DIAGNOSTIC_LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,

@@ -3,8 +3,9 @@
 import os
 
 from bench.transport import (
-    format_table, patched_environ, PROFILE, profile_environment, SETUPS, stage_means)
+    format_table, patched_environ, PROFILE, profile_environment, SETUPS)
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from harness.graph_client import collect_stage_means
 import pytest
 
 pytestmark = pytest.mark.ros  # bench.transport needs rclpy and the message wheels
@@ -46,7 +47,7 @@ def test_stage_means_weight_periods_by_frames_and_skip_other_nodes():
         diagnostics(name, frames_published=18, **{'inference mean (ms)': 20.0}),  # +6 frames
         diagnostics(name, frames_published=18, **{'inference mean (ms)': 50.0}),  # no frames
     ]
-    means = stage_means(FakeClient(arrays), published_before=10)
+    means = collect_stage_means(FakeClient(arrays), published_before=10)
     assert means == {'inference': (2 * 10.0 + 6 * 20.0) / 8}
 
 
