@@ -8,7 +8,7 @@ from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
 from affordance_grounding.runtime.backends import OnnxRuntimeBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.latest_mailbox import LatestMailbox
+from affordance_grounding.runtime.latest_frames import LatestFrames
 import numpy as np
 import pytest
 import rclpy
@@ -58,7 +58,7 @@ def make_worker(pipeline, overlay_subscribers=0, **config):
     state = SharedState(NodeConfig(device='cpu', **config), ('hold', pipeline.labels.index(
         'hold')))
     node = FakeNode()
-    return FrameWorker(pipeline, LatestMailbox(), state, publishers, NodeHealth(), node), node
+    return FrameWorker(pipeline, LatestFrames(), state, publishers, NodeHealth(), node), node
 
 
 def image_msg(node, age_s=0.0):
