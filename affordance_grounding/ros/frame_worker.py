@@ -188,6 +188,8 @@ class FrameWorker(threading.Thread):
             [row.rgb for row in rows], [row.class_index for row in rows],
             to_output_settings(config),
             overlay_labels=[row.action if row.overlay else None for row in rows])
+        if len(self.channels) > 1:
+            self.health.count_batch(len(rows))
         for row, frame_outputs in zip(rows, outputs):
             self._publish_row(row, frame_outputs)
 
