@@ -16,6 +16,14 @@ process(es), summed, and their CPU time per heatmap. The FastDDS profile
 ``config/fastdds_large_images.xml`` is given to cameras and nodes alike (``--no-profile``: to
 nobody). Targets: RSS of one node with 3 cameras <= 1.3x one camera; one node's total
 throughput >= that of the separate nodes.
+
+    .venv/bin/python -m bench.multicam --pipeline-only [--backend torch --device cuda]
+        [--batches 1,2,3] [--config ''] [--out outputs/bench/multicam_pipeline.json]
+
+measures, without ROS, what the node's worker does per batch of N cameras
+(``FramePipeline.run_batch``: preprocess each, infer once, postprocess each) against N
+single-frame runs, on any backend and device; ``--config ''`` is the full-size architecture
+(random weights). bench.gpu_suite runs it on CUDA at batch 1, 2 and 3.
 """
 
 import argparse
@@ -31,10 +39,13 @@ from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.node_process import NodeProcess
+from affordance_grounding.runtime.backends import BackendOptions
+from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.runtime.selection import create_backend
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
-from bench.timing import load_average, write_report
+from bench.timing import load_average, median_seconds, write_report
 from bench.transport import patched_environ, profile_environment
 import numpy as np
 import rclpy
@@ -201,6 +212,59 @@ def run(camera_counts: Sequence[int], rate_hz: float, seconds: float, size: Sequ
             'model': config_path or 'full-size architecture, random weights'}
 
 
+def measure_pipeline_batches(backend_name: str, device: str, batches: Sequence[int],
+                             size: Sequence[int], config_path: Optional[str], cache_dir: str,
+                             repeats: int) -> dict:
+    """Median ms of one ``run_batch`` of N frames vs N ``run`` calls, per N; JSON-ready."""
+    files = prepare_model_files(config_path, 0, cache_dir, need_onnx=backend_name != 'torch')
+    model_path = files['bundle' if backend_name == 'torch' else 'onnx']
+    backend = create_backend(backend_name, model_path, device,
+                             BackendOptions(cpu_spin_wait=False)).load()
+    pipeline = FramePipeline(backend)
+    width, height = size
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+              for _ in range(max(batches))]
+    settings = OutputSettings()
+    rows = []
+    load_before = load_average()
+    for count in batches:
+        frames, indices = images[:count], list(range(count))  # a different action per row
+        batch_s = median_seconds(lambda: pipeline.run_batch(frames, indices, settings),
+                                 repeats, warmup=2)
+        separate_s = median_seconds(
+            lambda: [pipeline.run(frame, index, settings)
+                     for frame, index in zip(frames, indices)], repeats, warmup=2)
+        stages = pipeline.run_batch(frames, indices, settings)[0].timings_s
+        rows.append({'batch': count, 'batch_ms': batch_s * 1e3,
+                     'separate_runs_ms': separate_s * 1e3,
+                     'batch_ms_per_frame': batch_s * 1e3 / count,
+                     'speedup_vs_separate_runs': separate_s / batch_s,
+                     'inference_ms_in_batch': stages['inference'] * 1e3})
+    description = backend.describe()
+    backend.close()
+    return {'machine': describe_machine(), 'backend': description, 'frame_size': list(size),
+            'model': config_path or 'full-size architecture, random weights',
+            'load_average_before': load_before, 'load_average_after': load_average(),
+            'repeats': repeats, 'rows': rows}
+
+
+def format_pipeline_table(report: dict) -> str:
+    """Return the pipeline-only report as a fixed-width table."""
+    width, height = report['frame_size']
+    lines = [f"FramePipeline.run_batch, {report['backend']}, {report['model']}, {width}x"
+             f"{height}; load {report['load_average_before']} -> "
+             f"{report['load_average_after']}",
+             f"{'batch':>5s} {'batch ms':>9s} {'ms/frame':>9s} {'N runs ms':>10s} "
+             f"{'speed-up':>8s} {'infer ms':>9s}"]
+    for row in report['rows']:
+        lines.append(f"{row['batch']:5d} {row['batch_ms']:9.1f} "
+                     f"{row['batch_ms_per_frame']:9.1f} {row['separate_runs_ms']:10.1f} "
+                     f"{row['speedup_vs_separate_runs']:7.2f}x "
+                     f"{row['inference_ms_in_batch']:9.1f}")
+    return '\n'.join(lines)
+
+
 def judge(rows: Sequence[dict]) -> Dict[str, dict]:
     """Compare against the targets: RSS ratio and throughput of one node vs separate nodes."""
     by_key = {(row['cameras'], row['mode']): row for row in rows}
@@ -264,15 +328,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--no-profile', action='store_true',
                         help='no FastDDS profile for cameras and nodes')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
-    parser.add_argument('--out', default='outputs/bench/multicam.json')
+    parser.add_argument('--out', help='JSON report (default outputs/bench/multicam.json, '
+                        'or multicam_pipeline.json with --pipeline-only)')
+    parser.add_argument('--pipeline-only', action='store_true',
+                        help='no ROS: time FramePipeline.run_batch per batch size')
+    parser.add_argument('--backend', default='onnxruntime',
+                        choices=('onnxruntime', 'torch', 'tensorrt'),
+                        help='--pipeline-only backend')
+    parser.add_argument('--device', default='cpu', help='--pipeline-only device')
+    parser.add_argument('--batches', default='1,2,3', help='--pipeline-only batch sizes')
+    parser.add_argument('--repeats', type=int, default=10, help='--pipeline-only repeats')
     args = parser.parse_args(argv)
+    size = [int(side) for side in args.size.split('x')]
+    if args.pipeline_only:
+        report = measure_pipeline_batches(
+            args.backend, args.device, [int(count) for count in args.batches.split(',')],
+            size, args.config or None, args.cache_dir, args.repeats)
+        print(format_pipeline_table(report))
+        write_report(report, args.out or 'outputs/bench/multicam_pipeline.json')
+        return 0
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))  # apart from others
     report = run([int(count) for count in args.cameras.split(',')], args.rate, args.seconds,
-                 [int(side) for side in args.size.split('x')], args.config, args.cache_dir,
-                 not args.no_profile)
+                 size, args.config or None, args.cache_dir, not args.no_profile)
     print(format_table(report))
-    write_report(report, args.out)
+    write_report(report, args.out or 'outputs/bench/multicam.json')
     return 0
 
 

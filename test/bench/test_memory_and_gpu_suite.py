@@ -27,11 +27,13 @@ def test_measure_case_reports_rss_in_process(tiny_grounder, tmp_path):
 
 def test_gpu_suite_steps_cover_the_issue(tmp_path):
     steps = {step.name: step for step in gpu_suite.build_steps(tmp_path, 'python3', 5, 400)}
-    assert list(steps) == ['inference', 'memory', 'pytest']
+    assert list(steps) == ['inference', 'memory', 'pytest', 'multicam']
     inference = steps['inference'].command
     assert inference[inference.index('--cuda-batches') + 1:][:3] == ['1', '8', '64']
     assert '--no-cpu' in inference
     assert steps['pytest'].command[3:5] == ['-m', 'gpu']
+    multicam = steps['multicam'].command
+    assert multicam[multicam.index('--batches') + 1] == '1,2,3' and 'cuda' in multicam
     assert sum(step.timeout_s for step in steps.values()) == pytest.approx(400)
 
 
@@ -59,5 +61,5 @@ def test_gpu_suite_fails_when_the_gpu_rows_are_missing(tmp_path, monkeypatch):
         'step': step.name, 'status': 'ok', 'seconds': 0.0, 'log': '', 'output': step.output})
     assert gpu_suite.main(['--out', str(tmp_path)]) == 1  # no inference.json was written
     summary = json.loads((tmp_path / 'suite.json').read_text())
-    assert ran == ['inference', 'memory', 'pytest']
+    assert ran == ['inference', 'memory', 'pytest', 'multicam']
     assert summary['status'].startswith('failed') and summary['targets_met'] is False
