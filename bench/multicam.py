@@ -184,6 +184,7 @@ def measure(cameras: int, mode: str, model_path: str, size: Sequence[int], rate_
                          'p90': float(np.percentile(delays_ms, 90)) if len(records) else None},
             'peak_rss_mib': peak_rss, 'idle_rss_mib': idle_rss,
             'cpu_ms_per_heatmap': cpu_s * 1e3 / max(1, len(records)),
+            'cpu_cores_used': cpu_s / stream_s,
             'load_average_before': load_before}
 
 
@@ -298,7 +299,7 @@ def format_table(report: dict) -> str:
              f"{report['load_average_after']}",
              f"{'cams':>4s} {'setup':15s} {'nodes':>5s} {'sent':>5s} {'heatmaps/s':>10s} "
              f"{'per camera Hz':>16s} {'p50 ms':>7s} {'p90 ms':>7s} {'peak RSS MiB':>12s} "
-             f"{'CPU ms/map':>10s} {'load before':>16s}"]
+             f"{'CPU ms/map':>10s} {'cores':>5s} {'load before':>16s}"]
     for row in report['rows']:
         per_camera = '/'.join(f'{hz:.1f}' for hz in row['per_camera_hz'])
         delay = row['delay_ms']
@@ -308,6 +309,7 @@ def format_table(report: dict) -> str:
             f"{delay['p50'] if delay['p50'] is not None else float('nan'):7.1f} "
             f"{delay['p90'] if delay['p90'] is not None else float('nan'):7.1f} "
             f"{row['peak_rss_mib']:12.0f} {row['cpu_ms_per_heatmap']:10.1f} "
+            f"{row.get('cpu_cores_used', float('nan')):5.2f} "
             f"{str(row['load_average_before']):>16s}")
     for name, verdict in report['targets'].items():
         details = ', '.join(f'{key} {value:.2f}' if isinstance(value, float) else
