@@ -54,6 +54,7 @@ from sensor_msgs.msg import Image
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RSS_RATIO = 1.3
+THROUGHPUT_TOLERANCE = 1e-3
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 
 
@@ -286,7 +287,9 @@ def judge(rows: Sequence[dict]) -> Dict[str, dict]:
                                                                        'separate_nodes'))
         if one and separate:
             ratio = one['heatmaps_per_s'] / max(separate['heatmaps_per_s'], 1e-9)
-            verdicts[f'throughput_{cameras}'] = {'one_vs_separate': ratio, 'met': ratio >= 1.0}
+            # 0.1%: the streams' durations, measured by each camera process, differ by ms
+            verdicts[f'throughput_{cameras}'] = {'one_vs_separate': ratio,
+                                                 'met': ratio >= 1.0 - THROUGHPUT_TOLERANCE}
     return verdicts
 
 
