@@ -73,7 +73,7 @@ def build_steps(out_dir: Path, python: str = sys.executable, repeats: int = 10,
 
 
 def multicam_steps(out_dir: Path, python: str, budget_s: float) -> List[Step]:
-    """Return the multi-camera batch step (batch 1, 2, 3; full size; PyTorch CUDA like the node)."""
+    """Return the multi-camera batch step (batch 1, 2, 3; full size; PyTorch CUDA as a node)."""
     multicam = str(out_dir / 'multicam.json')
     return [Step('multicam', [python, '-m', 'bench.multicam', '--pipeline-only', '--backend',
                               'torch', '--device', 'cuda', '--config', '', '--size', '640x480',

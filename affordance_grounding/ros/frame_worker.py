@@ -156,7 +156,8 @@ class FrameWorker(threading.Thread):
             # vectorised) and leaves the cores to the backend and the ROS executor.
             torch.set_num_threads(1)
         try:
-            self.pipeline.backend.warm_up(batch_size=len(self.channels))
+            for batch_size in range(1, len(self.channels) + 1):  # every size a batch can have
+                self.pipeline.backend.warm_up(batch_size=batch_size)
         except Exception as error:  # noqa: B902 - report any backend failure, do not die silently
             self._report('warm_up_failed', f'backend warm-up failed: {error}', error=True)
         self.ready.set()

@@ -5,10 +5,11 @@ the single-camera known answer, one batched inference, a silent camera that stal
 a camera's own action, per-camera diagnostics.
 """
 
-from test.ros.test_node_graph import same_stamp, scene, to_array
+from test.ros.test_node_graph import camera_info, same_stamp, scene, to_array
 import time
 from typing import Dict, Optional
 
+from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.graph_client import GraphClient
 from affordance_grounding.ros.node_process import NodeProcess
 from affordance_grounding.runtime.backends import OnnxRuntimeBackend
@@ -24,9 +25,10 @@ STATUS_PREFIX = 'affordance_grounding: camera '
 
 @pytest.fixture(scope='module')
 def node(synthetic_onnx, tmp_path_factory):
-    """Yield a two-camera node, ONNX Runtime on the CPU, acting on 'hold' from the start."""
+    """Yield a two-camera node with 3D, ONNX Runtime on the CPU, acting on 'hold'."""
     process = NodeProcess(tmp_path_factory.mktemp('multicam') / 'node.log', {
         'model_path': str(synthetic_onnx), 'device': 'cpu', 'cameras': list(CAMERAS),
+        'enable_3d': True,
         'default_action': 'hold', 'max_rate_hz': 0.0, 'max_image_age_s': 0.0,
         'diagnostic_period': 0.5})
     process.wait_for_log('out /affordance/active_action')
@@ -39,10 +41,11 @@ def cameras(node, ros_context) -> Dict[str, GraphClient]:
     """Yield one client per camera in ``/affordance/<camera>``, matched with the node."""
     clients = {camera: GraphClient(namespace=f'affordance/{camera}', name=f'{camera}_client',
                                    context=ros_context,
-                                   outputs=('heatmap', 'grasp_mask', 'active_action'))
+                                   outputs=('heatmap', 'grasp_mask', 'active_action',
+                                            'grasp_point'))
                for camera in CAMERAS}
     for client in clients.values():
-        client.wait_for_node(timeout_s=30.0)
+        client.wait_for_node(timeout_s=30.0, with_depth=True)
     yield clients
     for client in clients.values():
         client.close()
@@ -192,3 +195,22 @@ def test_per_camera_diagnostics_count_rate_delay_and_drops(node, cameras, shared
     for key in ('images received', 'frames published', 'frames dropped (newer frame arrived)'):
         assert int(whole[key]) == sum(int(statuses[STATUS_PREFIX + camera][key])
                                       for camera in CAMERAS), key
+
+
+def test_each_camera_pairs_its_own_depth_and_camera_info(node, cameras):
+    depth_m = {'head': 1.5, 'wrist': 0.8}
+    headers = {}
+    for camera, client in cameras.items():
+        header = client.make_header(f'{camera}_optical_frame')
+        client.info_pub.publish(camera_info(header))
+        depth_mm = np.full((240, 320), int(depth_m[camera] * 1000), np.uint16)
+        client.depth_pub.publish(array_to_image_msg(depth_mm, '16UC1', header))
+        headers[camera] = header
+    time.sleep(0.3)  # depth and camera_info first: they are paired on arrival
+    for camera, client in cameras.items():
+        client.publish_image(scene(8), frame_id=f'{camera}_optical_frame',
+                             stamp=headers[camera].stamp)
+    for camera, client in cameras.items():
+        point = client.wait_for('grasp_point', same_stamp(headers[camera]))
+        assert point.header.frame_id == f'{camera}_optical_frame'
+        assert point.point.z == pytest.approx(depth_m[camera], abs=1e-6)
