@@ -12,7 +12,8 @@ way users run one node per camera today. Both use the same ONNX file (ONNX Runti
 run in this one invocation, one configuration after another, so they share the machine's
 load. A client in this process records every heatmap: total heatmaps/s, delay from the image
 stamp to the heatmap's arrival (p50, p90); from /proc: peak RSS (VmHWM) of the node
-process(es), summed, and their CPU time per heatmap. The FastDDS profile
+process(es), summed, their CPU time per heatmap and, for one node, the mean number of
+frames per inference (its /diagnostics). The FastDDS profile
 ``config/fastdds_large_images.xml`` is given to cameras and nodes alike (``--no-profile``: to
 nobody). Targets: RSS of one node with 3 cameras <= 1.3x one camera; one node's total
 throughput >= that of the separate nodes.
@@ -47,6 +48,7 @@ from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.timing import load_average, median_seconds, write_report
 from bench.transport import patched_environ, profile_environment
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -66,8 +68,11 @@ class HeatmapRecorder:
         self._node = rclpy.create_node('multicam_bench_recorder')
         self._lock = threading.Lock()
         self.records: List[tuple] = []
+        self.batch_means: List[float] = []  # the nodes' 'frames per inference mean' readings
         for topic in topics:
             self._node.create_subscription(Image, topic, self._recorder(topic), qos.RELIABLE)
+        self._node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                       10)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self._node)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
@@ -81,6 +86,13 @@ class HeatmapRecorder:
                 self.records.append((topic, stamp, arrival))
         return record
 
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            for item in status.values:
+                if item.key == 'frames per inference mean':
+                    with self._lock:
+                        self.batch_means.append(float(item.value))
+
     def wait_for_publishers(self, topics: Sequence[str], timeout_s: float = 60.0) -> None:
         """Wait until every heatmap topic has its publisher matched."""
         deadline = time.monotonic() + timeout_s
@@ -93,6 +105,7 @@ class HeatmapRecorder:
         """Return and forget what was recorded."""
         with self._lock:
             records, self.records = self.records, []
+            self.batch_means = []
         return records
 
     def close(self) -> None:
@@ -166,6 +179,7 @@ def measure(cameras: int, mode: str, model_path: str, size: Sequence[int], rate_
                        for spec in nodes_layout for topic in spec['images']]
             results = [camera_result(stream, seconds + 120) for stream in streams]
             time.sleep(1.0)  # the last frames' inference
+            batch_means = list(recorder.batch_means)
             cpu_s = sum(cpu_seconds(node.process.pid) for node in nodes) - cpu_before
             peak_rss = sum(node.peak_rss_mib() for node in nodes)
             records = recorder.take()
@@ -186,6 +200,8 @@ def measure(cameras: int, mode: str, model_path: str, size: Sequence[int], rate_
             'peak_rss_mib': peak_rss, 'idle_rss_mib': idle_rss,
             'cpu_ms_per_heatmap': cpu_s * 1e3 / max(1, len(records)),
             'cpu_cores_used': cpu_s / stream_s,
+            'frames_per_inference_mean': (float(np.mean(batch_means)) if batch_means
+                                          else None),
             'load_average_before': load_before}
 
 
@@ -302,7 +318,8 @@ def format_table(report: dict) -> str:
              f"{report['load_average_after']}",
              f"{'cams':>4s} {'setup':15s} {'nodes':>5s} {'sent':>5s} {'heatmaps/s':>10s} "
              f"{'per camera Hz':>16s} {'p50 ms':>7s} {'p90 ms':>7s} {'peak RSS MiB':>12s} "
-             f"{'CPU ms/map':>10s} {'cores':>5s} {'load before':>16s}"]
+             f"{'CPU ms/map':>10s} {'cores':>5s} {'per inference':>13s} "
+             f"{'load before':>16s}"]
     for row in report['rows']:
         per_camera = '/'.join(f'{hz:.1f}' for hz in row['per_camera_hz'])
         delay = row['delay_ms']
@@ -313,6 +330,7 @@ def format_table(report: dict) -> str:
             f"{delay['p90'] if delay['p90'] is not None else float('nan'):7.1f} "
             f"{row['peak_rss_mib']:12.0f} {row['cpu_ms_per_heatmap']:10.1f} "
             f"{row.get('cpu_cores_used', float('nan')):5.2f} "
+            f"{row.get('frames_per_inference_mean') or 1.0:13.2f} "
             f"{str(row['load_average_before']):>16s}")
     for name, verdict in report['targets'].items():
         details = ', '.join(f'{key} {value:.2f}' if isinstance(value, float) else
