@@ -141,11 +141,12 @@ def test_a_silent_camera_does_not_stall_the_other(node, cameras, shared):
         time.sleep(max(0.0, start + sent / 10.0 - time.monotonic()))
     time.sleep(1.0)
     assert len(wrist.messages('heatmap')) >= 0.8 * sent
+    # wrist first: its rate window (5 s) still holds the stream
+    values = wait_for_camera_status(shared, 'wrist', lambda v: float(v['output rate (Hz)']) > 5)
+    assert values['action'] == 'hold' and values['own action'] == 'no'
     head = wait_for_camera_status(shared, 'head', lambda v: v['input rate (Hz)'] == '0.00',
                                   timeout_s=15.0)
     assert head['message'] == 'no images received'
-    values = wait_for_camera_status(shared, 'wrist', lambda v: float(v['output rate (Hz)']) > 5)
-    assert values['action'] == 'hold' and values['own action'] == 'no'
 
 
 def test_a_camera_own_action_overrides_the_shared_one(node, cameras, shared,
@@ -178,9 +179,9 @@ def test_a_camera_own_action_overrides_the_shared_one(node, cameras, shared,
 
 
 def test_per_camera_diagnostics_count_rate_delay_and_drops(node, cameras, shared):
-    for _ in range(100):  # faster than inference: the newest frame wins, the rest are dropped
+    for _ in range(250):  # faster than inference: the newest frame wins, the rest are dropped
         cameras['head'].publish_image(scene(7))
-        time.sleep(0.01)  # paced: a burst would be lost in transport (best-effort input)
+        time.sleep(0.004)  # paced: a burst would be lost in transport (best-effort input)
     time.sleep(1.5)
     values = wait_for_camera_status(shared, 'head',
                                     lambda v: int(v['frames dropped (newer frame arrived)']) > 0)
