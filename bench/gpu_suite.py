@@ -11,6 +11,9 @@ Runs, each in its own process with a time limit, and writes every result under `
    -> ``inference.json``;
 2. ``bench.memory`` for the CUDA backends (peak RSS, peak GPU memory) -> ``memory.json``;
 3. ``pytest -m gpu`` on the GPU tests -> ``pytest.log``;
+4. ``bench.multicam --pipeline-only`` on CUDA: the node's multi-camera batch (preprocess each
+   frame, one inference, postprocess each) at batch 1, 2 and 3 vs separate single-frame runs
+   -> ``multicam.json``;
 
 then ``suite.json``: each step's exit status and duration, the machine, and the issues' GPU
 targets (<= 3 ms/frame at batch 1 and >= 2000 frames/s at batch 64 for PyTorch CUDA fp16 +
@@ -67,8 +70,17 @@ def build_steps(out_dir: Path, python: str = sys.executable, repeats: int = 10,
                         'torch-cuda-fp32', 'torch-cuda-fp16-graphs', 'onnxruntime-cuda',
                         '--out', memory], 0.2 * budget_s, memory),
         Step('pytest', [python, '-m', 'pytest', '-m', 'gpu', '-q', '-rA',
-                        'test/runtime/test_gpu_backends.py'], 0.2 * budget_s),
-    ]
+                        'test/runtime/test_gpu_backends.py'], 0.1 * budget_s),
+    ] + multicam_steps(out_dir, python, budget_s)
+
+
+def multicam_steps(out_dir: Path, python: str, budget_s: float) -> List[Step]:
+    """Return the multi-camera batch step (batch 1, 2, 3; full size; PyTorch CUDA as a node)."""
+    multicam = str(out_dir / 'multicam.json')
+    return [Step('multicam', [python, '-m', 'bench.multicam', '--pipeline-only', '--backend',
+                              'torch', '--device', 'cuda', '--config', '', '--size', '640x480',
+                              '--batches', '1,2,3', '--out', multicam], 0.1 * budget_s,
+                 multicam)]
 
 
 def run_step(step: Step, out_dir: Path) -> Dict:

@@ -33,6 +33,9 @@ LAUNCH_ARGUMENTS = (
      'params file)'),
     ('image_transport', '', 'raw | compressed (subscribe <image_topic>/compressed); empty: '
      'the params file'),
+    ('cameras', '', 'comma-separated camera names, e.g. head,wrist: one node, one batched '
+     'inference, topics under <namespace>/<camera>/ (the *_topic remappings then do not '
+     'apply); empty: the params file'),
     ('rviz', 'false', 'start RViz with the shipped configuration'),
     ('use_sim_time', '', 'true | false: use /clock, e.g. for ros2 bag play --clock (empty: '
      'the params file, else false)'),
@@ -43,7 +46,7 @@ LAUNCH_ARGUMENTS = (
 )
 # Launch argument -> parameter type; an empty argument is "not given" and overrides nothing.
 PARAMETER_ARGUMENTS = {'backend': str, 'model_path': str, 'device': str, 'enable_3d': bool,
-                       'image_transport': str, 'use_sim_time': bool}
+                       'image_transport': str, 'cameras': list, 'use_sim_time': bool}
 PROFILE_ENV_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
 
@@ -58,6 +61,8 @@ def build_overrides(values: dict) -> dict:
             if value.lower() not in ('true', 'false'):
                 raise ValueError(f'launch argument {name}:={value} must be true or false')
             overrides[name] = value.lower() == 'true'
+        elif kind is list:
+            overrides[name] = [item.strip() for item in value.split(',') if item.strip()]
         else:
             overrides[name] = value
     return overrides

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'node.launch.py'
 INTERFACE_ARGUMENTS = ('namespace', 'params_file', 'image_topic', 'camera_info_topic',
                        'depth_topic', 'action_topic', 'backend', 'model_path', 'device',
-                       'enable_3d', 'image_transport', 'rviz', 'use_sim_time',
+                       'enable_3d', 'image_transport', 'cameras', 'rviz', 'use_sim_time',
                        'fastdds_profile', 'log_level')
 PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
@@ -140,6 +140,11 @@ def test_arguments_not_given_leave_the_params_file_alone(launch_module, tmp_path
     assert node.kwargs['parameters'] == [str(params), {'enable_3d': False}]
     node, = run_setup(launch_module, params_file=str(params))
     assert node.kwargs['parameters'] == [str(params), {}]
+
+
+def test_cameras_argument_becomes_a_string_array(launch_module):
+    node, = run_setup(launch_module, cameras='head, wrist')
+    assert node.kwargs['parameters'][1] == {'cameras': ['head', 'wrist']}
 
 
 def test_a_boolean_argument_must_be_true_or_false(launch_module):

@@ -102,6 +102,7 @@ class NodeHealth:
         self.problems = ProblemLog(clock=clock)
         self._stages: Dict[str, PeriodStats] = {}
         self.delay = PeriodStats()
+        self.batch_size = PeriodStats()  # frames (cameras) per inference
         self.stale_frames = 0
         self.lost_in_transport = 0
         self.frame_age_s: Optional[float] = None  # newest frame's age by the node's clock
@@ -119,6 +120,11 @@ class NodeHealth:
             for stage, seconds in stage_s.items():
                 self._stages.setdefault(stage, PeriodStats()).add(seconds)
             self.delay.add(delay_s)
+
+    def count_batch(self, frames: int) -> None:
+        """One inference ran ``frames`` frames (one per camera that had a fresh frame)."""
+        with self._lock:
+            self.batch_size.add(frames)
 
     def count_stale(self) -> None:
         """One frame was dropped because it was older than ``max_image_age_s``."""
@@ -149,11 +155,14 @@ class NodeHealth:
                 stage_ms={
                     stage: (mean * 1e3, peak * 1e3) for stage, (mean, peak) in stages.items()},
                 delay_ms=(self.delay.mean * 1e3, self.delay.maximum * 1e3),
+                batch_size=((self.batch_size.mean, self.batch_size.maximum)
+                            if self.batch_size.count else None),
                 problems=dict(self.problems.counts), last_problem=self.problems.last_message,
                 frame_age_s=self.frame_age_s, old_stamp_age_s=self.old_stamp_age_s)
             if reset_period:
                 self._stages = {}
                 self.delay = PeriodStats()
+                self.batch_size = PeriodStats()
             return snapshot
 
 
@@ -173,6 +182,7 @@ class HealthSnapshot:
     last_problem: str = ''
     frame_age_s: Optional[float] = None
     old_stamp_age_s: Optional[float] = None
+    batch_size: Optional[Tuple[float, float]] = None  # (mean, max) frames per inference
 
     def to_key_values(self, extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
         """Flatten into ``(key, value)`` strings for a ``DiagnosticStatus``."""
@@ -188,6 +198,9 @@ class HealthSnapshot:
             ('newest frame age (s)',
              'none' if self.frame_age_s is None else f'{self.frame_age_s:.3f}'),
         ]
+        if self.batch_size is not None:
+            pairs += [('frames per inference mean', f'{self.batch_size[0]:.2f}'),
+                      ('frames per inference max', f'{self.batch_size[1]:.0f}')]
         for stage, (mean, peak) in sorted(self.stage_ms.items()):
             pairs += [(f'{stage} mean (ms)', f'{mean:.2f}'), (f'{stage} max (ms)', f'{peak:.2f}')]
         pairs += [(f'problem: {kind}', str(count))

@@ -7,15 +7,17 @@ loaded, so pausing is instant). cleanup: free the model. shutdown (also what Ctr
 stop the worker, then free everything, before the ROS context goes away. The model is loaded
 at configure rather than activate so that a missing or corrupt file is reported before
 activation. Topic bookkeeping lives in ``topics.py``; the inference loop in ``frame_worker.py``.
+With the ``cameras`` parameter one node serves several cameras: one worker, one model, one
+batched inference of every camera's newest frame, and one diagnostics status per camera.
 """
 
 import os
 import signal
 import time
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from affordance_grounding.ros.frame_worker import (
-    FrameWorker, recorded_time_advice, SharedState, stamp_to_ns)
+    CameraChannel, FrameWorker, recorded_time_advice, SharedState, stamp_to_ns)
 from affordance_grounding.ros.health import NodeHealth, summarise_health
 from affordance_grounding.ros.messages import to_diagnostic_array
 from affordance_grounding.ros.params import (
@@ -27,11 +29,11 @@ from affordance_grounding.runtime.allocator import keep_large_buffers
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
-from affordance_grounding.runtime.latest_mailbox import LatestMailbox
+from affordance_grounding.runtime.latest_frames import LatestFrames
 from affordance_grounding.runtime.selection import select_backend
 from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
 from affordance_grounding.vocabulary import ActionCommand, LABEL_SETS, parse_action_command
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -74,7 +76,9 @@ class AffordanceNode(LifecycleNode):
             description='Configure and activate on start-up (no lifecycle manager needed)',
             read_only=True))
         self.health = NodeHealth()
-        self.mailbox: LatestMailbox[Image] = LatestMailbox()
+        self.mailbox: LatestFrames = LatestFrames()  # newest unread frame per camera
+        self.channels: Dict[str, CameraChannel] = {}  # camera ('' = the single one) -> channel
+        self._camera_actions: Dict[str, str] = {}  # named camera -> action it last announced
         self.state: Optional[SharedState] = None
         self.backend: Optional[InferenceBackend] = None
         self.phase = 'unconfigured'
@@ -104,7 +108,9 @@ class AffordanceNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.state = SharedState(config, command.key)
         self._action_description = command.describe()
-        self.topics.create_publishers(config)
+        self.channels = {
+            camera: CameraChannel(camera, outputs, self.health if not camera else NodeHealth())
+            for camera, outputs in self.topics.create_publishers(config).items()}
         self._parameter_handle = self.add_on_set_parameters_callback(self._on_set_parameters)
         self.failure, self.phase = '', 'inactive'
         self.get_logger().info(f'model {config.model_path}: {self.backend.describe()}, '
@@ -115,13 +121,15 @@ class AffordanceNode(LifecycleNode):
         """Start the worker and subscribe."""
         self.mailbox.reopen()
         self._worker = FrameWorker(FramePipeline(self.backend), self.mailbox, self.state,
-                                   self.topics.outputs, self.health, self)
+                                   self.channels, self.health, self)
         self._worker.start()
         self.topics.subscribe(self.state.config, InputCallbacks(
             image=self._on_image, action=self._on_action, depth=self._on_depth,
-            camera_info=self._on_camera_info, lost=self.health.count_lost))
+            camera_info=self._on_camera_info, lost=self._on_lost))
         result = super().on_activate(state)
         self.topics.active_action.publish(String(data=self._action_description))
+        self._camera_actions = {}
+        self._announce_camera_actions()
         for line in self.topics.describe():
             self.get_logger().info(line)
         self.phase = 'active'
@@ -164,17 +172,28 @@ class AffordanceNode(LifecycleNode):
         if self.backend is not None:
             self.backend.close()
         self.backend, self.state, self.phase = None, None, 'unconfigured'
+        self.channels = {}
         self._text_matcher = None
 
-    def _on_image(self, msg) -> None:
-        self.health.count_input()
-        self.mailbox.put(msg)
+    def _camera_healths(self, camera: str) -> list:
+        """Return the node's statistics and, for a named camera, its own."""
+        own = self.channels[camera].health
+        return [self.health] + ([own] if own is not self.health else [])
 
-    def _on_depth(self, msg: Image) -> None:
-        self.state.depth.add(stamp_to_ns(msg.header.stamp), msg)
+    def _on_image(self, msg, camera: str = '') -> None:
+        for health in self._camera_healths(camera):
+            health.count_input()
+        self.mailbox.put(msg, camera)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.state.camera_info = msg
+    def _on_lost(self, count: int, camera: str = '') -> None:
+        for health in self._camera_healths(camera):
+            health.count_lost(count)
+
+    def _on_depth(self, msg: Image, camera: str = '') -> None:
+        self.channels[camera].depth.add(stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_camera_info(self, msg: CameraInfo, camera: str = '') -> None:
+        self.channels[camera].camera_info = msg
 
     def _load_text_matcher(self, config: NodeConfig):
         """Load the CLIP text fallback for action phrases when ``<model>.text.onnx`` exists."""
@@ -195,15 +214,42 @@ class AffordanceNode(LifecycleNode):
         return parse_action_command(text, self.backend.metadata.labels, self._text_matcher,
                                     config.action_min_text_similarity)
 
-    def _on_action(self, msg: String) -> None:
+    def _on_action(self, msg: String, camera: Optional[str] = None) -> None:
+        """Apply an action for every camera (``camera`` None), or one camera's own.
+
+        On ``<camera>/action`` an empty text drops the camera's own action: it follows the
+        shared one again.
+        """
+        channel = None if camera is None else self.channels[camera]
         try:
             command = self._parse_action(msg.data, self.state.config)
         except ValueError as error:
+            current = (channel.action(self.state) if channel else self.state.command)[0]
+            where = f' for camera {camera}' if channel else ''
             if self.health.problems.report('bad_action', str(error)):
-                self.get_logger().warning(f'[bad_action] rejected action command: {error}; '
-                                          f'keeping {self.state.command[0] or "idle"!r}')
+                self.get_logger().warning(f'[bad_action] rejected action command{where}: '
+                                          f'{error}; keeping {current or "idle"!r}')
             return
-        self._set_command(command)
+        if channel is None:
+            self._set_command(command)
+            return
+        channel.command = command.key if command.label else None
+        if command.label:
+            self.get_logger().info(f'camera {camera}: own action {command.describe()}')
+        self._announce_camera_actions()
+
+    def _announce_camera_actions(self) -> None:
+        """Publish on ``<camera>/active_action`` what each named camera now runs, if changed."""
+        for camera, channel in self.channels.items():
+            publisher = channel.publishers.active_action
+            if publisher is None:
+                continue
+            label = channel.action(self.state)[0]
+            text = (self._action_description if channel.command is None
+                    else f'{label} (own action of camera {camera})')
+            if self._camera_actions.get(camera) != text:
+                self._camera_actions[camera] = text
+                publisher.publish(String(data=text))
 
     def _set_command(self, command: ActionCommand) -> None:
         if command.describe() == self._action_description:
@@ -212,6 +258,7 @@ class AffordanceNode(LifecycleNode):
         self._action_description = command.describe()
         self.topics.active_action.publish(String(data=self._action_description))
         self.get_logger().info(f'action: {self._action_description or "idle"}')
+        self._announce_camera_actions()
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
@@ -264,9 +311,32 @@ class AffordanceNode(LifecycleNode):
                  'images lost in transport (last period)': f'{lost} of {total}',
                  'fastdds profile': profile_in_use() or 'none'}
         hardware_id = self.backend.device if self.backend else 'none'
-        self._diagnostics.publish(to_diagnostic_array(
-            self.get_clock().now().to_msg(), DIAGNOSTIC_NAME, hardware_id, level, message,
-            snapshot.to_key_values(extra)))
+        stamp = self.get_clock().now().to_msg()
+        array = to_diagnostic_array(stamp, DIAGNOSTIC_NAME, hardware_id, level, message,
+                                    snapshot.to_key_values(extra))
+        array.status += [self._camera_status(stamp, camera, channel, hardware_id)
+                         for camera, channel in self.channels.items() if camera]
+        self._diagnostics.publish(array)
+
+    def _camera_status(self, stamp, camera: str, channel: CameraChannel,
+                       hardware_id: str) -> DiagnosticStatus:
+        """One named camera's rate, delay and drops, as its own status (``<node>: camera X``)."""
+        snapshot = channel.health.snapshot()
+        action = channel.action(self.state)[0] if self.state else ''
+        expected_rate_hz = self.state.config.expected_rate_hz if self.state else 0.0
+        level, message = summarise_health(snapshot, self.phase, self.failure, action,
+                                          expected_rate_hz)
+        extra = {'camera': camera, 'action': action or 'idle',
+                 'own action': 'yes' if channel.command is not None else 'no',
+                 'frames dropped (newer frame arrived)':
+                     str(self.mailbox.dropped_by_camera.get(camera, 0))}
+        return to_diagnostic_array(stamp, camera_status_name(camera), hardware_id, level,
+                                   message, snapshot.to_key_values(extra)).status[0]
+
+
+def camera_status_name(camera: str) -> str:
+    """Name of a named camera's DiagnosticStatus (the node's own is ``DIAGNOSTIC_NAME``)."""
+    return f'{NODE_NAME}: camera {camera}'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

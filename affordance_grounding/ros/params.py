@@ -25,6 +25,7 @@ PRECISION_CHOICES: Tuple[str, ...] = ('auto', 'fp32', 'fp16')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
 DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+CAMERA_NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')  # one ROS name token
 
 
 class ParameterError(ValueError):
@@ -63,6 +64,9 @@ class NodeConfig:
         sync_slop_s: Largest stamp difference between a colour and a depth image to pair.
         diagnostic_period: Seconds between /diagnostics messages.
         expected_rate_hz: Output rate below which diagnostics report a warning.
+        cameras: Camera names; empty = one camera on today's topics. With names, every
+            camera has its inputs and outputs under ``<camera>/`` and all cameras' newest
+            frames run as one batch (docs/ros_interface.md).
     """
 
     backend: str = 'auto'
@@ -88,6 +92,7 @@ class NodeConfig:
     sync_slop_s: float = 0.05
     diagnostic_period: float = 1.0
     expected_rate_hz: float = 10.0
+    cameras: Tuple[str, ...] = ()
 
     def validate(self) -> 'NodeConfig':
         """Check every value; return ``self`` so that calls chain.
@@ -113,6 +118,13 @@ class NodeConfig:
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
         for name in ('sync_slop_s', 'diagnostic_period', 'expected_rate_hz'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '> 0', open_low=True)
+        for name in self.cameras:
+            if not CAMERA_NAME_PATTERN.match(name):
+                raise ParameterError(f'parameter cameras: {name!r} is not a valid camera name; '
+                                     'use letters, digits and underscores, starting with a '
+                                     "letter (it becomes a topic namespace, e.g. 'head')")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ParameterError(f'parameter cameras={list(self.cameras)} names a camera twice')
         if self.default_action and self.labels:
             _check_choice('default_action', self.default_action,
                           ('',) + LABEL_SETS[self.labels], f' (labels={self.labels!r})')
@@ -167,14 +179,20 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'sync_slop_s': ('Largest colour/depth stamp difference in seconds to pair them', False),
     'diagnostic_period': ('Seconds between /diagnostics messages', True),
     'expected_rate_hz': ('Output rate in Hz below which diagnostics warn', True),
+    'cameras': ('Camera names, e.g. [head, wrist]: inputs and outputs under <camera>/, one '
+                'batched inference; empty = one camera on image, heatmap, ...', True),
 }
 
 
 def build_descriptor(name: str, default: Any) -> ParameterDescriptor:
-    """Return the descriptor of one parameter (floats accept integers: dynamic typing)."""
+    """Return the descriptor of one parameter (floats accept integers: dynamic typing).
+
+    A string array declared empty would get rclpy's type BYTE_ARRAY and refuse strings, so
+    arrays are dynamically typed too and :func:`_coerce` checks them.
+    """
     description, read_only = DESCRIPTIONS[name]
     return ParameterDescriptor(name=name, description=description, read_only=read_only,
-                               dynamic_typing=isinstance(default, float))
+                               dynamic_typing=isinstance(default, (float, tuple)))
 
 
 def declare_and_read(node) -> NodeConfig:
@@ -192,7 +210,8 @@ def declare_and_read(node) -> NodeConfig:
     values = {}
     for field in dataclasses.fields(NodeConfig):
         if not node.has_parameter(field.name):
-            node.declare_parameter(field.name, field.default,
+            default = list(field.default) if isinstance(field.default, tuple) else field.default
+            node.declare_parameter(field.name, default,
                                    build_descriptor(field.name, field.default))
         values[field.name] = _coerce(field.name, node.get_parameter(field.name).value,
                                      field.default)
@@ -226,7 +245,18 @@ def update_config(config: NodeConfig, changes: Mapping[str, Any]) -> NodeConfig:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Convert an integer to float for float parameters; reject any other type change."""
+    """Convert an integer to float for float parameters; reject any other type change.
+
+    String arrays become tuples (the configuration is frozen); an empty YAML list arrives as
+    an unset value (None).
+    """
+    if isinstance(default, tuple):
+        if value is None:
+            return ()
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ParameterError(f'parameter {name}={value!r} must be a list of strings, e.g. '
+                             '[head, wrist]')
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not type(default):

@@ -3,11 +3,14 @@
 Kept apart from the node's lifecycle so that which topic has which type and QoS lives in one
 place. The colour input is ``image`` (sensor_msgs/Image) or, with ``image_transport:
 compressed``, ``<image>/compressed`` (sensor_msgs/CompressedImage) resolved after remapping,
-as image_transport names it; depth and camera_info stay raw. Topic table: docs/ros_interface.md.
+as image_transport names it; depth and camera_info stay raw. With the ``cameras`` parameter
+every camera gets the same inputs and outputs under ``<camera>/`` (``head/image`` ->
+``head/heatmap``) plus an optional ``<camera>/action`` that overrides the shared ``action``.
+Topic table: docs/ros_interface.md.
 """
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.frame_worker import OutputPublishers
@@ -25,20 +28,36 @@ from visualization_msgs.msg import MarkerArray
 
 @dataclass
 class InputCallbacks:
-    """What the node does with each input; ``lost`` gets the middleware's lost-image count."""
+    """What the node does with each input, told which camera it came from.
+
+    ``image``, ``depth`` and ``camera_info`` get (msg, camera); ``action`` gets (msg, camera)
+    with camera None for the shared ``action`` topic; ``lost`` gets (count, camera), the
+    middleware's count of images lost in transport. camera is '' for the single camera.
+    """
 
     image: Callable
     action: Callable
     depth: Callable
     camera_info: Callable
-    lost: Callable[[int], None]
+    lost: Callable[[int, str], None]
 
 
-def colour_topic(node, config: NodeConfig) -> str:
+def camera_prefix(camera: str) -> str:
+    """Topic prefix of a camera: '' for the single camera, else ``<camera>/``."""
+    return f'{camera}/' if camera else ''
+
+
+def camera_names(config: NodeConfig) -> List[str]:
+    """Return the cameras of a configuration; [''] (one unnamed camera) by default."""
+    return list(config.cameras) or ['']
+
+
+def colour_topic(node, config: NodeConfig, camera: str = '') -> str:
     """Return the colour input topic: ``image``, or ``image`` remapped plus ``/compressed``."""
+    name = camera_prefix(camera) + 'image'
     if config.image_transport == 'compressed':
-        return node.resolve_topic_name('image') + '/compressed'
-    return 'image'
+        return node.resolve_topic_name(name) + '/compressed'
+    return name
 
 
 class NodeTopics:
@@ -47,41 +66,61 @@ class NodeTopics:
     def __init__(self, node):
         """Bind to a lifecycle node; nothing is created yet."""
         self._node = node
-        self.outputs: Optional[OutputPublishers] = None
+        self.outputs_by_camera: Dict[str, OutputPublishers] = {}
         self.active_action = None
         self.inputs: List = []
 
-    def create_publishers(self, config: NodeConfig) -> OutputPublishers:
-        """Create the output publishers (3D ones only with ``enable_3d``)."""
+    @property
+    def outputs(self) -> Optional[OutputPublishers]:
+        """The first (with the default: the only) camera's publishers; None before configure."""
+        return next(iter(self.outputs_by_camera.values()), None)
+
+    def create_publishers(self, config: NodeConfig) -> Dict[str, OutputPublishers]:
+        """Create every camera's output publishers (3D ones only with ``enable_3d``)."""
         overrides = QoSOverridingOptions.with_default_policies()
 
         def publisher(msg_type, topic, profile=qos.RELIABLE):
             return self._node.create_lifecycle_publisher(msg_type, topic, profile,
                                                          qos_overriding_options=overrides)
-        self.outputs = OutputPublishers(
-            publisher(Image, 'heatmap'), publisher(Image, 'grasp_mask'),
-            publisher(Image, 'overlay'))
-        if config.enable_3d:
-            self.outputs.grasp_point = publisher(PointStamped, 'grasp_point')
-            self.outputs.markers = publisher(MarkerArray, 'markers')
-            self.outputs.affordance_cloud = publisher(PointCloud2, 'affordance_cloud')
-            self.outputs.grasp_pose = publisher(PoseStamped, 'grasp_pose')
+        for camera in camera_names(config):
+            prefix = camera_prefix(camera)
+            outputs = OutputPublishers(
+                publisher(Image, prefix + 'heatmap'), publisher(Image, prefix + 'grasp_mask'),
+                publisher(Image, prefix + 'overlay'))
+            if config.enable_3d:
+                outputs.grasp_point = publisher(PointStamped, prefix + 'grasp_point')
+                outputs.markers = publisher(MarkerArray, prefix + 'markers')
+                outputs.affordance_cloud = publisher(PointCloud2, prefix + 'affordance_cloud')
+                outputs.grasp_pose = publisher(PoseStamped, prefix + 'grasp_pose')
+            if camera:  # what this camera runs: its own action, else the shared one
+                outputs.active_action = publisher(String, prefix + 'active_action', qos.LATCHED)
+            self.outputs_by_camera[camera] = outputs
         self.active_action = publisher(String, 'active_action', qos.LATCHED)
-        return self.outputs
+        return self.outputs_by_camera
 
     def subscribe(self, config: NodeConfig, callbacks: InputCallbacks) -> None:
-        """Subscribe to every input; the colour one also reports images lost in transport."""
+        """Subscribe to every input; the colour ones also report images lost in transport."""
         overrides = QoSOverridingOptions.with_default_policies()
         image_qos = qos.image_qos(config.image_qos)
         colour_type = CompressedImage if config.image_transport == 'compressed' else Image
-        lost = SubscriptionEventCallbacks(
-            message_lost=lambda info: callbacks.lost(info.total_count_change))
-        topics = [(colour_type, colour_topic(self._node, config), callbacks.image, image_qos,
-                   lost),
-                  (String, 'action', callbacks.action, qos.COMMANDS, None)]
-        if config.enable_3d:
-            topics += [(Image, 'depth', callbacks.depth, image_qos, None),
-                       (CameraInfo, 'camera_info', callbacks.camera_info, image_qos, None)]
+        topics = []
+        for camera in camera_names(config):
+            prefix = camera_prefix(camera)
+            lost = SubscriptionEventCallbacks(
+                message_lost=lambda info, c=camera: callbacks.lost(info.total_count_change, c))
+            topics.append((colour_type, colour_topic(self._node, config, camera),
+                           lambda msg, c=camera: callbacks.image(msg, c), image_qos, lost))
+            if camera:
+                topics.append((String, prefix + 'action',
+                               lambda msg, c=camera: callbacks.action(msg, c), qos.COMMANDS,
+                               None))
+            if config.enable_3d:
+                topics += [(Image, prefix + 'depth', lambda msg, c=camera: callbacks.depth(msg, c),
+                            image_qos, None),
+                           (CameraInfo, prefix + 'camera_info',
+                            lambda msg, c=camera: callbacks.camera_info(msg, c), image_qos, None)]
+        topics.insert(1, (String, 'action', lambda msg: callbacks.action(msg, None),
+                          qos.COMMANDS, None))
         self.inputs = [self._node.create_subscription(msg_type, topic, callback, profile,
                                                       qos_overriding_options=overrides,
                                                       event_callbacks=events)
@@ -95,15 +134,17 @@ class NodeTopics:
 
     def destroy_publishers(self) -> None:
         """Destroy every publisher."""
-        publishers = [] if self.outputs is None else list(vars(self.outputs).values())
+        publishers = [publisher for outputs in self.outputs_by_camera.values()
+                      for publisher in vars(outputs).values()]
         for publisher in publishers + [self.active_action]:
             if publisher is not None:
                 self._node.destroy_lifecycle_publisher(publisher)
-        self.outputs = self.active_action = None
+        self.outputs_by_camera, self.active_action = {}, None
 
     def describe(self) -> List[str]:
         """One start-up log line per topic: direction, resolved name, type and QoS."""
-        publishers = [p for p in vars(self.outputs).values() if p is not None]
+        publishers = [publisher for outputs in self.outputs_by_camera.values()
+                      for publisher in vars(outputs).values() if publisher is not None]
         return [f'{direction} {entity.topic_name} [{entity.msg_type.__name__}] '
                 f'qos {qos.describe_qos(entity.qos_profile)}'
                 for direction, entities in (('in ', self.inputs),

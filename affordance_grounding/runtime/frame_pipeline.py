@@ -1,4 +1,4 @@
-"""One camera frame through a backend: preprocess, infer, pick the action, postprocess.
+"""Camera frames through a backend: preprocess, infer, pick the action, postprocess.
 
 ROS-free so that the node, the benchmarks and the demo share it. Every stage is timed, which
 is how the node reports where its per-frame latency goes.
@@ -56,7 +56,7 @@ class FrameOutputs:
 
 
 class FramePipeline:
-    """Runs single frames through a loaded backend, reusing one input buffer."""
+    """Runs frames (one, or a batch of several cameras) through a loaded backend."""
 
     def __init__(self, backend: InferenceBackend):
         """Wrap a loaded backend; preprocessing follows the model's own metadata."""
@@ -65,7 +65,7 @@ class FramePipeline:
         self.labels = metadata.labels
         self.image_size = metadata.image_size
         self.preprocessor = ImagePreprocessor(metadata.image_size, metadata.mean, metadata.std)
-        self._input = torch.empty(1, 3, metadata.image_size, metadata.image_size)  # reused
+        self._inputs: Dict[int, torch.Tensor] = {}  # reused input buffer per batch size
 
     def run(self, rgb: np.ndarray, class_index: int, settings: OutputSettings,
             overlay_label: Optional[str] = None) -> FrameOutputs:
@@ -83,71 +83,59 @@ class FramePipeline:
         Raises:
             ValueError: If the image is not (H, W, 3) uint8 or the index is out of range.
         """
-        self._check_class_index(class_index)
-        start = time.perf_counter()
-        batch = self.preprocessor(rgb, out=self._input)  # (1, 3, S, S)
-        preprocessed = time.perf_counter()
-        network = self.backend.infer(batch).affordance[0, class_index]  # (S, S) in [0, 1]
-        inferred = time.perf_counter()
-        outputs = self._finish(rgb, network, settings, overlay_label)
-        outputs.timings_s = {'preprocess': preprocessed - start,
-                             'inference': inferred - preprocessed,
-                             'postprocess': time.perf_counter() - inferred}
-        return outputs
+        return self.run_batch([rgb], [class_index], settings, [overlay_label])[0]
 
     def run_batch(self, rgbs: Sequence[np.ndarray], class_indices: Sequence[int],
                   settings: OutputSettings,
-                  overlay_labels: Sequence[Optional[str]]) -> List[FrameOutputs]:
-        """Like :meth:`run` for several frames in one backend call (offline throughput).
+                  overlay_labels: Optional[Sequence[Optional[str]]] = None) -> List[FrameOutputs]:
+        """Run several frames (e.g. one per camera) as ONE inference; see :meth:`run`.
 
-        The frames may differ in size and action. Each frame's timings are the batch's stage
-        times divided by the batch size.
-
-        Args:
-            rgbs: B (H_i, W_i, 3) uint8 RGB images.
-            class_indices: B label indices, one per frame.
-            settings: Output resolution, mask threshold, overlay style (all frames).
-            overlay_labels: B overlay texts; None skips a frame's overlay.
-
-        Returns:
-            B outputs, in input order.
+        Each frame is preprocessed into its row of the batch, the backend runs once, each row
+        keeps its own action's map (``class_indices[i]``) and is post-processed at its own
+        image size. Timings per frame: its own preprocess and postprocess, and the time of the
+        whole batch's inference (what the frame waited for).
 
         Raises:
-            ValueError: If a frame or an index is invalid, or the lengths differ.
+            ValueError: On an empty batch, mismatched lengths, a bad image or index.
         """
-        if not len(rgbs) == len(class_indices) == len(overlay_labels) or not rgbs:
-            raise ValueError(f'run_batch needs as many images ({len(rgbs)}, at least one) as '
-                             f'class indices ({len(class_indices)}) and overlay labels '
-                             f'({len(overlay_labels)})')
+        count = len(rgbs)
+        overlay_labels = [None] * count if overlay_labels is None else list(overlay_labels)
+        if count == 0 or len(class_indices) != count or len(overlay_labels) != count:
+            raise ValueError(f'run_batch needs as many class indices ({len(class_indices)}) '
+                             f'and overlay labels ({len(overlay_labels)}) as images ({count}), '
+                             'at least one')
         for class_index in class_indices:
-            self._check_class_index(class_index)
-        start = time.perf_counter()
-        size = self.image_size
-        batch = torch.empty(len(rgbs), 3, size, size)  # (B, 3, S, S)
+            if not 0 <= class_index < len(self.labels):
+                raise ValueError(f'class index {class_index} is outside the '
+                                 f'{len(self.labels)} labels of the model')
+        batch = self._batch_buffer(count)
+        preprocess_s = []
         for row, rgb in enumerate(rgbs):
-            self.preprocessor(rgb, out=batch[row:row + 1])
-        preprocessed = time.perf_counter()
+            start = time.perf_counter()
+            self.preprocessor(rgb, out=batch[row:row + 1])  # (1, 3, S, S) view of the batch
+            preprocess_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
         affordance = self.backend.infer(batch).affordance  # (B, K, S, S) in [0, 1]
-        inferred = time.perf_counter()
-        outputs = [self._finish(rgb, affordance[row, class_index], settings, label)
-                   for row, (rgb, class_index, label)
-                   in enumerate(zip(rgbs, class_indices, overlay_labels))]
-        finished = time.perf_counter()
-        share = 1.0 / len(rgbs)
-        for frame_outputs in outputs:
-            frame_outputs.timings_s = {'preprocess': (preprocessed - start) * share,
-                                       'inference': (inferred - preprocessed) * share,
-                                       'postprocess': (finished - inferred) * share}
-        return outputs
+        networks = affordance[np.arange(count), np.asarray(class_indices)]  # (B, S, S)
+        inference_s = time.perf_counter() - start
+        results = []
+        for row, (rgb, label) in enumerate(zip(rgbs, overlay_labels)):
+            start = time.perf_counter()
+            outputs = self._postprocess(networks[row], rgb, settings, label)
+            outputs.timings_s = {'preprocess': preprocess_s[row], 'inference': inference_s,
+                                 'postprocess': time.perf_counter() - start}
+            results.append(outputs)
+        return results
 
-    def _check_class_index(self, class_index: int) -> None:
-        if not 0 <= class_index < len(self.labels):
-            raise ValueError(f'class index {class_index} is outside the '
-                             f'{len(self.labels)} labels of the model')
+    def _batch_buffer(self, count: int) -> torch.Tensor:
+        """Return the reused (count, 3, S, S) input buffer of this batch size."""
+        if count not in self._inputs:
+            self._inputs[count] = torch.empty(count, 3, self.image_size, self.image_size)
+        return self._inputs[count]
 
-    def _finish(self, rgb: np.ndarray, network: np.ndarray, settings: OutputSettings,
-                overlay_label: Optional[str]) -> FrameOutputs:
-        """Heatmap at the requested resolution, grasp mask and optional overlay of one frame."""
+    def _postprocess(self, network: np.ndarray, rgb: np.ndarray, settings: OutputSettings,
+                     overlay_label: Optional[str]) -> FrameOutputs:
+        """One frame's (S, S) map -> heatmap, grasp mask and overlay (timings left empty)."""
         full = None
         if settings.heatmap_resolution == 'input' or overlay_label is not None:
             full = resize_to_input(network, rgb.shape[:2])  # (H, W): the model's resize undone

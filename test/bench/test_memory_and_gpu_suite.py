@@ -30,7 +30,7 @@ def test_measure_case_reports_rss_in_process(tiny_grounder, tmp_path):
 def test_gpu_suite_steps_name_things_that_exist(tmp_path):
     """Every step's command refers to real modules, memory cases and GPU tests."""
     steps = {step.name: step for step in gpu_suite.build_steps(tmp_path, 'python3', 5, 400)}
-    assert list(steps) == ['inference', 'memory', 'pytest']
+    assert list(steps) == ['inference', 'memory', 'pytest', 'multicam']
     command = steps['inference'].command
     assert command[1:3] == ['-m', 'bench.inference']
     args = inference.build_parser().parse_args(command[3:])  # bench.inference accepts it
@@ -46,6 +46,8 @@ def test_gpu_suite_steps_name_things_that_exist(tmp_path):
     assert cases and set(cases) <= set(memory.CASES)
     test_files = [gpu_suite.REPO / arg for arg in steps['pytest'].command if arg.endswith('.py')]
     assert test_files and all('pytest.mark.gpu' in path.read_text() for path in test_files)
+    multicam = steps['multicam'].command
+    assert multicam[multicam.index('--batches') + 1] == '1,2,3' and 'cuda' in multicam
     assert sum(step.timeout_s for step in steps.values()) == pytest.approx(400)
 
 

@@ -50,3 +50,12 @@ def make_client(ros_context):
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope='module')
+def pipeline(tiny_onnx):
+    """Return a frame pipeline over the tiny model on ONNX Runtime CPU."""
+    from affordance_grounding.runtime.backends import OnnxRuntimeBackend
+    from affordance_grounding.runtime.frame_pipeline import FramePipeline
+
+    return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())

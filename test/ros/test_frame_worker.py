@@ -2,54 +2,14 @@
 
 import time
 
-from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.frame_worker import FrameWorker, OutputPublishers, SharedState
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.latest_mailbox import LatestMailbox
-import numpy as np
+from affordance_grounding.runtime.latest_frames import LatestFrames
+from harness.fakes import FakeNode, FakePublisher, image_msg
 import pytest
-import rclpy
-from rclpy.clock import Clock, ClockType
-from std_msgs.msg import Header
 
 pytestmark = pytest.mark.ros
-
-
-class FakePublisher:
-    def __init__(self, subscribers=1):
-        self.sent = []
-        self.subscribers = subscribers
-
-    def publish(self, msg):
-        self.sent.append(msg)
-
-    def get_subscription_count(self):
-        return self.subscribers
-
-
-class FakeNode:
-    def __init__(self):
-        self.clock = Clock(clock_type=ClockType.SYSTEM_TIME)
-        self.logged = []
-
-    def get_clock(self):
-        return self.clock
-
-    def get_logger(self):
-        return self
-
-    def warning(self, text):
-        self.logged.append(text)
-
-    error = warning
-
-
-@pytest.fixture(scope='module')
-def pipeline(tiny_onnx):
-    return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())
 
 
 def make_worker(pipeline, overlay_subscribers=0, **config):
@@ -58,14 +18,7 @@ def make_worker(pipeline, overlay_subscribers=0, **config):
     state = SharedState(NodeConfig(device='cpu', **config), ('hold', pipeline.labels.index(
         'hold')))
     node = FakeNode()
-    return FrameWorker(pipeline, LatestMailbox(), state, publishers, NodeHealth(), node), node
-
-
-def image_msg(node, age_s=0.0):
-    header = Header(frame_id='cam')
-    header.stamp = rclpy.time.Time(
-        nanoseconds=node.clock.now().nanoseconds - int(age_s * 1e9)).to_msg()
-    return array_to_image_msg(np.zeros((30, 40, 3), np.uint8), 'rgb8', header)
+    return FrameWorker(pipeline, LatestFrames(), state, publishers, NodeHealth(), node), node
 
 
 def test_frame_worker_renders_the_overlay_only_for_subscribers(pipeline):

@@ -18,9 +18,12 @@ from skimage import data as sample_images
 
 pytestmark = pytest.mark.ros
 
-# Measured on this model and photo (the printed line): heatmap |jpeg - raw| max 0.0133, mean
-# 0.0020; grasp masks agree on 99.84% of pixels. The bounds leave 2.5-4x headroom.
-JPEG_MAX_ABS, JPEG_MEAN_ABS, JPEG_MASK_AGREEMENT = 0.05, 0.005, 0.99
+# Measured on this model and photo (the printed line). With the first synthetic backbones:
+# heatmap |jpeg - raw| max 0.0133, mean 0.0020, masks agreeing on 99.84% of pixels; with the
+# v2 backbones (docs/ablation.md), whose maps are flatter: max 0.031, mean 0.0062, masks
+# agreeing on 99.12%. The bounds leave at least 1.6x (max), 2.4x (mean) and 2x (mask pixels
+# that differ) headroom over the larger of the two.
+JPEG_MAX_ABS, JPEG_MEAN_ABS, JPEG_MASK_AGREEMENT = 0.05, 0.015, 0.98
 
 
 @pytest.fixture(scope='module')

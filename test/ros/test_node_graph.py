@@ -18,15 +18,13 @@ from affordance_grounding.runtime.grasp import compute_grasp_mask
 import cv2
 from harness.graph_client import GraphClient, wait_for_diagnostics
 from harness.node_process import NodeProcess
+from harness.scene_frames import camera_info, CX, CY, FX, FY, HEIGHT, same_stamp, scene, WIDTH
 import numpy as np
 import pytest
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 pytestmark = pytest.mark.ros
-
-HEIGHT, WIDTH = 240, 320
-FX, FY, CX, CY = 250.0, 240.0, 161.5, 118.5
 
 
 @pytest.fixture(scope='module')
@@ -71,24 +69,9 @@ def expected_pipeline(synthetic_onnx):
     return FramePipeline(OnnxRuntimeBackend(str(synthetic_onnx), 'cpu').load())
 
 
-def scene(seed: int = 0) -> np.ndarray:
-    """Return a (240, 320, 3) uint8 RGB test image with structure (not flat noise)."""
-    rng = np.random.default_rng(seed)
-    image = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (WIDTH, HEIGHT),
-                       interpolation=cv2.INTER_CUBIC)
-    cv2.circle(image, (200, 120), 50, (240, 200, 30), -1)
-    return image
-
-
 def to_array(msg: Image) -> np.ndarray:
     """Decode an output message with the node's own decoder."""
     return image_msg_to_array(msg)[0]
-
-
-def same_stamp(header):
-    """Return a predicate matching a message with exactly this header stamp."""
-    return lambda msg: (msg.header.stamp.sec, msg.header.stamp.nanosec) == (
-        header.stamp.sec, header.stamp.nanosec)
 
 
 def set_action(client: GraphClient, action: str) -> None:
@@ -243,12 +226,6 @@ def test_node_drops_stale_images(node, client):
     header = client.publish_image(scene(8), stamp=stamp)
     wait_for_diagnostics(client, lambda v: int(v['stale frames dropped']) > before)
     assert not [m for m in client.messages('heatmap') if same_stamp(header)(m)]
-
-
-def camera_info(header) -> CameraInfo:
-    info = CameraInfo(header=header, height=HEIGHT, width=WIDTH, distortion_model='plumb_bob')
-    info.k = [FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]
-    return info
 
 
 def test_node_grasp_point_from_depth_has_the_known_answer(node, client, dds_round_trip_s):

@@ -23,7 +23,8 @@ def shipped_parameters():
 
 def test_node_config_defaults_equal_params_yaml():
     fields = {field.name: field.default for field in dataclasses.fields(NodeConfig)}
-    assert fields == shipped_parameters()
+    assert fields == {name: tuple(value) if isinstance(value, list) else value
+                      for name, value in shipped_parameters().items()}
     assert set(DESCRIPTIONS) == set(fields)
 
 
@@ -157,3 +158,25 @@ def test_declare_and_read_rejects_wrong_type_for_float(make_node):
 def test_declare_and_read_can_run_twice_on_one_node(make_node):
     node = make_node([Parameter('colormap', value='turbo')])
     assert declare_and_read(node) == declare_and_read(node)
+
+
+def test_cameras_default_to_one_camera_and_accept_a_list(make_node):
+    assert declare_and_read(make_node()).cameras == ()
+    node = make_node([Parameter('cameras', value=['head', 'wrist'])])
+    assert declare_and_read(node).cameras == ('head', 'wrist')
+
+
+@pytest.mark.parametrize('cameras, match', [
+    (['head', 'head'], 'names a camera twice'),
+    (['head/left'], 'not a valid camera name'),
+    (['2nd'], 'not a valid camera name'),
+])
+def test_cameras_reject_names_that_are_no_topic_namespace(cameras, match):
+    with pytest.raises(ParameterError, match=match):
+        NodeConfig(cameras=tuple(cameras)).validate()
+
+
+def test_cameras_reject_a_list_of_numbers(make_node):
+    node = make_node([Parameter('cameras', value=[1, 2])])
+    with pytest.raises(ParameterError, match='must be a list of strings'):
+        declare_and_read(node)

@@ -59,3 +59,34 @@ def test_without_3d_there_is_no_depth(lifecycle_node):
     assert colour_topic(lifecycle_node, config) == 'image'
     topics.unsubscribe()
     topics.destroy_publishers()
+
+
+def test_named_cameras_get_their_own_topics_and_remaps(ros_context):
+    node = LifecycleNode('topics_cameras_test', namespace='affordance', context=ros_context,
+                         cli_args=['--ros-args', '-r', 'head/image:=/head_camera/image_raw'])
+    try:
+        topics = NodeTopics(node)
+        config = NodeConfig(cameras=('head', 'wrist'), image_transport='compressed',
+                            enable_3d=True)
+        assert list(topics.create_publishers(config)) == ['head', 'wrist']
+        topics.subscribe(config, callbacks())
+        found = {sub.topic_name: sub.msg_type for sub in topics.inputs}
+        assert found == {
+            '/head_camera/image_raw/compressed': CompressedImage,
+            '/affordance/wrist/image/compressed': CompressedImage,
+            '/affordance/action': String, '/affordance/head/action': String,
+            '/affordance/wrist/action': String,
+            '/affordance/head/depth': Image, '/affordance/wrist/depth': Image,
+            '/affordance/head/camera_info': CameraInfo,
+            '/affordance/wrist/camera_info': CameraInfo}
+        outputs = {line.split()[1] for line in topics.describe() if line.startswith('out')}
+        for camera in ('head', 'wrist'):
+            for name in ('heatmap', 'grasp_mask', 'overlay', 'grasp_point', 'markers',
+                         'affordance_cloud', 'grasp_pose', 'active_action'):
+                assert f'/affordance/{camera}/{name}' in outputs
+        assert '/affordance/active_action' in outputs and '/affordance/heatmap' not in outputs
+        topics.unsubscribe()
+        topics.destroy_publishers()
+        assert topics.outputs is None
+    finally:
+        node.destroy_node()

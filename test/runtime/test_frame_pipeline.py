@@ -45,3 +45,32 @@ def test_frame_pipeline_model_resolution_and_overlay(pipeline, image):
 def test_frame_pipeline_rejects_an_index_outside_the_labels(pipeline, image):
     with pytest.raises(ValueError, match='outside the 36 labels'):
         pipeline.run(image, 36, OutputSettings())
+
+
+def test_run_batch_equals_one_run_per_frame_with_each_rows_own_action(pipeline):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8)
+              for shape in ((90, 130, 3), (48, 64, 3), (120, 100, 3))]
+    indices = [pipeline.labels.index('pour'), 0, pipeline.labels.index('pour')]
+    labels = [None, 'beat', None]
+    batch = pipeline.run_batch(images, indices, OutputSettings(), labels)
+    assert len(batch) == 3
+    for image, index, label, outputs in zip(images, indices, labels, batch):
+        single = pipeline.run(image, index, OutputSettings(), overlay_label=label)
+        assert outputs.heatmap.shape == image.shape[:2]
+        np.testing.assert_allclose(outputs.heatmap, single.heatmap, atol=1e-5)
+        np.testing.assert_array_equal(outputs.mask, single.mask)
+        assert (outputs.overlay is None) == (label is None)
+        assert set(outputs.timings_s) == set(STAGES)
+    # the rows of one batch ran one inference: they report the same inference time
+    assert len({outputs.timings_s['inference'] for outputs in batch}) == 1
+    assert not np.allclose(batch[0].heatmap[:48, :64], batch[1].heatmap)
+
+
+def test_run_batch_rejects_mismatched_or_empty_input(pipeline, image):
+    with pytest.raises(ValueError, match='as many class indices'):
+        pipeline.run_batch([image, image], [0], OutputSettings())
+    with pytest.raises(ValueError, match='at least one'):
+        pipeline.run_batch([], [], OutputSettings())
+    with pytest.raises(ValueError, match='outside the'):
+        pipeline.run_batch([image, image], [0, len(pipeline.labels)], OutputSettings())
