@@ -1,7 +1,7 @@
 """Latest-wins hand-over of frames from several cameras to one worker that batches them.
 
-Per camera it behaves like :class:`~affordance_grounding.runtime.latest_mailbox.LatestMailbox`
-(one slot, a new frame replaces and counts an unread one); :meth:`LatestFrames.take_batch`
+Per camera it is a latest-wins mailbox (one slot, a new frame replaces and counts an unread
+one); :meth:`LatestFrames.take_batch`
 waits until ANY camera has a frame and returns the newest frame of every camera that has one.
 So the worker never waits for a slow or silent camera: a batch is whatever is fresh. One
 condition for all cameras (rather than one mailbox each) is what lets one thread wait on all.
