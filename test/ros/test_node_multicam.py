@@ -57,7 +57,7 @@ def shared(node, ros_context):
     client = GraphClient(name='shared_client', context=ros_context,
                          outputs=('active_action', '/diagnostics'))
     client.wait_until(lambda: client.action_pub.get_subscription_count() > 0, 30.0,
-                       'the shared action subscription')
+                      'the shared action subscription')
     yield client
     client.close()
 
