@@ -1,6 +1,7 @@
 """Tests for training.pretrain: crops and token matching, targets, losses, save/load round trip."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 from affordance_grounding.config import load_model_config
@@ -175,8 +176,11 @@ def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     code = pretrain_backbones.main(['--config', str(config_path), '--scenes', '12',
                                     '--clip-steps', '2', '--dino-steps', '2',
-                                    '--clip-batch-size', '4', '--dino-batch-size', '4'])
+                                    '--clip-batch-size', '4', '--dino-batch-size', '4',
+                                    '--teacher-momentum', '0.9'])
     assert code == 0
+    report = json.loads((tmp_path / 'pretrain_report.json').read_text())
+    assert report['dino']['settings']['teacher_momentum'] == 0.9
     saved = torch.load(tmp_path / 'clip.bin', weights_only=True)
     grounder = build_grounder(load_model_config(str(config_path)))
     visual = grounder.clip.visual.state_dict()

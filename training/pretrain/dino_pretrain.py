@@ -25,6 +25,12 @@ pulled towards the generator's object mask (cross-entropy against the object's s
 patch, spread uniformly over the object). It uses object masks only, never parts; its
 weight is ``objectness_weight`` (0 turns it off). docs/ablation.md states it as a property
 of the world.
+
+The returned backbone is the momentum teacher, as in DINO. DINO's teacher momentum (0.996,
+raised to 1) is made for runs of 10^5 steps; over a few hundred steps it keeps the teacher
+close to its random initialisation: with ``teacher_momentum`` 0.99 and 150 steps the product
+of the momenta is 0.47, so about half of every teacher weight is still the initial random
+value. Short runs need a lower initial momentum (0.9 over 200 steps leaves e^-10 of it).
 """
 
 import copy
@@ -63,7 +69,8 @@ class DinoPretrainSettings:
         student_temperature: Student softmax temperature.
         teacher_temperature: Teacher softmax temperature (sharpening).
         center_momentum: Momentum of the teacher output centres.
-        teacher_momentum: Initial EMA momentum (cosine-increased to 1).
+        teacher_momentum: Initial EMA momentum (cosine-increased to 1); see the module
+            docstring for why short runs need a low one.
         local_crop: Side of the two local crops (0 = none).
         patch_weight: Weight of the patch term (the CLS term has weight 1).
         objectness_weight: Weight of the supervised CLS-attention objectness term.
