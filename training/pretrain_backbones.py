@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='weight of the self-supervised DINO patch term')
     parser.add_argument('--local-crop', type=int, default=DinoPretrainSettings.local_crop,
                         help='side of the two DINO local crops (0 = global crops only)')
+    parser.add_argument('--teacher-momentum', type=float,
+                        default=DinoPretrainSettings.teacher_momentum,
+                        help='initial EMA momentum of the DINO teacher (cosine-increased to 1)')
+    parser.add_argument('--objectness-query-only', action='store_true',
+                        help='stop the objectness gradient into the last-block keys')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--only', choices=('clip', 'dino'), help='train one backbone only')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -91,6 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         objectness_weight=args.objectness_weight,
                                         lr=args.dino_lr, patch_weight=args.patch_weight,
                                         local_crop=args.local_crop,
+                                        teacher_momentum=args.teacher_momentum,
+                                        objectness_query_only=args.objectness_query_only,
                                         seed=args.seed)
         dino_started = time.perf_counter()
         vit, history = pretrain_dino(pool, random_config, settings)

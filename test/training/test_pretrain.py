@@ -1,6 +1,7 @@
 """Tests for training.pretrain: crops and token matching, targets, losses, save/load round trip."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 from affordance_grounding.config import load_model_config
@@ -111,6 +112,29 @@ def test_student_cls_attention_is_the_attention_the_grounder_reads():
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
+def test_query_only_objectness_leaves_the_last_block_keys_untouched():
+    """With detach_keys the objectness gradient reaches the query weights, not the key weights."""
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                            dino_pretrain.DinoPretrainSettings())
+    ids = torch.zeros(1, 224, 224, dtype=torch.long)
+    ids[0, 64:128, 64:128] = 3
+    width = net.vit.embed_dim
+    grads = {}
+    for detach in (False, True):
+        net.zero_grad(set_to_none=True)
+        net(torch.rand(1, 3, 224, 224), with_patches=False)
+        dino_pretrain.compute_objectness_loss(net.cls_attention(detach), ids).backward()
+        grads[detach] = net.vit.blocks[-1].attn.qkv.weight.grad.clone()
+    assert grads[False][width:2 * width].abs().sum() > 0
+    assert grads[True][width:2 * width].abs().sum() == 0
+    assert grads[True][:width].abs().sum() > 0
+
+
 def test_objectness_loss_is_lower_when_attention_sits_on_the_object():
     """Attention on the object's patches scores better than attention on the background."""
     from training.pretrain import dino_pretrain
@@ -175,8 +199,11 @@ def test_pretrain_cli_writes_weights_the_model_config_loads(tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     code = pretrain_backbones.main(['--config', str(config_path), '--scenes', '12',
                                     '--clip-steps', '2', '--dino-steps', '2',
-                                    '--clip-batch-size', '4', '--dino-batch-size', '4'])
+                                    '--clip-batch-size', '4', '--dino-batch-size', '4',
+                                    '--teacher-momentum', '0.9'])
     assert code == 0
+    report = json.loads((tmp_path / 'pretrain_report.json').read_text())
+    assert report['dino']['settings']['teacher_momentum'] == 0.9
     saved = torch.load(tmp_path / 'clip.bin', weights_only=True)
     grounder = build_grounder(load_model_config(str(config_path)))
     visual = grounder.clip.visual.state_dict()

@@ -25,6 +25,12 @@ pulled towards the generator's object mask (cross-entropy against the object's s
 patch, spread uniformly over the object). It uses object masks only, never parts; its
 weight is ``objectness_weight`` (0 turns it off). docs/ablation.md states it as a property
 of the world.
+
+The returned backbone is the momentum teacher, as in DINO. DINO's teacher momentum (0.996,
+raised to 1) is made for runs of 10^5 steps; over a few hundred steps it keeps the teacher
+close to its random initialisation: with ``teacher_momentum`` 0.99 and 150 steps the product
+of the momenta is 0.47, so about half of every teacher weight is still the initial random
+value. Short runs need a lower initial momentum (0.9 over 200 steps leaves e^-10 of it).
 """
 
 import copy
@@ -63,10 +69,13 @@ class DinoPretrainSettings:
         student_temperature: Student softmax temperature.
         teacher_temperature: Teacher softmax temperature (sharpening).
         center_momentum: Momentum of the teacher output centres.
-        teacher_momentum: Initial EMA momentum (cosine-increased to 1).
+        teacher_momentum: Initial EMA momentum (cosine-increased to 1); see the module
+            docstring for why short runs need a low one.
         local_crop: Side of the two local crops (0 = none).
         patch_weight: Weight of the patch term (the CLS term has weight 1).
         objectness_weight: Weight of the supervised CLS-attention objectness term.
+        objectness_query_only: Stop the objectness term's gradient into the last block's
+            keys (see docs/ablation.md: on the keys it erases the part clusters).
         seed: Seed of the initialisation and the batch draws.
     """
 
@@ -84,6 +93,7 @@ class DinoPretrainSettings:
     local_crop: int = 96
     patch_weight: float = 1.0
     objectness_weight: float = 1.0
+    objectness_query_only: bool = False
     seed: int = 0
 
 
@@ -121,10 +131,12 @@ class SelfDistillationNet(nn.Module):
         """Forward hook: keep the last block's qkv output, (N, T, 3D)."""
         self._qkv.append(output)
 
-    def cls_attention(self) -> torch.Tensor:
+    def cls_attention(self, detach_keys: bool = False) -> torch.Tensor:
         """Last forward's last-block CLS attention over the patches, (N, heads, P).
 
         softmax(q k^T / sqrt(d)) over all tokens, as DinoKeyEncoder computes it at test time.
+        ``detach_keys`` stops gradients into the keys (the tensor the part clusters read), so
+        a loss on this attention moves only the class token's query.
         """
         qkv = self._qkv[-1]
         batch, tokens, _ = qkv.shape
@@ -132,6 +144,8 @@ class SelfDistillationNet(nn.Module):
         qkv = qkv.view(batch, tokens, 3, heads, -1)  # (N, T, 3, h, d)
         query = qkv[:, :1, 0].transpose(1, 2)  # (N, h, 1, d)
         keys = qkv[:, :, 1].transpose(1, 2)  # (N, h, T, d)
+        if detach_keys:
+            keys = keys.detach()
         logits = (query @ keys.transpose(-2, -1)) * keys.shape[-1] ** -0.5  # (N, h, 1, T)
         return logits.softmax(dim=-1)[:, :, 0, self.vit.num_prefix_tokens:]
 
@@ -261,7 +275,8 @@ def pretrain_dino(pool: ScenePool, config: ModelConfig,
         for index, view in enumerate(images):
             student_out.append(student(view, with_patches=index < 2))
             if index < 2 and settings.objectness_weight:
-                objectness_terms.append(compute_objectness_loss(student.cls_attention(),
+                attention = student.cls_attention(settings.objectness_query_only)
+                objectness_terms.append(compute_objectness_loss(attention,
                                                                 crops[index].part_ids))
         cls_terms = [compute_distillation_loss(student_out[s][0], teacher_out[t][0], cls_center,
                                                settings).mean()
