@@ -135,26 +135,55 @@ class GraphClient(Node):
 
 def wait_for_diagnostics(client: GraphClient, predicate: Callable[[Dict[str, str]], bool],
                          timeout_s: float = 20.0) -> Dict[str, str]:
-    """Return the newest node diagnostics once they satisfy ``predicate``."""
+    """Return the newest node diagnostics that satisfy ``predicate``, waiting for them.
+
+    Every node status received since the newest one before the call is checked, not only the
+    newest at each poll: when several nodes publish /diagnostics at the same period, one
+    node's status can be followed within milliseconds by another's, and a poll of the newest
+    alone could miss it every time.
+    """
     deadline = time.monotonic() + timeout_s
+    start = max(0, len(client.messages('/diagnostics')) - 1)
+    values = None
     while True:
-        values = latest_diagnostics(client)
-        if values is not None and predicate(values):
-            return values
+        for array in reversed(client.messages('/diagnostics')[start:]):
+            candidate = node_status_values(array)
+            if candidate is None:
+                continue
+            values = values or candidate
+            if predicate(candidate):
+                return candidate
         if time.monotonic() > deadline:
             raise TimeoutError(f'diagnostics never matched within {timeout_s} s; last: {values}')
+        values = None
         time.sleep(0.1)
+
+
+def is_node_status(status) -> bool:
+    """Tell this node's DiagnosticStatus from other publishers' on /diagnostics."""
+    return status.name.startswith(NODE_STATUS_PREFIX)
+
+
+def status_values(status) -> Dict[str, str]:
+    """Key/values of one status, plus ``level`` and ``message``."""
+    level = (int.from_bytes(status.level, 'little') if isinstance(status.level, bytes)
+             else status.level)
+    return dict({item.key: item.value for item in status.values}, level=str(level),
+                message=status.message)
+
+
+def node_status_values(array) -> Optional[Dict[str, str]]:
+    """Key/values of the node's own status in one DiagnosticArray (its first), if any."""
+    return next((status_values(status) for status in array.status if is_node_status(status)),
+                None)
 
 
 def latest_diagnostics(client: GraphClient) -> Optional[Dict[str, str]]:
     """Key/values (plus ``level`` and ``message``) of the newest node status, if any."""
     for array in reversed(client.messages('/diagnostics')):
-        for status in array.status:
-            if status.name.startswith('affordance_grounding'):
-                values = {item.key: item.value for item in status.values}
-                return dict(values, level=str(int.from_bytes(status.level, 'little')
-                                              if isinstance(status.level, bytes)
-                                              else status.level), message=status.message)
+        values = node_status_values(array)
+        if values is not None:
+            return values
     return None
 
 
@@ -171,7 +200,7 @@ def collect_stage_means(client: GraphClient, published_before: int = 0) -> Dict[
     previous = published_before
     for values in ({item.key: item.value for item in status.values}
                    for array in client.messages('/diagnostics') for status in array.status
-                   if status.name.startswith(NODE_STATUS_PREFIX)):
+                   if is_node_status(status)):
         published = int(values.get('frames published', previous))
         count, previous = published - previous, published
         for key in STAGE_KEYS:
