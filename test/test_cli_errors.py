@@ -31,6 +31,7 @@ def assert_one_error_line(result, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_train_without_data_is_one_line_and_leaves_no_output_folder(tmp_path):
     out_dir = tmp_path / 'run'
     result = run_cli('training.train', '--config', TINY_TRAIN,
@@ -44,6 +45,7 @@ def test_train_without_data_is_one_line_and_leaves_no_output_folder(tmp_path):
     ('lr=fast', ("lr='fast'", 'a number')),
     ('amp=maybe', ("amp='maybe'", 'true or false')),
 ])
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_train_bad_override_type_names_the_field_and_type(tmp_path, override, fragments):
     result = run_cli('training.train', '--config', TINY_TRAIN, f'out_dir={tmp_path / "r"}',
                      override)
@@ -70,6 +72,7 @@ def test_predict_onnx_renamed_pt_is_one_line(tmp_path, tiny_onnx):
 
 @pytest.mark.skipif(__import__('importlib').util.find_spec('tensorrt') is not None,
                     reason='TensorRT is installed here')
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_export_tensorrt_engine_without_tensorrt_fails_before_exporting(tmp_path):
     started = time.monotonic()
     result = run_cli('training.export', '--config', str(REPO / 'config' / 'model_tiny.yaml'),

@@ -68,6 +68,7 @@ def test_bundle_state_and_engine_metadata_share_the_umask_mode(tmp_path, tiny_gr
         'tiny.pt': expected, 'last.pt': expected, 'model.json': expected}
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 @pytest.mark.parametrize('mask', [0o022, 0o077])
 def test_onnx_export_follows_the_umask(tmp_path, tiny_grounder, mask):
     previous = os.umask(mask)

@@ -50,6 +50,7 @@ def assert_one_line_error(status, err, *fragments):
         assert fragment in err
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_bag_cli_writes_bag_pngs_and_video(tmp_path, capsys, recording, tiny_onnx):
     out, png_dir, video = tmp_path / 'out', tmp_path / 'png', tmp_path / 'overlays.mp4'
     status, stdout, err = run_cli(capsys, recording, '--out', out, '--model', tiny_onnx,

@@ -3,8 +3,10 @@
 import json
 
 from bench import bag
+import pytest
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_bench_bag_tiny_run_reports_every_mode(tmp_path, capsys):
     out = tmp_path / 'bag.json'
     assert bag.main(['--config', 'config/model_tiny.yaml', '--frames', '4', '--rounds', '1',

@@ -1,6 +1,7 @@
 """bench.multicam: configurations, verdicts and the ROS-free batch timing (tiny model)."""
 
 from bench import multicam
+import pytest
 
 
 def test_layouts_of_one_node_and_of_separate_nodes():
@@ -27,6 +28,7 @@ def test_judge_compares_memory_with_one_camera_and_rate_with_separate_nodes():
                                row(3, 'one_node', 140.0, 45.0)])['rss']['met']
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_pipeline_batches_time_every_batch_size(tiny_config_path, tmp_path):
     report = multicam.measure_pipeline_batches('onnxruntime', 'cpu', [1, 2], (64, 48),
                                                str(tiny_config_path), str(tmp_path), 1)

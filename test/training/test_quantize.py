@@ -101,6 +101,7 @@ def test_static_needs_images_then_calibrates_on_them(tiny_onnx, tmp_path):
     assert not set(calibration) & set(parity)
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_export_cli_int8_from_config(tiny_config_path, tmp_path, capsys):
     out = tmp_path / 'cli_int8.onnx'
     code = export.main(['--config', str(tiny_config_path), '--out', str(out), '--precision',

@@ -14,6 +14,8 @@ from training import train
 from training.loop import JsonLinesLog, Progress
 from training.synthetic import build_synthetic_dataset, SyntheticConfig
 
+pytestmark = pytest.mark.slow  # interrupted training runs in subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / 'training' / 'configs' / 'synthetic_tiny.yaml')
 LOSSES = ('total', 'ce_ego', 'ce_exo', 'proto', 'pix')
