@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, Mapping, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
-from affordance_grounding.runtime.selection import BACKEND_NAMES
+from affordance_grounding.runtime.selection import BACKEND_NAMES, DEVICE_PATTERN
 from affordance_grounding.vocabulary import LABEL_SETS
 import cv2
 from rcl_interfaces.msg import ParameterDescriptor
@@ -24,7 +24,6 @@ IMAGE_TRANSPORTS: Tuple[str, ...] = ('raw', 'compressed')
 PRECISION_CHOICES: Tuple[str, ...] = ('auto', 'fp32', 'fp16')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
-DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 CAMERA_NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')  # one ROS name token
 
 
