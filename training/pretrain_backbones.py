@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help='initial EMA momentum of the DINO teacher (cosine-increased to 1)')
     parser.add_argument('--objectness-query-only', action='store_true',
                         help='stop the objectness gradient into the last-block keys')
+    parser.add_argument('--objectness-target',
+                        choices=('uniform', 'mass', 'threshold', 'uniform+threshold'),
+                        default=DinoPretrainSettings.objectness_target,
+                        help='what the DINO objectness term asks of the class attention')
+    parser.add_argument('--objectness-key-projection-only', action='store_true',
+                        help='the objectness term trains the last key projection, not its input')
+    parser.add_argument('--mask-ratio', type=float, default=DinoPretrainSettings.mask_ratio,
+                        help='largest share of masked student tokens (iBOT-style; 0 = off)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--only', choices=('clip', 'dino'), help='train one backbone only')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
@@ -98,6 +106,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         local_crop=args.local_crop,
                                         teacher_momentum=args.teacher_momentum,
                                         objectness_query_only=args.objectness_query_only,
+                                        objectness_target=args.objectness_target,
+                                        mask_ratio=args.mask_ratio,
+                                        objectness_key_projection_only=(
+                                            args.objectness_key_projection_only),
                                         seed=args.seed)
         dino_started = time.perf_counter()
         vit, history = pretrain_dino(pool, random_config, settings)
@@ -106,7 +118,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           'train_s': round(time.perf_counter() - dino_started, 1)}
     report['total_s'] = round(time.perf_counter() - started, 1)
     suffix = f'_{args.only}' if args.only else ''
-    report_path = Path(config.clip_weights).parent / f'pretrain_report{suffix}.json'
+    written = config.dino_weights if args.only == 'dino' else config.clip_weights
+    report_path = Path(written).parent / f'pretrain_report{suffix}.json'
     report_path.write_text(json.dumps(report, indent=1) + '\n')
     print(json.dumps({key: report[key] for key in ('scenes', 'render_s', 'total_s')}))
     return 0

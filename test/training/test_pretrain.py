@@ -149,6 +149,93 @@ def test_objectness_loss_is_lower_when_attention_sits_on_the_object():
             < dino_pretrain.compute_objectness_loss(on_background, ids))
 
 
+def test_every_objectness_target_prefers_attention_on_the_object():
+    """Each objectness target scores attention on the object below attention on clutter."""
+    from training.pretrain import dino_pretrain
+
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[0, :16, :16] = 3  # the object fills patch 0 of a 2 x 2 grid
+    on_object = torch.full((1, 6, 4), 0.01)
+    on_object[..., 0] = 0.97
+    on_background = torch.full((1, 6, 4), 0.01)
+    on_background[..., 3] = 0.97
+    for kind in ('uniform', 'mass', 'threshold', 'uniform+threshold'):
+        assert (dino_pretrain.compute_objectness_loss(on_object, ids, kind)
+                < dino_pretrain.compute_objectness_loss(on_background, ids, kind)), kind
+    with pytest.raises(ValueError, match='objectness target'):
+        dino_pretrain.compute_objectness_loss(on_object, ids, 'nonsense')
+
+
+def test_threshold_hinge_is_zero_once_the_saliency_binarisation_is_right():
+    """No loss when object patches sit a margin above 1/P and clutter a margin below."""
+    from training.pretrain import dino_pretrain
+
+    share = torch.tensor([[1.0, 1.0, 0.3, 0.0, 0.0, 0.0]])  # two object, one mixed, three clutter
+    margin = 0.5
+    high, low = np.exp(margin + 0.1) / 6, np.exp(-margin - 0.1) / 6
+    right = torch.tensor([[[high, high, 0.5, low, low, low]]])
+    wrong = torch.tensor([[[low, low, 0.5, high, high, high]]])
+    assert float(dino_pretrain.compute_threshold_hinge(right, share, margin)) == 0.0
+    assert float(dino_pretrain.compute_threshold_hinge(wrong, share, margin)) > 2 * margin
+    mixed_only = torch.tensor([[[high, high, 50.0, low, low, low]]])  # mixed patch ignored
+    assert float(dino_pretrain.compute_threshold_hinge(mixed_only, share, margin)) == 0.0
+
+
+def test_token_masks_replace_the_patch_embeddings_of_the_student_only_when_asked():
+    """Masked tokens carry the mask token; the unmasked forward is the plain timm ViT."""
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                            dino_pretrain.DinoPretrainSettings()).eval()
+    images = torch.rand(2, 3, 224, 224)
+    masks = dino_pretrain.draw_token_masks(64, 196, 0.5, torch.Generator().manual_seed(0))
+    shares = masks.float().mean(dim=1)
+    assert (shares == 0).sum() > 10 and (shares > 0).sum() > 10
+    assert float(shares.max()) < 0.65
+    assert dino_pretrain.draw_token_masks(2, 196, 0.0, torch.Generator()) is None
+    with torch.no_grad():
+        plain = net(images, with_patches=True)
+        assert torch.allclose(plain[0], net.cls_head(net.vit(images)), atol=1e-6)
+        masked = net(images, with_patches=True, token_mask=masks[:2] | True)
+        again = net(images, with_patches=True)
+    assert not torch.allclose(masked[1], plain[1])
+    assert torch.equal(again[1], plain[1])  # the mask does not outlive its forward
+    assert 'mask_token' not in net.vit.state_dict()
+
+
+def test_key_projection_only_objectness_reaches_the_key_weights_but_not_earlier_keys():
+    """detach_key_inputs: same attention; the key projection learns, block inputs do not."""
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                            dino_pretrain.DinoPretrainSettings())
+    ids = torch.zeros(1, 224, 224, dtype=torch.long)
+    ids[0, 64:128, 64:128] = 3
+    images = torch.rand(1, 3, 224, 224)
+    width = net.vit.embed_dim
+    net(images, with_patches=False)
+    assert torch.allclose(net.cls_attention(), net.cls_attention(detach_key_inputs=True),
+                          atol=1e-6)
+    patch_row_grads = {}
+    for detach in (False, True):
+        net.zero_grad(set_to_none=True)
+        net(images, with_patches=False)
+        net._qkv_input.retain_grad()
+        dino_pretrain.compute_objectness_loss(net.cls_attention(detach_key_inputs=detach), ids,
+                                              'threshold').backward()
+        assert net.vit.blocks[-1].attn.qkv.weight.grad[width:2 * width].abs().sum() > 0
+        # Patch rows of the last block's input reach the attention only through the keys.
+        patch_row_grads[detach] = net._qkv_input.grad[:, 1:].abs().sum()
+    assert patch_row_grads[False] > 0
+    assert patch_row_grads[True] == 0
+
+
 def test_caption_loss_prefers_matching_groups():
     """Aligned image-caption pairs cost less than shifted ones."""
     generator = torch.Generator().manual_seed(0)

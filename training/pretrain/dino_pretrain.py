@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import logging
 import math
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from affordance_grounding.config import ModelConfig
 from affordance_grounding.model.saliency import SALIENCY_HEADS
@@ -76,6 +76,16 @@ class DinoPretrainSettings:
         objectness_weight: Weight of the supervised CLS-attention objectness term.
         objectness_query_only: Stop the objectness term's gradient into the last block's
             keys (see docs/ablation.md: on the keys it erases the part clusters).
+        objectness_key_projection_only: Let the objectness term train the last block's key
+            projection but not the tokens it reads (see ``cls_attention``).
+        mask_ratio: Largest share of the student's global-view patch tokens replaced by a
+            learned mask token (iBOT-style masked prediction; half the images are masked, each
+            with a ratio drawn from [0.1, mask_ratio]; 0 = no masking).
+        objectness_target: ``'uniform'`` (cross-entropy against attention spread evenly over
+            the object), ``'mass'`` (only the share of attention on the object counts; how
+            it spreads inside the object is left to self-distillation), ``'threshold'`` (a
+            hinge on the saliency's binarisation, :func:`compute_threshold_hinge`) or
+            ``'uniform+threshold'`` (the sum of the first and the third).
         seed: Seed of the initialisation and the batch draws.
     """
 
@@ -94,6 +104,9 @@ class DinoPretrainSettings:
     patch_weight: float = 1.0
     objectness_weight: float = 1.0
     objectness_query_only: bool = False
+    objectness_key_projection_only: bool = False
+    objectness_target: str = 'uniform'
+    mask_ratio: float = 0.0
     seed: int = 0
 
 
@@ -126,19 +139,42 @@ class SelfDistillationNet(nn.Module):
         self.patch_head = ProjectionHead(width, settings.patch_prototypes)
         self._qkv: List[torch.Tensor] = []
         vit.blocks[-1].attn.qkv.register_forward_hook(self._keep_qkv)
+        # Training-only (the saved timm state dict is the teacher's ViT, never masked).
+        self.mask_token = nn.Parameter(torch.zeros(width))
+        self.token_mask: Optional[torch.Tensor] = None  # (N, P) bool, set per forward
+        vit.patch_embed.register_forward_hook(self._apply_mask)
+
+    def _apply_mask(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook: replace the masked patch embeddings (N, gh, gw, D) by the mask token."""
+        if self.token_mask is None:
+            return output
+        mask = self.token_mask.view(*output.shape[:-1], 1)
+        return torch.where(mask, self.mask_token.to(output.dtype), output)
 
     def _keep_qkv(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        """Forward hook: keep the last block's qkv output, (N, T, 3D)."""
+        """Forward hook: keep the last block's qkv input (N, T, D) and output (N, T, 3D)."""
+        self._qkv_input = inputs[0]
         self._qkv.append(output)
 
-    def cls_attention(self, detach_keys: bool = False) -> torch.Tensor:
+    def cls_attention(self, detach_keys: bool = False,
+                      detach_key_inputs: bool = False) -> torch.Tensor:
         """Last forward's last-block CLS attention over the patches, (N, heads, P).
 
         softmax(q k^T / sqrt(d)) over all tokens, as DinoKeyEncoder computes it at test time.
         ``detach_keys`` stops gradients into the keys (the tensor the part clusters read), so
-        a loss on this attention moves only the class token's query.
+        a loss on this attention moves only the class token's query. ``detach_key_inputs``
+        lets them reach the key projection of the last block but not the tokens it projects,
+        so the earlier blocks (which every head's keys read) learn nothing from it through
+        the keys.
         """
         qkv = self._qkv[-1]
+        if detach_key_inputs:
+            projection = self.vit.blocks[-1].attn.qkv
+            width = projection.out_features // 3
+            keys_only = F.linear(self._qkv_input.detach(), projection.weight[width:2 * width],
+                                 None if projection.bias is None
+                                 else projection.bias[width:2 * width])
+            qkv = torch.cat([qkv[..., :width], keys_only, qkv[..., 2 * width:]], dim=-1)
         batch, tokens, _ = qkv.shape
         heads = self.vit.blocks[-1].attn.num_heads
         qkv = qkv.view(batch, tokens, 3, heads, -1)  # (N, T, 3, h, d)
@@ -149,16 +185,38 @@ class SelfDistillationNet(nn.Module):
         logits = (query @ keys.transpose(-2, -1)) * keys.shape[-1] ** -0.5  # (N, h, 1, T)
         return logits.softmax(dim=-1)[:, :, 0, self.vit.num_prefix_tokens:]
 
-    def forward(self, images: torch.Tensor, with_patches: bool) -> Tuple[torch.Tensor, ...]:
-        """Return CLS logits (N, K) and, if asked, patch-key logits (N, P, Kp)."""
+    def forward(self, images: torch.Tensor, with_patches: bool,
+                token_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
+        """Return CLS logits (N, K) and, if asked, patch-key logits (N, P, Kp).
+
+        ``token_mask`` (N, P) bool replaces those patch embeddings by the mask token.
+        """
         self._qkv.clear()
-        pooled = self.vit(images)  # (N, D) class token after the final norm
+        self.token_mask = token_mask
+        try:
+            pooled = self.vit(images)  # (N, D) class token after the final norm
+        finally:
+            self.token_mask = None
         cls_logits = self.cls_head(pooled)
         if not with_patches:
             return (cls_logits,)
         width = self._qkv[-1].shape[-1] // 3
         keys = self._qkv[-1][:, self.vit.num_prefix_tokens:, width:2 * width]  # (N, P, D)
         return cls_logits, self.patch_head(keys)
+
+
+def draw_token_masks(batch: int, tokens: int, max_ratio: float,
+                     generator: torch.Generator) -> Optional[torch.Tensor]:
+    """Token masks for iBOT-style masked prediction, (batch, tokens) bool.
+
+    Half the images keep every token, the rest lose a random share in [0.1, max_ratio] of
+    them; None when ``max_ratio`` is 0.
+    """
+    if max_ratio <= 0:
+        return None
+    ratios = 0.1 + (max_ratio - 0.1) * torch.rand(batch, 1, generator=generator)
+    ratios = torch.where(torch.rand(batch, 1, generator=generator) < 0.5, ratios, 0.0)
+    return torch.rand(batch, tokens, generator=generator) < ratios
 
 
 def compute_distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
@@ -210,26 +268,72 @@ def compute_patch_loss(student_patches: List[torch.Tensor], teacher_patches: Lis
     return torch.stack(losses).mean()
 
 
-def compute_objectness_loss(attention: torch.Tensor, part_ids: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the saliency heads' CLS attention against the object mask.
+def compute_objectness_loss(attention: torch.Tensor, part_ids: torch.Tensor,
+                            target_kind: str = 'uniform') -> torch.Tensor:
+    """Objectness term: the saliency heads' CLS attention against the object mask.
 
     Args:
         attention: (N, heads, P) CLS attention over the patches.
         part_ids: (N, H, W) global part ids of the crop (0 = background).
+        target_kind: ``'uniform'``: -sum_p t_p log a_p with t the object's share of each
+            patch normalised to sum to 1, which also asks for equal attention on every object
+            patch (the keys then encode how much of a patch is object, not which part it
+            is). ``'mass'``: -log sum_p s_p a_p with s the object's share of each patch, the
+            attention mass that lands on the object, indifferent to how it spreads inside.
 
     Returns:
-        Scalar: mean over images and saliency heads of -sum_p t_p log a_p, with a the
-        attention renormalised over the patches and t the object's share of each patch,
-        normalised to sum to 1 (images without object patches are skipped).
+        Scalar: mean over images and saliency heads, with a the attention renormalised over
+        the patches (images without object patches are skipped).
     """
     object_share = 1.0 - patch_part_fractions(part_ids.clamp(max=1), 2)[..., 0]  # (N, P)
     mass = object_share.sum(dim=1, keepdim=True)  # (N, 1)
     valid = mass[:, 0] > 0
-    target = object_share / mass.clamp(min=1e-6)  # (N, P)
     chosen = attention[:, list(SALIENCY_HEADS)]  # (N, h', P)
-    log_attention = (chosen / chosen.sum(dim=-1, keepdim=True)).clamp(min=1e-12).log()
-    per_image = -(target[:, None] * log_attention).sum(dim=-1).mean(dim=1)  # (N,)
+    chosen = chosen / chosen.sum(dim=-1, keepdim=True)
+    if target_kind == 'mass':
+        on_object = (chosen * object_share[:, None]).sum(dim=-1)  # (N, h')
+        per_image = -on_object.clamp(min=1e-12).log().mean(dim=1)  # (N,)
+    elif target_kind == 'uniform':
+        target = object_share / mass.clamp(min=1e-6)  # (N, P)
+        log_attention = chosen.clamp(min=1e-12).log()
+        per_image = -(target[:, None] * log_attention).sum(dim=-1).mean(dim=1)  # (N,)
+    elif target_kind in ('threshold', 'uniform+threshold'):
+        per_image = compute_threshold_hinge(chosen, object_share)
+        if target_kind == 'uniform+threshold':
+            target = object_share / mass.clamp(min=1e-6)  # (N, P)
+            per_image = per_image - (target[:, None] * chosen.clamp(min=1e-12).log()).sum(
+                dim=-1).mean(dim=1)
+    else:
+        raise ValueError(f'unknown objectness target {target_kind!r}')
     return per_image[valid].mean() if valid.any() else attention.sum() * 0.0
+
+
+def compute_threshold_hinge(attention: torch.Tensor, object_share: torch.Tensor,
+                            margin: float = 0.5) -> torch.Tensor:
+    """Hinge on the saliency's own binarisation: object patches above the mean, the rest below.
+
+    ``compute_saliency`` keeps a patch in a head when its attention exceeds the head's spatial
+    mean, which for attention renormalised over the P patches is 1 / P. Object patches (at
+    least half object) pay ``relu(margin - log(P a_p))``, background patches (no object pixel)
+    ``relu(margin + log(P a_p))``; mixed patches are ignored. Each side is averaged over its
+    patches, so a small object counts as much as the large background.
+
+    Args:
+        attention: (N, h, P) attention renormalised over the patches.
+        object_share: (N, P) object share of each patch.
+        margin: Margin in log-attention (nats).
+
+    Returns:
+        (N,) loss per image, averaged over the heads.
+    """
+    log_ratio = (attention.clamp(min=1e-12) * attention.shape[-1]).log()  # (N, h, P)
+    is_object = (object_share >= 0.5)[:, None].float()  # (N, 1, P)
+    is_background = (object_share == 0)[:, None].float()
+    object_term = (F.relu(margin - log_ratio) * is_object).sum(-1) / is_object.sum(-1).clamp(
+        min=1)
+    background_term = (F.relu(margin + log_ratio) * is_background).sum(-1) / (
+        is_background.sum(-1).clamp(min=1))
+    return (object_term + background_term).mean(dim=1)
 
 
 def build_dino_vit(config: ModelConfig) -> nn.Module:
@@ -264,6 +368,7 @@ def pretrain_dino(pool: ScenePool, config: ModelConfig,
                                   weight_decay=settings.weight_decay)
     cls_center = torch.zeros(settings.cls_prototypes)
     patch_center = torch.zeros(settings.patch_prototypes)
+    mask_generator = torch.Generator().manual_seed(settings.seed + 1)
     history, started = [], time.perf_counter()
     for step in range(settings.steps):
         for group in optimizer.param_groups:
@@ -273,11 +378,15 @@ def pretrain_dino(pool: ScenePool, config: ModelConfig,
             teacher_out = [teacher(view, with_patches=True) for view in images[:2]]
         student_out, objectness_terms = [], []
         for index, view in enumerate(images):
-            student_out.append(student(view, with_patches=index < 2))
+            tokens = (view.shape[-1] // 16) ** 2
+            token_mask = draw_token_masks(len(view), tokens, settings.mask_ratio,
+                                          mask_generator) if index < 2 else None
+            student_out.append(student(view, with_patches=index < 2, token_mask=token_mask))
             if index < 2 and settings.objectness_weight:
-                attention = student.cls_attention(settings.objectness_query_only)
-                objectness_terms.append(compute_objectness_loss(attention,
-                                                                crops[index].part_ids))
+                attention = student.cls_attention(settings.objectness_query_only,
+                                                  settings.objectness_key_projection_only)
+                objectness_terms.append(compute_objectness_loss(
+                    attention, crops[index].part_ids, settings.objectness_target))
         cls_terms = [compute_distillation_loss(student_out[s][0], teacher_out[t][0], cls_center,
                                                settings).mean()
                      for t in range(2) for s in range(len(images)) if s != t]
