@@ -16,15 +16,18 @@ targets, as in DINO) train for exactly that:
   without masking); training the keys directly, rather than the block outputs, puts the part
   structure where k-means reads it.
 
-Both terms are self-supervised, as DINO is. In a few CPU minutes they do not make the class
+Both terms are self-supervised, as DINO is. In CPU minutes they do not make the class
 attention object-centric (the first version of this world measured a saliency IoU of 0.105
 with the object, the same as random weights), so a third, **supervised** term stands in for
 what DINO's long self-supervised training produces: the class token's attention over the
 patches in the saliency heads (``affordance_grounding.model.saliency.SALIENCY_HEADS``) is
-pulled towards the generator's object mask (cross-entropy against the object's share of each
-patch, spread uniformly over the object). It uses object masks only, never parts; its
-weight is ``objectness_weight`` (0 turns it off). docs/ablation.md states it as a property
-of the world.
+pulled towards the generator's object mask. ``objectness_target`` says how; the committed
+backbone uses ``'threshold'``, a hinge on the saliency's own binarisation (object patches
+above the head's mean attention, clutter below), which reached the real DINO's saliency IoU
+where cross-entropy against attention spread evenly over the object did not (measured in
+docs/ablation.md). It uses object masks only, never parts; its weight is
+``objectness_weight`` (0 turns it off). docs/ablation.md states it as a property of the
+world.
 
 The returned backbone is the momentum teacher, as in DINO. DINO's teacher momentum (0.996,
 raised to 1) is made for runs of 10^5 steps; over a few hundred steps it keeps the teacher
