@@ -23,7 +23,8 @@ from typing import List, Optional
 from affordance_grounding.config import load_model_config
 import torch
 from training.pretrain.clip_pretrain import ClipPretrainSettings, pretrain_clip
-from training.pretrain.dino_pretrain import DinoPretrainSettings, pretrain_dino
+from training.pretrain.dino_pretrain import (
+    DinoPretrainSettings, OBJECTNESS_TARGETS, pretrain_dino)
 from training.pretrain.scenes import render_pool
 
 POOL_SEED = 1000  # root seed of the pretraining scenes; benchmark data sets use 0..99
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--objectness-query-only', action='store_true',
                         help='stop the objectness gradient into the last-block keys')
     parser.add_argument('--objectness-target',
-                        choices=('uniform', 'mass', 'threshold', 'uniform+threshold'),
+                        choices=OBJECTNESS_TARGETS,
                         default=DinoPretrainSettings.objectness_target,
                         help='what the DINO objectness term asks of the class attention')
     parser.add_argument('--objectness-key-projection-only', action='store_true',

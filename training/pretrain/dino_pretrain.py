@@ -55,6 +55,7 @@ from training.pretrain.scenes import (
     ScenePool)
 
 LOGGER = logging.getLogger(__name__)
+OBJECTNESS_TARGETS = ('uniform', 'mass', 'threshold', 'uniform+threshold')
 
 
 @dataclass(frozen=True)
@@ -278,37 +279,57 @@ def compute_objectness_loss(attention: torch.Tensor, part_ids: torch.Tensor,
     Args:
         attention: (N, heads, P) CLS attention over the patches.
         part_ids: (N, H, W) global part ids of the crop (0 = background).
-        target_kind: ``'uniform'``: -sum_p t_p log a_p with t the object's share of each
-            patch normalised to sum to 1, which also asks for equal attention on every object
-            patch (the keys then encode how much of a patch is object, not which part it
-            is). ``'mass'``: -log sum_p s_p a_p with s the object's share of each patch, the
-            attention mass that lands on the object, indifferent to how it spreads inside.
+        target_kind: One of ``OBJECTNESS_TARGETS``; ``'a+b'`` adds the terms a and b.
+            ``'uniform'`` (:func:`compute_uniform_cross_entropy`) also asks for equal
+            attention on every object patch, ``'mass'`` (:func:`compute_mass_on_object`) only
+            for the attention mass on the object, ``'threshold'``
+            (:func:`compute_threshold_hinge`) for what the saliency's binarisation reads.
 
     Returns:
-        Scalar: mean over images and saliency heads, with a the attention renormalised over
+        Scalar: mean over images and saliency heads, with the attention renormalised over
         the patches (images without object patches are skipped).
     """
+    if target_kind not in OBJECTNESS_TARGETS:
+        raise ValueError(f'unknown objectness target {target_kind!r}')
     object_share = 1.0 - patch_part_fractions(part_ids.clamp(max=1), 2)[..., 0]  # (N, P)
-    mass = object_share.sum(dim=1, keepdim=True)  # (N, 1)
-    valid = mass[:, 0] > 0
+    valid = object_share.sum(dim=1) > 0
     chosen = attention[:, list(SALIENCY_HEADS)]  # (N, h', P)
     chosen = chosen / chosen.sum(dim=-1, keepdim=True)
-    if target_kind == 'mass':
-        on_object = (chosen * object_share[:, None]).sum(dim=-1)  # (N, h')
-        per_image = -on_object.clamp(min=1e-12).log().mean(dim=1)  # (N,)
-    elif target_kind == 'uniform':
-        target = object_share / mass.clamp(min=1e-6)  # (N, P)
-        log_attention = chosen.clamp(min=1e-12).log()
-        per_image = -(target[:, None] * log_attention).sum(dim=-1).mean(dim=1)  # (N,)
-    elif target_kind in ('threshold', 'uniform+threshold'):
-        per_image = compute_threshold_hinge(chosen, object_share)
-        if target_kind == 'uniform+threshold':
-            target = object_share / mass.clamp(min=1e-6)  # (N, P)
-            per_image = per_image - (target[:, None] * chosen.clamp(min=1e-12).log()).sum(
-                dim=-1).mean(dim=1)
-    else:
-        raise ValueError(f'unknown objectness target {target_kind!r}')
+    per_image = sum(OBJECTNESS_TERMS[name](chosen, object_share)
+                    for name in target_kind.split('+'))  # (N,)
     return per_image[valid].mean() if valid.any() else attention.sum() * 0.0
+
+
+def compute_uniform_cross_entropy(attention: torch.Tensor,
+                                  object_share: torch.Tensor) -> torch.Tensor:
+    """-sum_p t_p log a_p, t the object's share of each patch normalised to sum to 1.
+
+    It also asks for equal attention on every object patch, so the keys learn how much of a
+    patch is object rather than which part it is.
+
+    Args:
+        attention: (N, h, P) attention renormalised over the patches.
+        object_share: (N, P) object share of each patch.
+
+    Returns:
+        (N,) loss per image, averaged over the heads.
+    """
+    target = object_share / object_share.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (N, P)
+    return -(target[:, None] * attention.clamp(min=1e-12).log()).sum(dim=-1).mean(dim=1)
+
+
+def compute_mass_on_object(attention: torch.Tensor, object_share: torch.Tensor) -> torch.Tensor:
+    """-log sum_p s_p a_p: the attention mass on the object, however it spreads inside.
+
+    Args:
+        attention: (N, h, P) attention renormalised over the patches.
+        object_share: (N, P) object share of each patch.
+
+    Returns:
+        (N,) loss per image, averaged over the heads.
+    """
+    on_object = (attention * object_share[:, None]).sum(dim=-1)  # (N, h)
+    return -on_object.clamp(min=1e-12).log().mean(dim=1)
 
 
 def compute_threshold_hinge(attention: torch.Tensor, object_share: torch.Tensor,
@@ -337,6 +358,10 @@ def compute_threshold_hinge(attention: torch.Tensor, object_share: torch.Tensor,
     background_term = (F.relu(margin + log_ratio) * is_background).sum(-1) / (
         is_background.sum(-1).clamp(min=1))
     return (object_term + background_term).mean(dim=1)
+
+
+OBJECTNESS_TERMS = {'uniform': compute_uniform_cross_entropy, 'mass': compute_mass_on_object,
+                    'threshold': compute_threshold_hinge}
 
 
 def build_dino_vit(config: ModelConfig) -> nn.Module:
