@@ -142,6 +142,7 @@ class SelfDistillationNet(nn.Module):
         self.cls_head = ProjectionHead(width, settings.cls_prototypes)
         self.patch_head = ProjectionHead(width, settings.patch_prototypes)
         self._qkv: List[torch.Tensor] = []
+        self._qkv_input: Optional[torch.Tensor] = None  # last forward's (N, T, D) qkv input
         vit.blocks[-1].attn.qkv.register_forward_hook(self._keep_qkv)
         # Training-only (the saved timm state dict is the teacher's ViT, never masked).
         self.mask_token = nn.Parameter(torch.zeros(width))
