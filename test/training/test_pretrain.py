@@ -18,6 +18,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def build_untrained_distillation_net():
+    """Build the synthetic DINO architecture, randomly initialised (seed 0), for training."""
+    from training.pretrain import dino_pretrain
+
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
+    torch.manual_seed(0)
+    return dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
+                                             dino_pretrain.DinoPretrainSettings())
+
+
 @pytest.fixture(scope='module')
 def pool():
     """Render one egocentric scene per Seen and Unseen pair, then two exocentric ones."""
@@ -97,13 +108,8 @@ def test_unseen_objects_get_the_prompts_of_their_analogous_actions():
 def test_student_cls_attention_is_the_attention_the_grounder_reads():
     """The pretraining's CLS attention equals DinoKeyEncoder.forward_with_attention's."""
     from affordance_grounding.model.backbones import DinoKeyEncoder
-    from training.pretrain import dino_pretrain
 
-    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
-    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
-    torch.manual_seed(0)
-    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
-                                            dino_pretrain.DinoPretrainSettings()).eval()
+    net = build_untrained_distillation_net().eval()
     images = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         net(images, with_patches=True)
@@ -116,11 +122,7 @@ def test_query_only_objectness_leaves_the_last_block_keys_untouched():
     """With detach_keys the objectness gradient reaches the query weights, not the key weights."""
     from training.pretrain import dino_pretrain
 
-    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
-    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
-    torch.manual_seed(0)
-    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
-                                            dino_pretrain.DinoPretrainSettings())
+    net = build_untrained_distillation_net()
     ids = torch.zeros(1, 224, 224, dtype=torch.long)
     ids[0, 64:128, 64:128] = 3
     width = net.vit.embed_dim
@@ -185,11 +187,7 @@ def test_token_masks_replace_the_patch_embeddings_of_the_student_only_when_asked
     """Masked tokens carry the mask token; the unmasked forward is the plain timm ViT."""
     from training.pretrain import dino_pretrain
 
-    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
-    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
-    torch.manual_seed(0)
-    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
-                                            dino_pretrain.DinoPretrainSettings()).eval()
+    net = build_untrained_distillation_net().eval()
     images = torch.rand(2, 3, 224, 224)
     masks = dino_pretrain.draw_token_masks(64, 196, 0.5, torch.Generator().manual_seed(0))
     shares = masks.float().mean(dim=1)
@@ -210,11 +208,7 @@ def test_key_projection_only_objectness_reaches_the_key_weights_but_not_earlier_
     """detach_key_inputs: same attention; the key projection learns, block inputs do not."""
     from training.pretrain import dino_pretrain
 
-    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
-    config = dataclasses.replace(config, clip_weights=None, dino_weights=None)
-    torch.manual_seed(0)
-    net = dino_pretrain.SelfDistillationNet(dino_pretrain.build_dino_vit(config),
-                                            dino_pretrain.DinoPretrainSettings())
+    net = build_untrained_distillation_net()
     ids = torch.zeros(1, 224, 224, dtype=torch.long)
     ids[0, 64:128, 64:128] = 3
     images = torch.rand(1, 3, 224, 224)
