@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
+from unittest import mock
 
 from affordance_grounding.ros.transport import PROFILE_ENV_VARS
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
@@ -52,20 +53,13 @@ def profile_environment(enabled: bool) -> Dict[str, Optional[str]]:
 @contextlib.contextmanager
 def patched_environ(changes: Dict[str, Optional[str]]) -> Iterator[None]:
     """Set (or unset, for None) environment variables for child processes started inside."""
-    saved = {name: os.environ.get(name) for name in changes}
-    try:
+    with mock.patch.dict(os.environ):  # restores the whole environment on exit
         for name, value in changes.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_camera(size: Sequence[int], rate_hz: float, seconds: float, profile: bool) -> dict:
