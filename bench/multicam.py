@@ -40,7 +40,8 @@ from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.inference.backends import BackendOptions
 from affordance_grounding.inference.selection import create_backend
-from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.settings import OutputSettings
 from affordance_grounding.ros import qos
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine

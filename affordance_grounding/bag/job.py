@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from affordance_grounding.bag.reading import InputTopics
-from affordance_grounding.perception.frame_pipeline import OutputSettings
+from affordance_grounding.perception.settings import OutputSettings
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,21 @@ runs here (order in docs/export.md) and logs why each faster one was skipped.
 from affordance_grounding.inference.backend_interface import (  # noqa: F401 - re-exported
     BackendOptions, check_calibration, check_image_batch, GroundingResult, ImageBatch,
     InferenceBackend)
+from affordance_grounding.inference.io_spec import BackendUnavailableError, ModelFileError
 from affordance_grounding.inference.onnxruntime_backend import (  # noqa: F401 - re-exported
     import_onnxruntime, INT8_OPS, INT8_PRECISION, is_int8_onnx, OnnxRuntimeBackend,
     QUANTIZATION_KEY)
-from affordance_grounding.inference.torch_backend import TorchBackend  # noqa: F401
+from affordance_grounding.inference.torch_backend import (  # noqa: F401 - re-exported
+    TorchBackend, untrained_backend)
+from affordance_grounding.model.backbones import WeightsUnavailableError
+from affordance_grounding.model.checkpoint import CheckpointError
+
+# Everything loading a model can raise for a user's mistake (a missing, corrupt or mismatched
+# file, weights that are not downloaded, a device that is not there): one line, not a traceback.
+MODEL_LOAD_ERRORS = (ModelFileError, BackendUnavailableError, CheckpointError,
+                     WeightsUnavailableError)
 
 __all__ = ['BackendOptions', 'check_calibration', 'check_image_batch', 'GroundingResult',
            'ImageBatch', 'import_onnxruntime', 'INT8_OPS', 'INT8_PRECISION', 'InferenceBackend',
-           'is_int8_onnx', 'OnnxRuntimeBackend', 'QUANTIZATION_KEY', 'TorchBackend']
+           'is_int8_onnx', 'MODEL_LOAD_ERRORS', 'OnnxRuntimeBackend', 'QUANTIZATION_KEY',
+           'TorchBackend', 'untrained_backend']

@@ -5,12 +5,14 @@ import logging
 import threading
 from typing import Dict, Optional, Tuple
 
+from affordance_grounding.config import ModelConfig
 from affordance_grounding.inference.backend_interface import (
     BackendOptions, check_image_batch, GroundingResult, ImageBatch, InferenceBackend)
 from affordance_grounding.inference.graph import GroundingGraph
 from affordance_grounding.inference.io_spec import (
     BackendUnavailableError, compute_file_sha256, ModelFileError, require_file)
 from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
+from affordance_grounding.model.factory import build_grounder
 import numpy as np
 import torch
 
@@ -175,3 +177,14 @@ class TorchBackend(InferenceBackend):
 def _cuda_index(device: torch.device) -> int:
     """Return the CUDA device index (the current device when none is given)."""
     return torch.cuda.current_device() if device.index is None else device.index
+
+
+def untrained_backend(config: ModelConfig, device: str,
+                      calibration: Optional[str] = None) -> TorchBackend:
+    """Return a loaded PyTorch backend around a freshly built model (untrained head).
+
+    The backbones are the config's (pretrained or random); seed torch first for a repeatable
+    head. Used to look at the pipeline before a model is trained.
+    """
+    options = BackendOptions(calibration=calibration or 'clip')
+    return TorchBackend(None, device, options, grounder=build_grounder(config)).load()

@@ -12,30 +12,11 @@ from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
 from affordance_grounding.perception.preprocess import ImagePreprocessor
-import cv2
+from affordance_grounding.perception.settings import OutputSettings
 import numpy as np
 import torch
 
 STAGES = ('preprocess', 'inference', 'postprocess')
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """How outputs are shaped (node parameters that may change while the node runs).
-
-    Attributes:
-        heatmap_resolution: ``input`` (undo the model's resize) or ``model`` (S x S).
-        mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
-        mask_largest_component: Keep only the largest connected region of the mask.
-        overlay_alpha: Heatmap weight in the overlay blend.
-        colormap: OpenCV colormap id of the overlay.
-    """
-
-    heatmap_resolution: str = 'input'
-    mask_threshold: float = 0.5
-    mask_largest_component: bool = True
-    overlay_alpha: float = 0.5
-    colormap: int = cv2.COLORMAP_JET
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Heatmap postprocessing: back to the input resolution, grasp masks and overlays."""
+"""Heatmap postprocessing: back to the input resolution, and the overlay."""
 
 from typing import Tuple
 

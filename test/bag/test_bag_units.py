@@ -5,9 +5,9 @@ from types import SimpleNamespace
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.processing import estimate_rate_hz
-from affordance_grounding.perception.frame_pipeline import OutputSettings
 from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
+from affordance_grounding.perception.settings import OutputSettings
 import cv2
 import numpy as np
 import pytest

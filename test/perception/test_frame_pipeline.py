@@ -1,9 +1,10 @@
 """FramePipeline: the backend's map for the action, at input or model resolution."""
 
 from affordance_grounding.inference.backends import OnnxRuntimeBackend
-from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings, STAGES
+from affordance_grounding.perception.frame_pipeline import FramePipeline, STAGES
 from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.postprocess import resize_to_input
+from affordance_grounding.perception.settings import OutputSettings
 import numpy as np
 import pytest
 

@@ -9,8 +9,9 @@ import time
 from typing import Dict, Optional
 
 from affordance_grounding.inference.backends import OnnxRuntimeBackend
-from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.perception.settings import OutputSettings
 from affordance_grounding.ros.conversions import array_to_image_msg
 from harness.graph_client import GraphClient
 from harness.node_process import NodeProcess
