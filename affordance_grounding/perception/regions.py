@@ -293,7 +293,7 @@ def affordance_scores(cam: np.ndarray, class_index: int) -> np.ndarray:
 
 
 def rank_by_score(scores: Sequence[float]) -> List[int]:
-    """Indices of the regions, best score first (equal scores keep their order)."""
+    """Return the regions' indices, best score first (equal scores keep their order)."""
     return sorted(range(len(scores)), key=lambda index: -float(scores[index]))
 
 

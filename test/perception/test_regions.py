@@ -4,7 +4,7 @@ import math
 
 from affordance_grounding.perception.regions import (
     affordance_scores, BAD_ROI, choose_regions, clip_region, crop_window, CropWindow,
-    cut_regions, paste_heatmaps, parse_box, rank_by_score, Region, TOO_MANY_REGIONS,
+    cut_regions, parse_box, paste_heatmaps, rank_by_score, Region, TOO_MANY_REGIONS,
     whole_frame)
 import numpy as np
 import pytest
