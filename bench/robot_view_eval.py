@@ -13,17 +13,22 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from affordance_grounding.perception.regions import (
     affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region)
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
-from affordance_grounding.runtime.postprocess import resize_to_input
-from affordance_grounding.runtime.preprocess import ImagePreprocessor
+from affordance_grounding.runtime.frame_pipeline import FramePipeline
+from affordance_grounding.runtime.grasp import compute_grasp_mask
+from affordance_grounding.runtime.postprocess import render_overlay, resize_to_input
 from affordance_grounding.runtime.selection import select_backend
 from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from bench.robot_view_scenes import RobotFrame
+import cv2
 import numpy as np
 import torch
 from training.metrics import compute_metrics, load_gt_map, MetricAccumulator, normalize_map
 
 ROWS = ('whole frame', 'true boxes', 'jittered boxes', 'object-centric')
 DETECTOR_ROWS = ('true boxes', 'jittered boxes')
+UNIFORM = 'uniform in the box'  # reference: a map that knows the box and nothing else
+METRIC_SIZE = 224  # training.evaluate's map side
+MASK_THRESHOLD = 0.5  # the node's default mask_threshold
 CHOSEN_SCORE = 'softmax_mean_cam'
 # The region score (regions.affordance_scores) and two alternatives, kept in the JSON so that
 # the choice stays checked: each maps one region's (K, h, w) class activations to a number.
@@ -35,26 +40,27 @@ SCORE_VARIANTS: Dict[str, Callable[[np.ndarray, int], float]] = {
 
 
 class MapRunner:
-    """A loaded backend with the model's preprocessing: images in, action maps and CAMs out."""
+    """The node's frame pipeline, returning the CAMs too: images in, action maps and CAMs out.
+
+    FramePipeline keeps only the action's map; the region scores need ``cam`` as well.
+    """
 
     def __init__(self, backend: InferenceBackend):
-        """Wrap a loaded backend."""
-        metadata = backend.metadata
+        """Wrap a loaded backend; preprocessing is the node's (the model's own metadata)."""
+        self.pipeline = FramePipeline(backend)
         self.backend = backend
-        self.labels = metadata.labels
-        self.size = metadata.image_size
-        self.preprocess = ImagePreprocessor(metadata.image_size, metadata.mean, metadata.std)
+        self.size = self.pipeline.image_size
 
     def class_index(self, action: str) -> int:
         """Return the action's index among the model's labels."""
-        return self.labels.index(action)
+        return self.pipeline.labels.index(action)
 
     def __call__(self, rgbs: Sequence[np.ndarray], class_index: int
                  ) -> Tuple[np.ndarray, np.ndarray]:
         """Run the images as ONE batch: (N, S, S) action maps in [0, 1], (N, K, G, G) CAMs."""
         batch = torch.empty(len(rgbs), 3, self.size, self.size)
         for row, rgb in enumerate(rgbs):
-            self.preprocess(rgb, out=batch[row:row + 1])
+            self.pipeline.preprocessor(rgb, out=batch[row:row + 1])
         result = self.backend.infer(batch)
         return result.affordance[:, class_index], result.cam
 
@@ -101,10 +107,29 @@ def box_cells(cam: np.ndarray, box: Region, image_hw: Tuple[int, int]) -> np.nda
 
 
 def box_metrics(heatmap: np.ndarray, gt: np.ndarray, box: Region) -> Dict[str, float]:
-    """KLD / SIM / NSS inside a box, as training.evaluate scores a whole image."""
+    """KLD / SIM / NSS of a published heatmap inside a box, at training.evaluate's 224 x 224.
+
+    The heatmap's values are scored as published, not min-maxed again inside the box: a
+    flat whole-frame heatmap must not look sharp because its box was stretched to [0, 1].
+    """
     window = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
-    return compute_metrics(normalize_map(heatmap[window]),
-                           load_gt_map(np.ascontiguousarray(gt[window])))
+    size = (METRIC_SIZE, METRIC_SIZE)
+    prediction = cv2.resize(np.ascontiguousarray(heatmap[window], np.float32), size,
+                            interpolation=cv2.INTER_LINEAR)  # (224, 224) in [0, 1]
+    return compute_metrics(prediction, load_gt_map(np.ascontiguousarray(gt[window]),
+                                                    METRIC_SIZE))
+
+
+def frame_job(runner: MapRunner, rgb: np.ndarray, class_index: int,
+              regions: Optional[Sequence[Region]], margin: float) -> np.ndarray:
+    """What a node does per frame: heatmap (whole frame or regions), grasp mask, overlay."""
+    if regions is None:
+        heatmap = whole_frame_heatmap(runner, rgb, class_index)[0]
+    else:
+        heatmap = region_heatmap(runner, rgb, regions, class_index, margin)[0]
+    mask = compute_grasp_mask(heatmap, MASK_THRESHOLD)
+    render_overlay(rgb, heatmap, 'action')
+    return mask
 
 
 @dataclass
@@ -156,6 +181,8 @@ def evaluate_frame(runner: MapRunner, frame: RobotFrame, margin: float,
     results['object-centric'] = RowResult(
         box_metrics(tile_heatmap, frame.tile_gt, target.tile_box),
         score_objects(cams['object-centric'], index), tile_heatmap if keep_heatmaps else None)
+    results[UNIFORM] = RowResult(box_metrics(np.ones(hw, np.float32), frame.frame_gt,
+                                             target.box), {}, None)
     results['object-centric, whole image'] = RowResult(
         compute_metrics(normalize_map(maps[frame.target]), load_gt_map(frame.tile_gt)), {},
         None)

@@ -92,9 +92,12 @@ def test_a_tiny_run_writes_finite_metrics_costs_and_a_sheet(data_root, tiny_bund
             assert set(accuracy) == {'softmax_mean_cam', 'mean_cam', 'peak_cam'}
             assert all(value in (0.0, 0.5, 1.0) for value in accuracy.values())
     timing = report['timing']
-    assert set(timing['per_frame']) == {'whole frame', '1 regions', '3 regions', '6 regions'}
+    rows = ('whole frame', '1 regions', '3 regions', '6 regions')
+    assert set(timing['per_frame']) == {f'{kind}, {row}' for kind in ('frame job', 'inference')
+                                        for row in rows}
     assert all(stats['median_s'] > 0 for stats in timing['per_frame'].values())
-    assert timing['ratio_vs_whole_frame']['whole frame'] == 1.0
+    assert timing['ratio_vs_whole_frame']['frame job, whole frame'] == 1.0
+    assert timing['ratio_vs_whole_frame']['inference, whole frame'] == 1.0
     assert all(isinstance(target['met'], bool) for target in report['targets'].values())
     image = cv2.imread(str(sheet))
     assert image.shape == (2 * 240, 4 * 320, 3)
