@@ -17,22 +17,18 @@ import sys
 from typing import List, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelConfig
-from affordance_grounding.model.backbones import WeightsUnavailableError
-from affordance_grounding.model.checkpoint import CheckpointError
-from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.runtime.backends import (
-    BackendOptions, InferenceBackend, TorchBackend)
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
-from affordance_grounding.runtime.selection import BACKEND_NAMES, resolve_device, select_backend
+from affordance_grounding.inference.backends import (
+    InferenceBackend, MODEL_LOAD_ERRORS, untrained_backend)
+from affordance_grounding.inference.selection import BACKEND_NAMES, resolve_device
+from affordance_grounding.perception.frame_processor import FrameInput, FrameProcessor
+from affordance_grounding.perception.settings import load_backend, ModelSettings, OutputSettings
 from affordance_grounding.vocabulary import parse_action_command
 import cv2
 import numpy as np
 import torch
 
 SAMPLE_PHOTOS = ('coffee', 'chelsea', 'astronaut')
-USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, ModelFileError,
-               BackendUnavailableError, WeightsUnavailableError)
+USER_ERRORS = (ValueError, FileNotFoundError) + MODEL_LOAD_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,24 +71,23 @@ def read_rgb(args: argparse.Namespace) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def load_backend(args: argparse.Namespace) -> Tuple[InferenceBackend, Optional[str]]:
+def load_model_backend(args: argparse.Namespace) -> Tuple[InferenceBackend, Optional[str]]:
     """Return (loaded backend, untrained_reason or None) for the chosen model source.
 
     A model file goes through the same backend selection as the node; a model config builds
     an untrained PyTorch model on the resolved device.
     """
-    options = BackendOptions(calibration=args.calibration)
     if args.checkpoint:
-        return select_backend(args.backend, args.checkpoint, args.device, options), None
+        settings = ModelSettings(model_path=args.checkpoint, backend=args.backend,
+                                 device=args.device, calibration=args.calibration)
+        return load_backend(settings), None
     if args.backend not in ('auto', 'torch'):
         raise ValueError(f'--config builds a PyTorch model; --backend {args.backend} needs a '
                          'model file (--checkpoint MODEL.onnx or .engine)')
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     config = load_model_config(args.config) if args.config else ModelConfig()
-    grounder = build_grounder(config)
-    options = BackendOptions(calibration=args.calibration or 'clip')
-    backend = TorchBackend(None, device, options, grounder=grounder).load()
+    backend = untrained_backend(config, device, args.calibration)
     random_backbones = config.clip_weights is None or config.dino_weights is None
     return backend, 'RANDOM WEIGHTS' if random_backbones else 'UNTRAINED HEAD'
 
@@ -104,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rgb = read_rgb(args)
-        backend, untrained = load_backend(args)
+        backend, untrained = load_model_backend(args)
         command = parse_action_command(args.action, backend.metadata.labels)
         label, class_index = command.key
         if class_index < 0:
@@ -112,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command.describe() != label:  # a phrase: say what was understood
             print(f'action: {command.describe()}')
         text = label if untrained is None else f'{label} ({untrained}: no meaning)'
-        outputs = FramePipeline(backend).run(rgb, class_index, OutputSettings(), text)
+        outputs = FrameProcessor(backend).process([FrameInput(rgb, text, class_index)],
+                                                  OutputSettings())[0]
     except USER_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

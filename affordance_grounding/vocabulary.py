@@ -134,7 +134,7 @@ DEFAULT_MIN_TEXT_SIMILARITY = 0.8
 # How a command was understood (ActionCommand.match).
 IDLE, EXACT, SYNONYM, TEXT_SIMILARITY = 'idle', 'exact', 'synonym', 'text similarity'
 
-# phrase -> (best label, cosine similarity); e.g. runtime.text_encoder.LabelTextMatcher.
+# phrase -> (best label, cosine similarity); e.g. inference.text_encoder.LabelTextMatcher.
 TextMatcher = Callable[[str], Tuple[str, float]]
 
 

@@ -34,12 +34,14 @@ from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.batching import start_inference_thread
-from affordance_grounding.bag.processing import BagJob, load_backend, run_bag
+from affordance_grounding.bag.processing import BagJob, load_job_backend, run_bag
 from affordance_grounding.bag.reading import InputTopics, open_bag
-from affordance_grounding.ros.conversions import compressed_image_msg_to_rgb, image_msg_to_rgb
-from affordance_grounding.runtime.backends import BackendOptions
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.selection import create_backend
+from affordance_grounding.inference.backends import BackendOptions
+from affordance_grounding.inference.selection import create_backend
+from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.image_codecs import (
+    compressed_image_msg_to_rgb, image_msg_to_rgb)
+from affordance_grounding.perception.settings import OutputSettings
 from bench.bag_recording import COMPRESSED_TOPIC, IMAGE_TOPIC, RecordingSpec, write_recording
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
@@ -138,7 +140,7 @@ def run(config_path: str, frames: int, size: Sequence[int], batches: Sequence[in
                                 InputTopics(topic), backend='onnxruntime', device='cpu',
                                 batch_size=variant[0], progress=False, overlap=variant[1])
                 for variant in variants}
-        backends = {batch: load_backend(jobs[batch, True]) for batch in batches}
+        backends = {batch: load_job_backend(jobs[batch, True]) for batch in batches}
         modes = {'live': lambda: live_thread.submit(measure_live, live, images).result(),
                  'live, main thread': partial(measure_live, live, images)}
         for batch in batches:

@@ -97,7 +97,7 @@ def check_targets(settings: Dict[str, dict], timing: dict) -> dict:
 def run(args: argparse.Namespace) -> dict:
     """Build the frames, score every row, time the region counts; the JSON-ready report."""
     started, load_start = time.perf_counter(), load_average()
-    runner = load_runner(args.checkpoint, args.backend, args.threads, args.cache_dir)
+    runner = load_runner(args.checkpoint, args.backend, args.cache_dir, args.device)
     settings, sheet_rows = {}, []
     for setting in args.settings:
         frames = build_frames(Path(args.data_root), setting, args.frames, args.seed)
@@ -124,14 +124,15 @@ def run(args: argparse.Namespace) -> dict:
 
 def format_table(report: dict) -> str:
     """Fixed-width table: metrics and ranking per row and setting, costs, targets."""
-    lines = [f"{'setting':7s} {'row':16s} {'KLD':>6s} {'SIM':>6s} {'NSS':>6s} {'rank acc':>8s}"]
+    lines = [f"{'setting':7s} {'row':19s} {'KLD':>6s} {'SIM':>6s} {'NSS':>6s} {'heat in':>7s} "
+             f"{'rank acc':>8s}"]
     for name, result in report['settings'].items():
         for row in ROWS + (UNIFORM,):
             values = result['rows'][row]
             accuracy = values.get('ranking_accuracy')
             shown = '' if accuracy is None else f'{accuracy:.3f}'
-            lines.append(f"{name:7s} {row:16s} {values['kld']:6.3f} {values['sim']:6.3f} "
-                         f"{values['nss']:6.3f} {shown:>8s}")
+            lines.append(f"{name:7s} {row:19s} {values['kld']:6.3f} {values['sim']:6.3f} "
+                         f"{values['nss']:6.3f} {values['heat_share']:7.1%} {shown:>8s}")
     timing = report['timing']
     lines.append(f"cost per frame ({report['backend']}, {timing['frames']} frames x "
                  f"{timing['rounds']} rounds, interleaved):")
@@ -156,7 +157,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         'test image)')
     parser.add_argument('--margin', type=float, default=DEFAULT_ROI_MARGIN)
     parser.add_argument('--backend', default='onnxruntime', choices=['onnxruntime', 'torch'])
-    parser.add_argument('--threads', type=int, help='intra-op threads (default: the library)')
+    parser.add_argument('--device', default='cpu')
     parser.add_argument('--timing-frames', type=int, default=4)
     parser.add_argument('--timing-rounds', type=int, default=10)
     parser.add_argument('--sheet-frames', type=int, default=3, help='per setting')

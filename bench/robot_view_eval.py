@@ -12,12 +12,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from affordance_grounding.perception.regions import (
     affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region)
-from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.grasp import compute_grasp_mask
-from affordance_grounding.runtime.postprocess import render_overlay, resize_to_input
-from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
+from affordance_grounding.inference.backends import InferenceBackend
+from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
+from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.mask import compute_grasp_mask
+from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
+from affordance_grounding.perception.settings import load_backend, ModelSettings
 from bench.robot_view_scenes import RobotFrame
 import cv2
 import numpy as np
@@ -65,8 +65,8 @@ class MapRunner:
         return result.affordance[:, class_index], result.cam
 
 
-def load_runner(checkpoint: str, backend: str, threads: Optional[int], cache_dir: str,
-                device: str = 'cpu') -> MapRunner:
+def load_runner(checkpoint: str, backend: str, cache_dir: str, device: str = 'cpu'
+                ) -> MapRunner:
     """Load the bundle (PyTorch) or its cached fp32 ONNX export (ONNX Runtime), as a node."""
     model_path = checkpoint
     if backend != 'torch':
@@ -74,8 +74,7 @@ def load_runner(checkpoint: str, backend: str, threads: Optional[int], cache_dir
         from bench.model_cache import ensure_onnx
 
         model_path, _ = ensure_onnx(load_grounder(checkpoint), cache_dir, seed=0)
-    options = BackendOptions(intra_op_threads=threads, cpu_spin_wait=False)
-    loaded = select_backend(backend, str(model_path), device, options)
+    loaded = load_backend(ModelSettings(str(model_path), backend, device, cpu_spin_wait=False))
     apply_worker_thread_policy(loaded)
     return MapRunner(loaded)
 
@@ -107,7 +106,7 @@ def box_cells(cam: np.ndarray, box: Region, image_hw: Tuple[int, int]) -> np.nda
 
 
 def box_metrics(heatmap: np.ndarray, gt: np.ndarray, box: Region) -> Dict[str, float]:
-    """KLD / SIM / NSS of a published heatmap inside a box, at training.evaluate's 224 x 224.
+    """KLD / SIM / NSS inside a box at training.evaluate's 224 x 224, and the heat's share there.
 
     The heatmap's values are scored as published, not min-maxed again inside the box: a
     flat whole-frame heatmap must not look sharp because its box was stretched to [0, 1].
@@ -116,8 +115,10 @@ def box_metrics(heatmap: np.ndarray, gt: np.ndarray, box: Region) -> Dict[str, f
     size = (METRIC_SIZE, METRIC_SIZE)
     prediction = cv2.resize(np.ascontiguousarray(heatmap[window], np.float32), size,
                             interpolation=cv2.INTER_LINEAR)  # (224, 224) in [0, 1]
-    return compute_metrics(prediction, load_gt_map(np.ascontiguousarray(gt[window]),
-                                                    METRIC_SIZE))
+    metrics = compute_metrics(prediction, load_gt_map(np.ascontiguousarray(gt[window]),
+                                                       METRIC_SIZE))
+    metrics['heat_share'] = float(heatmap[window].sum() / max(float(heatmap.sum()), 1e-12))
+    return metrics
 
 
 def frame_job(runner: MapRunner, rgb: np.ndarray, class_index: int,
@@ -196,11 +197,15 @@ def summarize_rows(evaluated: Sequence[Tuple[RobotFrame, Dict[str, RowResult]]])
     for row in names:
         accumulator = MetricAccumulator()
         hits = dict.fromkeys(SCORE_VARIANTS, 0)
+        shares = []
         for frame, results in evaluated:
             accumulator.add(results[row].metrics, frame.action)
+            shares.append(results[row].metrics.get('heat_share'))
             for name, scores in results[row].scores.items():
                 hits[name] += rank_by_score(scores)[0] == frame.target
         summary = {key: round(value, 4) for key, value in accumulator.summary().mean.items()}
+        if None not in shares:
+            summary['heat_share'] = round(float(np.mean(shares)), 4)
         if results[row].scores:
             accuracy = {name: round(count / len(evaluated), 4) for name, count in hits.items()}
             summary['ranking_accuracy'] = accuracy[CHOSEN_SCORE]

@@ -6,7 +6,7 @@ score for the action (the true-box row's), so a glance shows whether the right o
 
 from typing import Dict, Sequence, Tuple
 
-from affordance_grounding.runtime.postprocess import draw_label, render_overlay
+from affordance_grounding.perception.postprocess import draw_label, render_overlay
 from bench.robot_view_eval import CHOSEN_SCORE, RowResult
 from bench.robot_view_scenes import RobotFrame
 import cv2

@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = CHECKOUT_ROOT / 'config' / 'params.yaml'
-NODE_MODULE = 'affordance_grounding.ros.node'
+NODE_MODULE = 'affordance_grounding.ros.main'
 
 
 def format_parameter(value) -> str:
@@ -28,7 +28,7 @@ def format_parameter(value) -> str:
 
 
 class NodeProcess:
-    """``python -m affordance_grounding.ros.node --ros-args ...`` running as a child."""
+    """``python -m affordance_grounding.ros.main --ros-args ...`` running as a child."""
 
     def __init__(self, log_path: Path, parameters: Mapping[str, object],
                  namespace: str = '/affordance', params_file: Optional[Path] = None,

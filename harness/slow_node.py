@@ -9,8 +9,8 @@ instead of depending on how fast this CPU runs a particular model.
 import os
 import time
 
-from affordance_grounding.ros import node
-from affordance_grounding.runtime.backend_interface import InferenceBackend
+from affordance_grounding.inference.backend_interface import InferenceBackend
+from affordance_grounding.ros import main as node_main
 
 MIN_INFERENCE_ENV = 'AFFORDANCE_MIN_INFERENCE_S'
 
@@ -30,7 +30,7 @@ def slow_down_backends(min_inference_s: float) -> None:
 def main() -> int:
     """Slow the backends down as the environment asks, then run the node's ``main``."""
     slow_down_backends(float(os.environ.get(MIN_INFERENCE_ENV, '0')))
-    return node.main()
+    return node_main.main()
 
 
 if __name__ == '__main__':

@@ -1,7 +1,18 @@
-"""The dependency rules of docs/architecture.md, checked on the import statements."""
+"""The dependency rules of docs/architecture.md, checked on the import statements.
+
+Layers of ``affordance_grounding`` (arrows point down only):
+
+    ros, bag, predict          adapters: ROS topics, recorded bags, one photo
+        -> perception          the per-frame job, no ROS
+        -> inference, geometry model files and backends; 3D from depth
+        -> model               the network
+        -> config, vocabulary, fileio
+"""
 
 import ast
 from pathlib import Path
+import subprocess
+import sys
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'affordance_grounding'
@@ -22,6 +33,99 @@ def imported_top_modules(path: Path):
 
 
 CHECKOUT_ONLY = {'training', 'bench', 'demo', 'harness'}  # not installed by setup.py
+BASE = {'config', 'vocabulary', 'fileio'}
+# Rule number -> (layer, the layers of affordance_grounding it may import, what the rule says).
+LAYER_RULES = {
+    1: ('model', BASE, 'model imports nothing above it'),
+    2: ('inference', BASE | {'model'}, 'inference stands on model only'),
+    3: ('geometry', BASE, 'geometry is plain numpy: it stands on nothing of ours'),
+    4: ('perception', BASE | {'inference', 'geometry'},
+        'the frame job stands on inference and geometry, never on model or an adapter'),
+    5: ('ros', BASE | {'perception', 'inference', 'geometry'},
+        'ros is an adapter on the frame job: never model, never bag'),
+    6: ('bag', BASE | {'perception', 'inference', 'geometry'},
+        'bag is an adapter on the frame job: never model, never ros'),
+    7: ('predict', BASE | {'perception', 'inference'},
+        'predict is an adapter on the frame job: never model, ros or bag'),
+    8: ('config', {'vocabulary'}, 'config needs only the vocabulary'),
+    9: ('vocabulary', set(), 'vocabulary is the bottom'),
+    10: ('fileio', set(), 'fileio is the bottom'),
+    11: ('import_official', BASE | {'model'}, 'the checkpoint importer is a model tool'),
+}
+# The ROS-free side of the package, and the ROS adapter's modules that hold logic, not messages:
+# each must import with every ROS package blocked (the worker's tests run in make test-fast).
+ROS_FREE_MODULES = ('bag', 'perception', 'geometry', 'inference', 'model', 'predict',
+                    'ros.frame_worker', 'ros.channels', 'ros.params', 'ros.health',
+                    'ros.pairing', 'ros.transport')
+BLOCK_ROS_AND_IMPORT = """
+import importlib, importlib.abc, pkgutil, sys
+class NoRos(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split('.')[0]
+        if top in {ros!r} or top.endswith('_msgs') or top.startswith('rosidl'):
+            raise ImportError('ROS is blocked (test)')
+sys.meta_path.insert(0, NoRos())
+for name in {modules!r}:
+    module = importlib.import_module('affordance_grounding.' + name)
+    for info in pkgutil.walk_packages(getattr(module, '__path__', []), module.__name__ + '.'):
+        if info.name.split('.')[-1] != '__main__':
+            importlib.import_module(info.name)
+print(sorted(name for name in sys.modules if name.startswith('affordance_grounding.')))
+"""
+
+
+def internal_imports(path: Path):
+    """Yield (line, layer) for every import of another layer of affordance_grounding."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 and node.level == 0 else [])
+        for name in names:
+            parts = name.split('.')
+            if parts[0] == 'affordance_grounding' and len(parts) > 1:
+                yield node.lineno, parts[1]
+
+
+def layer_of(path: Path) -> str:
+    """Return the layer of a file of the package: its subpackage or its module name."""
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0][:-len('.py')] if len(parts) == 1 else parts[0]
+
+
+def test_every_layer_imports_only_the_layers_below_it():
+    offenders = []
+    for number, (layer, allowed, rule) in LAYER_RULES.items():
+        for path in PACKAGE.rglob('*.py'):
+            if layer_of(path) != layer:
+                continue
+            offenders += [f'rule {number} ({rule}): {path.relative_to(REPO)}:{line} imports '
+                          f'affordance_grounding.{target}'
+                          for line, target in internal_imports(path)
+                          if target != layer and target not in allowed]
+    assert offenders == []
+
+
+def test_every_layer_of_the_package_has_a_rule():
+    layers = {layer_of(path) for path in PACKAGE.rglob('*.py')} - {'__init__'}
+    assert layers == {layer for layer, _, _ in LAYER_RULES.values()}
+
+
+def test_ros_free_modules_import_with_every_ros_package_blocked():
+    code = BLOCK_ROS_AND_IMPORT.format(ros=sorted(ROS_MODULES), modules=ROS_FREE_MODULES)
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = result.stdout
+    for name in ('bag.cli', 'bag.batching', 'perception.frame_processor', 'ros.frame_worker'):
+        assert f"'affordance_grounding.{name}'" in imported
+
+
+def test_layer_checker_sees_a_forbidden_import(tmp_path):
+    sample = tmp_path / 'sample.py'
+    sample.write_text('from affordance_grounding.model.checkpoint import x\n'
+                      'import affordance_grounding.perception.stamps\nfrom . import y\n')
+    assert list(internal_imports(sample)) == [(1, 'model'), (2, 'perception')]
 
 
 def test_package_never_imports_training():

@@ -1,7 +1,8 @@
-"""Decoded frames -> batches through the frame pipeline -> results in the output bag.
+"""Decoded frames -> batches through the frame job -> results in the output bag.
 
-The frame pipeline runs in one worker thread set up like the node's; results are written in
-frame order, each with its input's header and receive time.
+The frame job (perception/frame_processor.py, the node's) runs in one worker thread set up
+like the node's; results are written in frame order, each with its input's header and receive
+time.
 """
 
 from collections import deque
@@ -13,18 +14,16 @@ from affordance_grounding.bag.frames import Frame
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
-from affordance_grounding.ros.conversions import (
-    colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
-from affordance_grounding.runtime.backends import InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline
-from affordance_grounding.runtime.grasp3d import compute_3d_outputs, Grasp3DOutputs
-from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
+from affordance_grounding.inference.backends import InferenceBackend
+from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
+from affordance_grounding.perception.frame_processor import (
+    DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
+from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
 from affordance_grounding.vocabulary import parse_action_command
-import numpy as np
 
 
 def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
-    """One worker thread for the frame pipeline, set up like the node's (runtime/thread_policy.py).
+    """One worker thread for the frame job, set up like the node's (thread_policy.py).
 
     From a thread with torch's default threads the same work ran 3.4-3.8x slower
     (docs/benchmarks.md, *Recorded bags*).
@@ -41,7 +40,7 @@ class ResultWriter:
         """Write to ``connections`` (output name -> bag connection) of ``out``."""
         self.out, self.connections, self.media, self.typestore = out, connections, media, typestore
 
-    def write_images(self, frame: Frame, outputs: FrameOutputs) -> None:
+    def write_images(self, frame: Frame, outputs: FrameResult) -> None:
         """Heatmap (32FC1), grasp mask (mono8) and overlay (bgr8) with the input's header."""
         header = frame.msg.header
         for name, array_, encoding in (('heatmap', outputs.heatmap, '32FC1'),
@@ -51,24 +50,24 @@ class ResultWriter:
                                                            header), messages.IMAGE)
         self.media.add(frame.index, outputs.overlay)
 
-    def write_3d(self, frame: Frame, result: Grasp3DOutputs, label: str) -> None:
+    def write_3d(self, frame: Frame, outputs: Outputs3D, label: str) -> None:
         """Grasp point, pose, region cloud and markers, as the node publishes them."""
         header, typestore = frame.msg.header, self.typestore
-        if len(result.cloud.points):
+        if outputs.cloud_xyzi is not None:
             self._write('affordance_cloud', frame,
-                        messages.to_point_cloud(typestore, header, result.cloud.xyzi),
+                        messages.to_point_cloud(typestore, header, outputs.cloud_xyzi),
                         messages.POINT_CLOUD2)
-        if result.pose.pose is not None:
+        if outputs.pose is not None:
             self._write('grasp_pose', frame,
-                        messages.to_pose_stamped(typestore, header, result.pose.pose),
+                        messages.to_pose_stamped(typestore, header, outputs.pose),
                         messages.POSE_STAMPED)
-        xyz_m = result.point.xyz_m
-        if xyz_m is None:
-            return  # the node publishes markers only with a point
+        if not outputs.publish_markers:
+            return
+        xyz_m = outputs.point_xyz_m
         self._write('grasp_point', frame, messages.to_point_stamped(typestore, header, xyz_m),
                     messages.POINT_STAMPED)
         markers = messages.to_grasp_markers(typestore, header, xyz_m, label)
-        markers.markers += messages.to_grasp_pose_markers(typestore, header, result.pose.pose)
+        markers.markers += messages.to_grasp_pose_markers(typestore, header, outputs.pose)
         self._write('markers', frame, markers, messages.MARKER_ARRAY)
 
     def _write(self, name: str, frame: Frame, msg, msgtype: str) -> None:
@@ -79,7 +78,7 @@ class ResultWriter:
 class FrameBatcher:
     """Decodes released frames, runs them in batches and writes their results."""
 
-    def __init__(self, pipeline: FramePipeline, job: BagJob, writer: ResultWriter,
+    def __init__(self, processor: FrameProcessor, job: BagJob, writer: ResultWriter,
                  summary: BagSummary, log, executor: ThreadPoolExecutor):
         """Batch up to ``job.batch_size`` frames per backend call, run on ``executor``.
 
@@ -87,11 +86,11 @@ class FrameBatcher:
         backend call, OpenCV and numpy release the GIL); one batch is in flight at most, so
         memory stays bounded and results are written in order.
         """
-        self.pipeline, self.job, self.writer = pipeline, job, writer
+        self.processor, self.job, self.writer = processor, job, writer
         self.summary, self.log = summary, log
         self.on_done: Callable[[int], object] = lambda n: None
         self._executor = executor
-        self._batch: List[Tuple[Frame, np.ndarray, str, int]] = []
+        self._batch: List[Tuple[Frame, FrameInput]] = []
         self._inflight: Deque[Tuple[list, Future]] = deque()
         self._actions: Dict[str, Tuple[str, int]] = {}
 
@@ -122,24 +121,23 @@ class FrameBatcher:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        _, rgbs, labels, indices = zip(*batch)
+        inputs = [frame_input for _, frame_input in batch]
         self._inflight.append((batch, self._executor.submit(
-            self.pipeline.run_batch, rgbs, indices, self.job.settings, labels)))
+            self.processor.process, inputs, self.job.settings)))
         while len(self._inflight) > (1 if self.job.overlap else 0):
             self._write_oldest()
 
     def _write_oldest(self) -> None:
         batch, future = self._inflight.popleft()
         results = future.result()  # re-raises the batch's exception here
-        frames, rgbs, labels, _ = zip(*batch)
-        for frame, rgb, label, outputs in zip(frames, rgbs, labels, results):
-            self.writer.write_images(frame, outputs)
+        for (frame, frame_input), result in zip(batch, results):
+            self.writer.write_images(frame, result)
             self.summary.frames_out += 1
-            if 'grasp_point' in self.writer.connections:
-                self._write_3d(frame, rgb.shape[:2], outputs, label)
+            if frame_input.depth is not None:
+                self._write_3d(frame, result, frame_input.label)
         self.on_done(len(batch))
 
-    def _prepare(self, frame: Frame) -> Optional[Tuple[Frame, np.ndarray, str, int]]:
+    def _prepare(self, frame: Frame) -> Optional[Tuple[Frame, FrameInput]]:
         label, index = self._parse_action(frame.action)
         if index < 0:
             self.summary.skipped['no_action' if not label else 'unknown_action'] += 1
@@ -152,35 +150,29 @@ class FrameBatcher:
                          'counted)')
             self.summary.skipped['bad_image'] += 1
             return None
-        return frame, rgb, label, index
+        depth = None
+        if 'grasp_point' in self.writer.connections:  # the bag has a depth topic
+            info = frame.camera_info
+            depth = DepthInput(frame.depth, None if info is None else list(info.k),
+                               self.job.sync_slop_s)
+        return frame, FrameInput(rgb, label, index, overlay=True, depth=depth)
 
     def _parse_action(self, text: str) -> Tuple[str, int]:
         """(label, index); (text, -1) for an unknown action, warned about once."""
         if text not in self._actions:
             try:
-                self._actions[text] = parse_action_command(text, self.pipeline.labels).key
+                self._actions[text] = parse_action_command(text, self.processor.labels).key
             except ValueError as error:
                 self.log(f'action command {text!r} ignored: {error}')
                 self._actions[text] = (text or '?', -1)
         return self._actions[text]
 
-    def _write_3d(self, frame: Frame, image_hw, outputs: FrameOutputs, label: str) -> None:
-        """Run the node's 3D chain (runtime/grasp3d.py) on the frame's paired depth."""
-        if frame.camera_info is None:
-            self.summary.grasp_missing['no_camera_info'] += 1
-            return
-        if frame.depth is None:
-            self.summary.grasp_missing['no_depth'] += 1
-            return
-        try:
-            depth, encoding = image_msg_to_array(frame.depth)
-            result = compute_3d_outputs(depth, encoding, outputs.mask, outputs.heatmap,
-                                        image_hw, list(frame.camera_info.k))
-        except ValueError:  # ImageConversionError is a ValueError too
-            self.summary.grasp_missing['bad_depth'] += 1
-            return
-        if result.point.xyz_m is None:
-            self.summary.grasp_missing['no_grasp_point'] += 1
+    def _write_3d(self, frame: Frame, result: FrameResult, label: str) -> None:
+        """Count the frame's grasp point (or why it has none) and write its 3D outputs."""
+        missing = [kind for kind, _ in result.problems if kind in GRASP_POINT_PROBLEMS]
+        if missing:
+            self.summary.grasp_missing[missing[0]] += 1
         else:
             self.summary.grasp_points += 1
-        self.writer.write_3d(frame, result, label)
+        if result.grasp is not None:
+            self.writer.write_3d(frame, result.outputs_3d(), label)

@@ -20,14 +20,12 @@ from typing import List, Optional
 from affordance_grounding.bag.output import BagOutputError, STORAGES
 from affordance_grounding.bag.processing import BagJob, COPY_CHOICES, run_bag
 from affordance_grounding.bag.reading import BagInputError, InputTopics
-from affordance_grounding.model.checkpoint import CheckpointError
-from affordance_grounding.runtime.allocator import keep_large_buffers
-from affordance_grounding.runtime.frame_pipeline import OutputSettings
-from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
+from affordance_grounding.inference.backends import MODEL_LOAD_ERRORS
+from affordance_grounding.perception.allocator import keep_large_buffers
+from affordance_grounding.perception.settings import OutputSettings
 
 PROG = 'affordance_bag'
-USER_ERRORS = (BagInputError, BagOutputError, ModelFileError, CheckpointError,
-               BackendUnavailableError)
+USER_ERRORS = (BagInputError, BagOutputError) + MODEL_LOAD_ERRORS
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -99,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f'{PROG}: %(message)s')
     job = to_job(args)
-    keep_large_buffers()  # frame-sized buffers reused, as in the node (runtime/allocator.py)
+    keep_large_buffers()  # frame-sized buffers reused, as in the node (perception/allocator.py)
     try:
         summary = run_bag(job)
     except USER_ERRORS as error:

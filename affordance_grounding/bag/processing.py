@@ -3,7 +3,7 @@
 One pass over the bag in receive-time order: input messages are copied, colour frames get
 their action and depth (bag/frames.py), are decoded and grouped into batches of up to
 ``batch_size`` frames (mixed actions are fine: the model computes every label's map at once),
-and each batch goes through the node's frame pipeline (runtime/frame_pipeline.py). Results
+and each batch goes through the node's frame job (perception/frame_processor.py). Results
 carry their input's header and receive time. A frame that cannot be used is counted by
 reason and skipped; it is never fatal.
 """
@@ -20,9 +20,10 @@ from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.bag.reading import (
     BagInputError, InputTopics, open_bag, read_messages, resolve_topics)
-from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.selection import select_backend
+from affordance_grounding.inference.backends import InferenceBackend
+from affordance_grounding.perception.frame_processor import FrameProcessor
+from affordance_grounding.perception.settings import (
+    DEFAULT_MAX_BATCH, load_backend, ModelSettings)
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
 from rosbags.rosbag2 import WriterError
@@ -37,7 +38,7 @@ OUTPUTS_3D = ('grasp_point', 'grasp_pose', 'affordance_cloud', 'markers')
 COPY_CHOICES = ('all', 'used', 'none')
 
 
-GPU_BATCH_SIZE = 8
+GPU_BATCH_SIZE = DEFAULT_MAX_BATCH
 
 
 def choose_batch_size(requested: Optional[int], backend: InferenceBackend) -> int:
@@ -51,11 +52,18 @@ def choose_batch_size(requested: Optional[int], backend: InferenceBackend) -> in
     return 1 if backend.device == 'cpu' else GPU_BATCH_SIZE
 
 
-def load_backend(job: BagJob) -> InferenceBackend:
+def load_job_backend(job: BagJob) -> InferenceBackend:
     """Select and load the backend for the job (errors name the fix, see selection.py)."""
-    # No spinning between runs: decoding and postprocessing need the cores then (as the node).
-    options = BackendOptions(max_batch=job.batch_size or GPU_BATCH_SIZE, cpu_spin_wait=False)
-    return select_backend(job.backend, job.model_path, job.device, options)
+    return load_backend(model_settings(job))
+
+
+def model_settings(job: BagJob) -> ModelSettings:
+    """Return what loading the job's model needs.
+
+    No spinning between runs: decoding and postprocessing need the cores then (as the node).
+    """
+    return ModelSettings(model_path=job.model_path, backend=job.backend, device=job.device,
+                         max_batch=job.batch_size or GPU_BATCH_SIZE, cpu_spin_wait=False)
 
 
 def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
@@ -64,7 +72,7 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
 
     Args:
         job: What to do.
-        backend: An already loaded backend (tests, benchmarks); else :func:`load_backend`.
+        backend: An already loaded backend (tests, benchmarks); else :func:`load_job_backend`.
         log: Where warnings go (one line each).
 
     Raises:
@@ -80,13 +88,13 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
     reader = open_bag(job.input_path)
     try:
         topics = resolve_topics(reader, job.topics)
-        backend = backend or load_backend(job)
-        pipeline = FramePipeline(backend)
+        backend = backend or load_job_backend(job)
+        processor = FrameProcessor(backend)
         job = replace(job, batch_size=choose_batch_size(job.batch_size, backend))
         if job.action:
-            parse_or_raise(job.action, pipeline.labels)
+            parse_or_raise(job.action, processor.labels)
         summary = BagSummary(backend=backend.describe())
-        _process(reader, topics, pipeline, job, summary, log)
+        _process(reader, topics, processor, job, summary, log)
     finally:
         reader.close()
     summary.seconds = time.perf_counter() - start
@@ -101,7 +109,7 @@ def parse_or_raise(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
         raise BagInputError(str(error)) from None
 
 
-def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
+def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob,
              summary: BagSummary, log) -> None:
     typestore = messages.load_typestore()
     used = {topics.image, topics.action, topics.depth, topics.camera_info} - {None}
@@ -117,12 +125,12 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
     fps = job.video_fps or estimate_rate_hz(image_count, reader.duration)
     with OutputBag(job.output_path, job.storage, typestore, job.overwrite) as out, \
             OverlayMedia(job.png_dir, job.video_path, fps, job.overwrite) as media, \
-            start_inference_thread(pipeline.backend) as executor:
+            start_inference_thread(processor.backend) as executor:
         passthrough = add_passthrough_connections(out, copied, log)
         connections = {name: out.add_result(topic, OUTPUT_TOPICS[name])
                        for name, topic in result_topics.items()
                        if topics.depth or name not in OUTPUTS_3D}
-        batcher = FrameBatcher(pipeline, job, ResultWriter(out, connections, media, typestore),
+        batcher = FrameBatcher(processor, job, ResultWriter(out, connections, media, typestore),
                                summary, log, executor)
         assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',

@@ -1,1 +1,1 @@
-"""The ROS-free per-frame job: what happens to one camera frame between decoding and publishing."""
+"""The per-frame job without ROS: settings, codecs, pre/postprocessing, regions, timings."""

@@ -12,10 +12,10 @@ import re
 from typing import Any, Dict, Mapping, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
-from affordance_grounding.runtime.selection import BACKEND_NAMES, DEVICE_PATTERN
+from affordance_grounding.inference.selection import BACKEND_NAMES, DEVICE_PATTERN
+from affordance_grounding.perception.settings import ModelSettings, OutputSettings
 from affordance_grounding.vocabulary import LABEL_SETS
 import cv2
-from rcl_interfaces.msg import ParameterDescriptor
 
 BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
 HEATMAP_RESOLUTIONS: Tuple[str, ...] = ('input', 'model')
@@ -183,12 +183,15 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
 }
 
 
-def build_descriptor(name: str, default: Any) -> ParameterDescriptor:
-    """Return the descriptor of one parameter (floats accept integers: dynamic typing).
+def build_descriptor(name: str, default: Any):
+    """Return the ``ParameterDescriptor`` of one parameter (floats accept integers).
 
     A string array declared empty would get rclpy's type BYTE_ARRAY and refuse strings, so
-    arrays are dynamically typed too and :func:`_coerce` checks them.
+    arrays are dynamically typed too and :func:`_coerce` checks them. The message package is
+    imported here, not at the top, so that the configuration itself loads without ROS.
     """
+    from rcl_interfaces.msg import ParameterDescriptor
+
     description, read_only = DESCRIPTIONS[name]
     return ParameterDescriptor(name=name, description=description, read_only=read_only,
                                dynamic_typing=isinstance(default, (float, tuple)))
@@ -262,3 +265,29 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         raise ParameterError(f'parameter {name}={value!r} has type {type(value).__name__}; '
                              f'expected {type(default).__name__}')
     return value
+
+
+def to_model_settings(config: NodeConfig) -> ModelSettings:
+    """Return what loading the model needs (errors name the parameter to fix).
+
+    Raises:
+        ParameterError: If ``model_path`` is empty.
+    """
+    if not config.model_path:
+        raise ParameterError('parameter model_path is empty; set it to an engine (.engine), '
+                             'ONNX (.onnx) or checkpoint (.pt) file, e.g. '
+                             '--ros-args -p model_path:=/path/model.onnx')
+    return ModelSettings(model_path=config.model_path, backend=config.backend,
+                         device=config.device, precision=config.precision,
+                         calibration=config.calibration, labels=config.labels,
+                         engine_cache_dir=config.engine_cache_dir,
+                         cpu_spin_wait=False)  # the worker pre/post-processes between runs
+
+
+def to_output_settings(config: NodeConfig) -> OutputSettings:
+    """Return the output-shaping parameters of a configuration."""
+    return OutputSettings(heatmap_resolution=config.heatmap_resolution,
+                          mask_threshold=config.mask_threshold,
+                          mask_largest_component=config.mask_largest_component,
+                          overlay_alpha=config.overlay_alpha,
+                          colormap=COLORMAPS[config.colormap])

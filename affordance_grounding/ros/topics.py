@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from affordance_grounding.ros import qos
-from affordance_grounding.ros.frame_worker import OutputPublishers
+from affordance_grounding.ros.channels import OutputPublishers
 from affordance_grounding.ros.params import NodeConfig
 from geometry_msgs.msg import PointStamped, PoseStamped
 try:  # Jazzy and newer

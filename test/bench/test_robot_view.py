@@ -5,7 +5,7 @@ import math
 
 from affordance_grounding.perception.regions import Region
 from bench import robot_view
-from bench.robot_view_eval import box_cells, ROWS
+from bench.robot_view_eval import box_cells, ROWS, UNIFORM
 from bench.robot_view_scenes import AREA_RANGE, build_frames, FRAME_HW, JITTER
 import cv2
 import numpy as np
@@ -83,11 +83,12 @@ def test_a_tiny_run_writes_finite_metrics_costs_and_a_sheet(data_root, tiny_bund
     for setting in ('Seen', 'Unseen'):
         result = report['settings'][setting]
         assert result['frames'] == 2
-        for row in ROWS + ('object-centric, whole image',):
+        for row in ROWS + (UNIFORM, 'object-centric, whole image'):
             values = result['rows'][row]
             assert math.isfinite(values['kld']) and values['kld'] >= 0
             assert 0 <= values['sim'] <= 1 and math.isfinite(values['nss'])
         for row in ROWS:
+            assert 0 <= result['rows'][row]['heat_share'] <= 1
             accuracy = result['rows'][row]['ranking_accuracy_by_score']
             assert set(accuracy) == {'softmax_mean_cam', 'mean_cam', 'peak_cam'}
             assert all(value in (0.0, 0.5, 1.0) for value in accuracy.values())

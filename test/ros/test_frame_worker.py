@@ -2,10 +2,13 @@
 
 import time
 
-from affordance_grounding.ros.frame_worker import FrameWorker, OutputPublishers, SharedState
+from affordance_grounding.perception.frame_processor import FrameProcessor
+from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.ros.channels import OutputPublishers, SharedState
+from affordance_grounding.ros.frame_worker import FrameWorker
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
-from affordance_grounding.runtime.latest_frames import LatestFrames
+from affordance_grounding.ros.publishing import publish_result
 from harness.fakes import FakeNode, FakePublisher, image_msg
 import pytest
 
@@ -18,7 +21,8 @@ def make_worker(pipeline, overlay_subscribers=0, **config):
     state = SharedState(NodeConfig(device='cpu', **config), ('hold', pipeline.labels.index(
         'hold')))
     node = FakeNode()
-    return FrameWorker(pipeline, LatestFrames(), state, publishers, NodeHealth(), node), node
+    return FrameWorker(FrameProcessor(pipeline.backend), LatestFrames(), state, publishers,
+                       NodeHealth(), node, publish_result), node
 
 
 def test_frame_worker_renders_the_overlay_only_for_subscribers(pipeline):

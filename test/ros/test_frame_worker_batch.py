@@ -1,11 +1,14 @@
 """FrameWorker with several cameras, without DDS: one batch, own headers, own actions."""
 
-from affordance_grounding.ros.frame_worker import (
-    CameraChannel, FrameWorker, OutputPublishers, SharedState)
+from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.frame_processor import FrameProcessor
+from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
+from affordance_grounding.ros.frame_worker import FrameWorker
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.latest_frames import LatestFrames
+from affordance_grounding.ros.publishing import publish_result
 from harness.fakes import FakeNode, FakePublisher, image_msg
 import numpy as np
 import pytest
@@ -13,17 +16,16 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-class CountingPipeline:
-    """Wraps a FramePipeline and records the size of every batch it runs."""
+class CountingProcessor(FrameProcessor):
+    """A FrameProcessor that records the size of every batch it runs."""
 
     def __init__(self, inner: FramePipeline):
-        self.inner = inner
-        self.backend = inner.backend
+        super().__init__(inner.backend)
         self.batch_sizes = []
 
-    def run_batch(self, rgbs, class_indices, settings, overlay_labels=None):
-        self.batch_sizes.append(len(rgbs))
-        return self.inner.run_batch(rgbs, class_indices, settings, overlay_labels)
+    def process(self, frames, settings):
+        self.batch_sizes.append(len(frames))
+        return super().process(frames, settings)
 
 
 def make_channels(cameras):
@@ -32,12 +34,12 @@ def make_channels(cameras):
 
 
 def make_worker(pipeline, cameras=('head', 'wrist'), **config):  # noqa: F811
-    counting = CountingPipeline(pipeline)
+    counting = CountingProcessor(pipeline)
     state = SharedState(NodeConfig(device='cpu', cameras=tuple(cameras), **config),
                         ('hold', pipeline.labels.index('hold')))
     health = NodeHealth()
     worker = FrameWorker(counting, LatestFrames(), state, make_channels(cameras), health,
-                         FakeNode())
+                         FakeNode(), publish_result)
     return worker, counting
 
 

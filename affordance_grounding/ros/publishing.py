@@ -1,0 +1,63 @@
+"""A frame's results onto its camera's topics, as rclpy messages with the input's header.
+
+What to publish is decided by the frame job (``FrameResult.outputs_3d``); this module only
+builds the messages and sends them. The worker receives :func:`publish_result` from the node,
+so the worker itself never imports a message package.
+"""
+
+import time
+from typing import Dict
+
+from affordance_grounding.perception.frame_processor import FrameResult, Outputs3D
+from affordance_grounding.ros.channels import CameraChannel, OutputPublishers
+from affordance_grounding.ros.conversions import array_to_image_msg
+from affordance_grounding.ros.messages import (
+    to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
+from visualization_msgs.msg import MarkerArray
+
+
+def publish_result(channel: CameraChannel, msg, result: FrameResult,
+                   label: str) -> Dict[str, float]:
+    """Publish one frame's images and, when 3D ran, its 3D outputs.
+
+    Args:
+        channel: The camera whose publishers to use.
+        msg: The input image message (its header is copied into every output).
+        result: The frame's results.
+        label: The action, for the marker text.
+
+    Returns:
+        Seconds spent: ``publish`` (images) and, with 3D, ``publish_3d``.
+    """
+    start = time.perf_counter()
+    publish_images(channel.publishers, msg.header, result)
+    timings = {'publish': time.perf_counter() - start}
+    if result.grasp is not None and channel.publishers.grasp_point is not None:
+        start = time.perf_counter()
+        publish_3d(channel.publishers, msg.header, result.outputs_3d(), label)
+        timings['publish_3d'] = time.perf_counter() - start
+    return timings
+
+
+def publish_images(publishers: OutputPublishers, header, result: FrameResult) -> None:
+    """Heatmap (32FC1), grasp mask (mono8) and, when rendered, the overlay (bgr8)."""
+    publishers.heatmap.publish(array_to_image_msg(result.heatmap, '32FC1', header))
+    publishers.grasp_mask.publish(array_to_image_msg(result.mask, 'mono8', header))
+    if result.overlay is not None:
+        publishers.overlay.publish(array_to_image_msg(result.overlay, 'bgr8', header))
+
+
+def publish_3d(publishers: OutputPublishers, header, outputs: Outputs3D, label: str) -> None:
+    """Grasp point, region cloud (only while subscribed), pose and markers."""
+    markers = []
+    if outputs.point_xyz_m is not None:
+        publishers.grasp_point.publish(to_point_stamped(header, outputs.point_xyz_m))
+        markers += to_grasp_markers(header, outputs.point_xyz_m, label).markers
+    if (outputs.cloud_xyzi is not None
+            and publishers.affordance_cloud.get_subscription_count() > 0):
+        publishers.affordance_cloud.publish(to_point_cloud(header, outputs.cloud_xyzi))
+    if outputs.pose is not None:
+        publishers.grasp_pose.publish(to_pose_stamped(header, outputs.pose))
+    markers += to_grasp_pose_markers(header, outputs.pose).markers
+    if outputs.publish_markers:
+        publishers.markers.publish(MarkerArray(markers=markers))

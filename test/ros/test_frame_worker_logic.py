@@ -1,0 +1,173 @@
+"""The worker's logic without rclpy: plain stand-ins for messages, clock, logger and publishing.
+
+These run in ``make test-fast``: the worker imports no ROS package, its publishing is handed in
+by the node (``ros.publishing.publish_result``), so here a recorder takes its place.
+"""
+
+import time
+from types import SimpleNamespace
+
+from affordance_grounding.perception.frame_processor import FrameProcessor
+from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.stamps import NS_PER_S
+from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
+from affordance_grounding.ros.frame_worker import FrameWorker
+from affordance_grounding.ros.health import NodeHealth
+from affordance_grounding.ros.params import NodeConfig, to_output_settings
+import numpy as np
+import pytest
+
+K_MATRIX = [40.0, 0.0, 20.0, 0.0, 40.0, 15.0, 0.0, 0.0, 1.0]
+
+
+class Clock:
+    """Wall time as the worker reads it from ``node.get_clock()``."""
+
+    ros_time_is_active = False
+
+    def now(self):
+        return SimpleNamespace(nanoseconds=time.time_ns())
+
+
+class Node:
+    """The clock and logger the worker asks its node for; log lines are kept."""
+
+    def __init__(self):
+        self.clock, self.logged = Clock(), []
+
+    def get_clock(self):
+        return self.clock
+
+    def get_logger(self):
+        return SimpleNamespace(warning=self.logged.append, error=self.logged.append)
+
+
+class Subscribers:
+    """A publisher stand-in: the worker only asks how many subscribe."""
+
+    def __init__(self, count=0):
+        self.count = count
+
+    def get_subscription_count(self):
+        return self.count
+
+
+class Recorder:
+    """Takes the place of ``publish_result``: remembers (camera, message, result, label)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, channel, msg, result, label):
+        self.calls.append((channel.name, msg, result, label))
+        return {'publish': 0.0}
+
+
+def stamp(age_s=0.0):
+    ns = time.time_ns() - int(age_s * NS_PER_S)
+    return SimpleNamespace(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+
+
+def image(value=0, age_s=0.0, height=30, width=40, frame_id='cam'):
+    """Return a duck-typed rgb8 ``sensor_msgs/Image`` (as a bag reader or rclpy gives it)."""
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp(age_s), frame_id=frame_id),
+                           encoding='rgb8', height=height, width=width, step=width * 3,
+                           is_bigendian=0, data=bytes([value]) * (height * width * 3))
+
+
+def depth_image(msg, metres=1.0):
+    """32FC1 depth with the colour frame's stamp and size."""
+    values = np.full((msg.height, msg.width), metres, np.float32)
+    return SimpleNamespace(header=msg.header, encoding='32FC1', height=msg.height,
+                           width=msg.width, step=msg.width * 4, is_bigendian=0,
+                           data=values.tobytes())
+
+
+def make_worker(pipeline, cameras=('',), enable_3d=False, **config):
+    health = NodeHealth()
+    channels = {}
+    for camera in cameras:
+        publishers = OutputPublishers(Subscribers(), Subscribers(), Subscribers())
+        if enable_3d:
+            publishers.grasp_point = Subscribers()
+        channels[camera] = CameraChannel(camera, publishers,
+                                         health if not camera else NodeHealth())
+    state = SharedState(NodeConfig(device='cpu', **config),
+                        ('hold', pipeline.labels.index('hold')))
+    recorder = Recorder()
+    worker = FrameWorker(FrameProcessor(pipeline.backend), LatestFrames(), state, channels,
+                         health, Node(), recorder)
+    return worker, recorder
+
+
+def test_worker_runs_cameras_as_one_batch_each_with_its_own_message(pipeline):
+    worker, recorder = make_worker(pipeline, cameras=('head', 'wrist'))
+    head, wrist = image(10, frame_id='head'), image(200, frame_id='wrist')
+    worker.process_batch({'head': head, 'wrist': wrist})
+    assert [(camera, msg) for camera, msg, _, _ in recorder.calls] == [('head', head),
+                                                                       ('wrist', wrist)]
+    expected = pipeline.run(np.full((30, 40, 3), 200, np.uint8),
+                            pipeline.labels.index('hold'), to_output_settings(worker.state.config))
+    np.testing.assert_allclose(recorder.calls[1][2].heatmap, expected.heatmap, atol=1e-6)
+    assert worker.health.snapshot().batch_size == (2.0, 2.0)
+    assert worker.channels['wrist'].health.output_rate.total == 1
+
+
+def test_worker_skips_idle_stale_and_undecodable_frames_and_says_why(pipeline):
+    worker, recorder = make_worker(pipeline, max_image_age_s=0.5)
+    worker.process(image(age_s=2.0))
+    broken = image()
+    broken.data = broken.data[:10]
+    worker.process(broken)
+    junk = SimpleNamespace(header=image().header, format='jpeg', data=b'not an image')
+    worker.process(junk)
+    worker.state.command = ('', -1)
+    worker.process(image())
+    assert recorder.calls == []
+    counts = worker.health.problems.counts
+    assert (counts['bad_image'], counts['bad_compressed_image_unknown_format'],
+            counts['no_action']) == (1, 1, 1)
+    assert worker.health.stale_frames == 1
+    logged = '\n'.join(worker._node.logged)
+    assert '[stale_image] dropping an image' in logged and '[no_action]' in logged
+
+
+@pytest.mark.parametrize('with_info, with_depth, problem', [
+    (False, False, 'no_camera_info'), (True, False, 'no_depth'), (True, True, None)])
+def test_worker_pairs_depth_by_stamp_and_reports_what_is_missing(pipeline, with_info,
+                                                                 with_depth, problem):
+    worker, recorder = make_worker(pipeline, cameras=('wrist',), enable_3d=True,
+                                   mask_threshold=0.0)
+    channel = worker.channels['wrist']
+    msg = image(120)
+    if with_info:
+        channel.camera_info = SimpleNamespace(k=K_MATRIX)
+    if with_depth:
+        channel.depth.add(msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec,
+                          depth_image(msg))
+    worker.process_batch({'wrist': msg})
+    (_, _, result, label), = recorder.calls
+    assert label == 'hold'
+    if problem is None:
+        assert result.problems == [] and result.grasp is not None
+        assert result.outputs_3d().point_xyz_m[2] == pytest.approx(1.0)
+    else:
+        assert [kind for kind, _ in result.problems] == [problem]
+        assert any(f'[{problem}] camera wrist: ' in line for line in worker._node.logged)
+
+
+def test_worker_thread_processes_only_the_newest_frame_and_stops(pipeline):
+    worker, recorder = make_worker(pipeline, max_rate_hz=0.0)
+    for _ in range(3):
+        worker.mailbox.put(image())
+    newest = image(50)
+    worker.mailbox.put(newest)
+    worker.start()
+    assert worker.ready.wait(30.0)
+    deadline = time.monotonic() + 30.0
+    while not recorder.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    assert not worker.is_alive()
+    assert [msg for _, msg, _, _ in recorder.calls] == [newest]
+    assert worker.mailbox.dropped == 3
