@@ -7,6 +7,8 @@ import statistics
 import time
 from typing import Callable, Dict, List, Optional
 
+from affordance_grounding.fileio import write_bytes_atomically
+
 
 def time_call(function: Callable[[], object], repeats: int, warmup: int = 1,
               synchronize: Optional[Callable[[], None]] = None) -> List[float]:
@@ -88,9 +90,7 @@ def load_average() -> Optional[List[float]]:
 
 def write_report(report: dict, path: str) -> Path:
     """Write a benchmark report as indented JSON and say where."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out = write_bytes_atomically(path, json.dumps(report, indent=2).encode())
     print(f'wrote {out}')
     return out
 
