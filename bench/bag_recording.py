@@ -6,12 +6,14 @@ model's square resize is exercised; depth is a 1.0-1.5 m plane aligned with colo
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.output import STORAGES
+from affordance_grounding.perception.stamps import stamp_to_ns
 import cv2
 import numpy as np
+from bench.vision_msgs_types import detection_array, DETECTION_2D_ARRAY, register_vision_msgs
 from rosbags.rosbag2 import Writer
 from training.synthetic import ItemSpec, render_item, SyntheticConfig
 
@@ -20,6 +22,8 @@ COMPRESSED_TOPIC = '/camera/color/image_raw/compressed'
 DEPTH_TOPIC = '/camera/aligned_depth_to_color/image_raw'
 INFO_TOPIC = '/camera/color/camera_info'
 ACTION_TOPIC = '/affordance/action'
+DETECTIONS_TOPIC = '/detector/detections'
+DETECTION_DELAY_NS = 40_000_000  # a detector publishes after the image it ran on
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
 START_NS = 1_700_000_000 * 1_000_000_000
 SCENES = (('hold', 'cup'), ('hold', 'knife'), ('cut_with', 'knife'), ('cut_with', 'scissors'),
@@ -57,6 +61,12 @@ class RecordingSpec:
         garbled_depth: Frame indices whose depth message is cut to 12 bytes.
         storage: ``mcap`` or ``sqlite3``.
         size: (width, height) of the frames.
+        detections: Frame index -> boxes (x, y, w, h, class_id, score) of a
+            vision_msgs/Detection2DArray with the frame's stamp, received 40 ms later (its
+            definition stored in the bag); None: no detections topic. Frames not listed get
+            no detection message.
+        detection_stamp_shift_ns: Frame index -> nanoseconds added to that frame's
+            detections' stamp (to make them miss the pairing).
     """
 
     frames: int = 6
@@ -68,6 +78,8 @@ class RecordingSpec:
     garbled_depth: tuple = ()
     storage: str = 'mcap'
     size: tuple = (128, 96)
+    detections: Optional[Dict[int, list]] = None
+    detection_stamp_shift_ns: Optional[Dict[int, int]] = None
 
 
 def header(typestore, index: int):
@@ -82,6 +94,8 @@ def header(typestore, index: int):
 def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
     """Write the bag; return the RGB frames in order."""
     typestore = messages.load_typestore()
+    if spec.detections is not None:
+        register_vision_msgs(typestore)
     rgbs = [render_scene_rgb(index, *spec.size) for index in range(spec.frames)]
     with Writer(path, version=Writer.VERSION_LATEST,
                 storage_plugin=STORAGES[spec.storage]) as writer:
@@ -93,6 +107,9 @@ def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
             depth_conn = writer.add_connection(DEPTH_TOPIC, messages.IMAGE, typestore=typestore)
             info_conn = writer.add_connection(INFO_TOPIC, messages.CAMERA_INFO,
                                               typestore=typestore)
+        if spec.detections is not None:
+            detections_conn = writer.add_connection(DETECTIONS_TOPIC, DETECTION_2D_ARRAY,
+                                                    typestore=typestore)
         actions = dict(spec.actions)
         for index, rgb in enumerate(rgbs):
             time_ns = START_NS + index * FRAME_PERIOD_NS
@@ -112,7 +129,20 @@ def write_recording(path: Path, spec: RecordingSpec) -> List[np.ndarray]:
                 writer.write(info_conn, time_ns + 1_000,
                              typestore.serialize_cdr(camera_info(typestore, rgb, index),
                                                      messages.CAMERA_INFO))
+            if spec.detections is not None and index in spec.detections:
+                writer.write(detections_conn, time_ns + DETECTION_DELAY_NS,
+                             serialized_detections(typestore, index, spec))
     return rgbs
+
+
+def serialized_detections(typestore, index: int, spec: RecordingSpec) -> bytes:
+    """CDR of frame ``index``'s Detection2DArray (stamp shifted where the spec says)."""
+    stamp = header(typestore, index)
+    shift_ns = (spec.detection_stamp_shift_ns or {}).get(index, 0)
+    stamp_ns = stamp_to_ns(stamp.stamp) + shift_ns
+    stamp.stamp.sec, stamp.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg = detection_array(typestore, stamp, spec.detections[index])
+    return typestore.serialize_cdr(msg, DETECTION_2D_ARRAY)
 
 
 def build_image(typestore, rgb: np.ndarray, index: int, spec: RecordingSpec):

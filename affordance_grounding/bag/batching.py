@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from affordance_grounding.bag import messages
+from affordance_grounding.bag.detections import to_affordance_detections
 from affordance_grounding.bag.frames import Frame
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
@@ -18,8 +19,13 @@ from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
 from affordance_grounding.perception.frame_processor import (
     DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
+from affordance_grounding.perception.detections import detections_to_regions, ranked_detections
 from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
+from affordance_grounding.perception.regions import BAD_ROI, clip_region, PROBLEM_KINDS
 from affordance_grounding.vocabulary import parse_action_command
+
+
+SKIP_FRAME = object()  # FrameBatcher._boxes: no regions for this frame, do not run it
 
 
 def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
@@ -69,6 +75,13 @@ class ResultWriter:
         markers = messages.to_grasp_markers(typestore, header, xyz_m, label)
         markers.markers += messages.to_grasp_pose_markers(typestore, header, outputs.pose)
         self._write('markers', frame, markers, messages.MARKER_ARRAY)
+
+    def write_detections(self, frame: Frame, ranked: List[Tuple[int, float]],
+                         label: str) -> None:
+        """The paired detections, re-scored for the action, the best first (bag/detections.py)."""
+        msg = to_affordance_detections(self.typestore, messages.DETECTION_2D_ARRAY,
+                                       frame.detections, ranked, label)
+        self._write('affordance_detections', frame, msg, messages.DETECTION_2D_ARRAY)
 
     def _write(self, name: str, frame: Frame, msg, msgtype: str) -> None:
         data = self.typestore.serialize_cdr(msg, msgtype)
@@ -133,6 +146,11 @@ class FrameBatcher:
         for (frame, frame_input), result in zip(batch, results):
             self.writer.write_images(frame, result)
             self.summary.frames_out += 1
+            if frame_input.boxes is not None:
+                self._count_regions(frame_input, result)
+            if frame.detections is not None:
+                self.writer.write_detections(frame, ranked_detections(frame_input, result),
+                                             frame_input.label)
             if frame_input.depth is not None:
                 self._write_3d(frame, result, frame_input.label)
         self.on_done(len(batch))
@@ -150,12 +168,42 @@ class FrameBatcher:
                          'counted)')
             self.summary.skipped['bad_image'] += 1
             return None
+        boxes = self._boxes(frame, rgb.shape[:2])
+        if boxes is SKIP_FRAME:
+            return None
         depth = None
         if 'grasp_point' in self.writer.connections:  # the bag has a depth topic
             info = frame.camera_info
             depth = DepthInput(frame.depth, None if info is None else list(info.k),
                                self.job.sync_slop_s)
-        return frame, FrameInput(rgb, label, index, overlay=True, depth=depth)
+        return frame, FrameInput(rgb, label, index, overlay=True, depth=depth, boxes=boxes,
+                                 zero_size_is_whole_frame=self.job.roi is not None)
+
+    def _boxes(self, frame: Frame, image_hw):
+        """The frame's boxes: None for the whole frame, or :data:`SKIP_FRAME` (counted).
+
+        ``--roi`` wholly outside the image skips the frame, as the node's ``roi`` mode does;
+        a frame without detections within the slop is skipped in ``--detections-topic`` mode.
+        """
+        if self.job.roi is not None:
+            if clip_region(self.job.roi, image_hw, zero_size_is_whole_frame=True) is None:
+                self.summary.skipped[BAD_ROI] += 1
+                return SKIP_FRAME
+            return [self.job.roi]
+        if self.job.topics.detections is None:
+            return None
+        if frame.detections is None:
+            self.summary.skipped['no_detections'] += 1
+            return SKIP_FRAME
+        return detections_to_regions(frame.detections)
+
+    def _count_regions(self, frame_input: FrameInput, result: FrameResult) -> None:
+        """Count the regions that ran and the frames with each region problem."""
+        self.summary.regions_run += len(result.regions)
+        kinds = {kind for kind, _ in result.problems if kind in PROBLEM_KINDS}
+        if not frame_input.boxes:
+            kinds.add('no_boxes')
+        self.summary.region_problems.update(kinds)
 
     def _parse_action(self, text: str) -> Tuple[str, int]:
         """(label, index); (text, -1) for an unknown action, warned about once."""

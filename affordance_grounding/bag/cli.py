@@ -3,12 +3,16 @@
     affordance_bag INPUT_BAG --model MODEL [--out OUTPUT_BAG] [--image-topic TOPIC]
         [--action hold] [--action-topic /affordance/action]
         [--depth-topic TOPIC --camera-info-topic TOPIC] [--device auto|cpu|cuda]
+        [--detections-topic TOPIC | --roi x,y,w,h] [--roi-margin 0.25] [--max-regions 8]
         [--batch 8] [--storage mcap|sqlite3] [--png-dir DIR] [--video FILE.mp4]
 
 Writes a new bag (default ``<INPUT_BAG>_affordance``) with the inputs and the node's outputs
 (heatmap, grasp_mask, overlay, and with depth grasp_point and markers) under the node's
-topic names, each carrying its input image's header. No ROS installation is needed. User
-errors print one line and exit with status 2.
+topic names, each carrying its input image's header. With ``--detections-topic`` each frame
+runs on the boxes of a detector's vision_msgs/Detection2DArray paired by stamp, and the output
+has ``affordance_detections`` (the boxes ranked for the action); ``--roi`` runs every frame
+on one fixed box. No ROS installation is needed, vision_msgs included (its types are read
+from the bag). User errors print one line and exit with status 2.
 """
 
 import argparse
@@ -22,7 +26,9 @@ from affordance_grounding.bag.processing import BagJob, COPY_CHOICES, run_bag
 from affordance_grounding.bag.reading import BagInputError, InputTopics
 from affordance_grounding.inference.backends import MODEL_LOAD_ERRORS
 from affordance_grounding.perception.allocator import keep_large_buffers
-from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.perception.regions import (
+    BOX_FORMAT_HELP, DEFAULT_MAX_REGIONS, DEFAULT_ROI_MARGIN, parse_box)
+from affordance_grounding.perception.settings import OutputSettings, RegionSettings
 
 PROG = 'affordance_bag'
 USER_ERRORS = (BagInputError, BagOutputError) + MODEL_LOAD_ERRORS
@@ -47,7 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument('--depth-topic', help='colour-aligned depth (16UC1 mm or 32FC1 m)')
     topics.add_argument('--camera-info-topic', help='CameraInfo of the colour camera')
     topics.add_argument('--sync-slop', type=float, default=0.05,
-                        help='largest colour-depth stamp difference, seconds (default 0.05)')
+                        help='largest stamp difference of a colour frame and its depth or '
+                             'detections, seconds (default 0.05)')
+    regions = parser.add_argument_group('object regions (default: the whole frame)')
+    regions.add_argument('--detections-topic', help='vision_msgs/Detection2DArray of a '
+                         'detector: each frame runs on its paired boxes (frames without are '
+                         'skipped); writes affordance_detections')
+    regions.add_argument('--roi', help=f'one fixed box for every frame, {BOX_FORMAT_HELP}')
+    regions.add_argument('--roi-margin', type=float, default=DEFAULT_ROI_MARGIN,
+                         help="fraction of a box's longer side added around its crop "
+                              '(default %(default)s)')
+    regions.add_argument('--max-regions', type=int, default=DEFAULT_MAX_REGIONS,
+                         help='most boxes run per frame, the largest first (default '
+                              '%(default)s)')
     model = parser.add_argument_group('model')
     model.add_argument('--backend', default='auto',
                        choices=('auto', 'tensorrt', 'torch', 'onnxruntime'))
@@ -79,7 +97,7 @@ def to_job(args: argparse.Namespace) -> BagJob:
     """Turn parsed arguments into a job."""
     output = args.out or args.input.with_name(f'{args.input.name.split(".")[0]}_affordance')
     topics = InputTopics(args.image_topic, args.action_topic, args.depth_topic,
-                         args.camera_info_topic)
+                         args.camera_info_topic, args.detections_topic)
     settings = OutputSettings(heatmap_resolution=args.heatmap_resolution,
                               mask_threshold=args.mask_threshold)
     return BagJob(input_path=args.input, output_path=output, model_path=args.model,
@@ -88,7 +106,24 @@ def to_job(args: argparse.Namespace) -> BagJob:
                   copy_inputs=args.inputs, settings=settings, sync_slop_s=args.sync_slop,
                   png_dir=args.png_dir, video_path=args.video, video_fps=args.video_fps,
                   overwrite=args.overwrite, progress=not args.no_progress,
-                  overlap=not args.no_overlap)
+                  overlap=not args.no_overlap, **region_options(args))
+
+
+def region_options(args: argparse.Namespace) -> dict:
+    """``roi`` and ``regions`` of the job from the command line.
+
+    Raises:
+        BagInputError: If ``--roi``, ``--roi-margin`` or ``--max-regions`` is malformed.
+    """
+    try:
+        roi = None if args.roi is None else parse_box(args.roi)
+    except ValueError as error:
+        raise BagInputError(f'--roi: {error}') from None
+    try:
+        regions = RegionSettings(margin=args.roi_margin, max_regions=args.max_regions)
+    except ValueError as error:
+        raise BagInputError(f'--roi-margin/--max-regions: {error}') from None
+    return {'roi': roi, 'regions': regions}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -96,7 +131,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f'{PROG}: %(message)s')
-    job = to_job(args)
+    try:
+        job = to_job(args)
+    except BagInputError as error:
+        print(f'{PROG}: error: {error}', file=sys.stderr)
+        return EXIT_USER_ERROR
     keep_large_buffers()  # frame-sized buffers reused, as in the node (perception/allocator.py)
     try:
         summary = run_bag(job)

@@ -1,19 +1,21 @@
-"""Turn a bag's message stream into frames: image, active action, paired depth and intrinsics.
+"""Turn a bag's message stream into frames: image, active action, paired depth, detections.
 
 Messages come in bag (receive) time order. The action of a frame is the last action message
 received before it, as the live node would have seen it. Depth is paired by header stamp
 like the node does (closest within the slop), but offline a depth image recorded shortly
 *after* its colour frame counts too: a frame is released only once the bag has moved
-:data:`LOOKAHEAD_NS` past it, so no later message could still change its pairing.
+:data:`LOOKAHEAD_NS` past it, so no later message could still change its pairing. A
+detector's Detection2DArray is paired the same way (a detector publishes after the image).
 """
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
 from affordance_grounding.perception.stamps import stamp_to_ns
 
 LOOKAHEAD_NS = 1_000_000_000
+PAIRED_ROLES = ('depth', 'detections')  # Frame attributes paired by header stamp
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Frame:
         action: Action command active when the image arrived ('' when none).
         depth: Depth ``Image`` closest in stamp within the slop, or None.
         camera_info: Newest ``CameraInfo`` known when the frame is released, or None.
+        detections: ``Detection2DArray`` closest in stamp within the slop, or None.
     """
 
     index: int
@@ -35,10 +38,11 @@ class Frame:
     action: str
     depth: Optional[object] = None
     camera_info: Optional[object] = None
+    detections: Optional[object] = None
 
 
 class FrameAssembler:
-    """Collects the input topics in bag order and releases frames with depth paired."""
+    """Collects the input topics in bag order and releases frames with depth (etc.) paired."""
 
     def __init__(self, initial_action: str = '', slop_ns: int = 50_000_000,
                  lookahead_ns: int = LOOKAHEAD_NS):
@@ -48,7 +52,9 @@ class FrameAssembler:
         self.lookahead_ns = max(lookahead_ns, slop_ns)
         self.camera_info = None
         self._pending: Deque[Frame] = deque()
-        self._depth: Deque[Tuple[int, int, object]] = deque()  # (bag time, stamp, msg)
+        # Role -> (bag time, stamp, msg) of the messages a frame may still pair with.
+        self._paired: Dict[str, Deque[Tuple[int, int, object]]] = {
+            role: deque() for role in PAIRED_ROLES}
         self._count = 0
 
     @property
@@ -66,7 +72,11 @@ class FrameAssembler:
 
     def add_depth(self, time_ns: int, msg) -> None:
         """Remember a depth image for pairing."""
-        self._depth.append((time_ns, stamp_to_ns(msg.header.stamp), msg))
+        self.add_paired('depth', time_ns, msg)
+
+    def add_paired(self, role: str, time_ns: int, msg) -> None:
+        """Remember a stamped message of a :data:`PAIRED_ROLES` role (depth, detections)."""
+        self._paired[role].append((time_ns, stamp_to_ns(msg.header.stamp), msg))
 
     def add_image(self, time_ns: int, msg) -> Frame:
         """Queue a colour image; returns its (not yet released) frame."""
@@ -81,15 +91,18 @@ class FrameAssembler:
         while self._pending and (now_ns is None
                                  or self._pending[0].time_ns + self.lookahead_ns < now_ns):
             frame = self._pending.popleft()
-            frame.depth = self._closest_depth(stamp_to_ns(frame.msg.header.stamp))
+            stamp_ns = stamp_to_ns(frame.msg.header.stamp)
+            for role, candidates in self._paired.items():
+                setattr(frame, role, self._closest(candidates, stamp_ns))
             frame.camera_info = self.camera_info
             released.append(frame)
         horizon = self._pending[0].time_ns if self._pending else now_ns
-        while horizon is not None and self._depth and \
-                self._depth[0][0] + 2 * self.lookahead_ns < horizon:
-            self._depth.popleft()  # too early for any frame still to come
+        for candidates in self._paired.values():
+            while horizon is not None and candidates and \
+                    candidates[0][0] + 2 * self.lookahead_ns < horizon:
+                candidates.popleft()  # too early for any frame still to come
         return released
 
-    def _closest_depth(self, stamp_ns: int):
-        best = min(self._depth, key=lambda item: abs(item[1] - stamp_ns), default=None)
+    def _closest(self, candidates: Deque[Tuple[int, int, object]], stamp_ns: int):
+        best = min(candidates, key=lambda item: abs(item[1] - stamp_ns), default=None)
         return best[2] if best is not None and abs(best[1] - stamp_ns) <= self.slop_ns else None

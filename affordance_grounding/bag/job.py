@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from affordance_grounding.bag.reading import InputTopics
-from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.perception.regions import Region
+from affordance_grounding.perception.settings import OutputSettings, RegionSettings
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class BagJob:
         input_path: rosbag2 folder, or a single ``.mcap``/``.db3`` file.
         output_path: Output rosbag2 folder (must not exist unless ``overwrite``).
         model_path: Engine, ONNX graph or checkpoint bundle, as for the node.
-        topics: Input topics (None image: the bag's only image topic).
+        topics: Input topics (None image: the bag's only image topic); with ``detections``
+            each frame's paired boxes are its regions.
         action: Action active before the first action message ('' = idle until one).
         backend: ``auto`` or a backend name (inference/selection.py).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -33,6 +35,10 @@ class BagJob:
         overwrite: Replace existing outputs.
         progress: Show a tqdm progress bar.
         overlap: Run inference in a worker thread while the next batch is read and decoded.
+        roi: One fixed box for every frame (``--roi``; width or height 0: the whole frame),
+            or None.
+        regions: Margin and most regions per frame, as the node's ``roi_margin`` and
+            ``max_regions``.
     """
 
     input_path: Path
@@ -54,6 +60,8 @@ class BagJob:
     overwrite: bool = False
     progress: bool = True
     overlap: bool = True
+    roi: Optional[Region] = None
+    regions: RegionSettings = RegionSettings()
 
 
 @dataclass
@@ -66,6 +74,8 @@ class BagSummary:
     grasp_points: int = 0
     grasp_missing: Counter = field(default_factory=Counter)
     bad_inputs: Counter = field(default_factory=Counter)
+    region_problems: Counter = field(default_factory=Counter)
+    regions_run: int = 0
     messages_written: Dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     backend: str = ''
@@ -85,6 +95,10 @@ class BagSummary:
                                 for reason, n in sorted(self.grasp_missing.items()))
             lines.append(f'grasp points: {self.grasp_points}'
                          + (f'; none for {missing}' if missing else ''))
+        if self.regions_run or self.region_problems:
+            problems = ', '.join(f'{kind} {n}' for kind, n in sorted(self.region_problems.items()))
+            lines.append(f'regions run: {self.regions_run}' + (
+                f'; frames with region problems: {problems}' if problems else ''))
         if self.bad_inputs:
             lines.append('unreadable messages (ignored): ' + ', '.join(
                 f'{topic} {n}' for topic, n in sorted(self.bad_inputs.items())))

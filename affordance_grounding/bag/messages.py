@@ -25,10 +25,11 @@ POSE_STAMPED = 'geometry_msgs/msg/PoseStamped'
 POINT_CLOUD2 = 'sensor_msgs/msg/PointCloud2'
 MARKER_ARRAY = 'visualization_msgs/msg/MarkerArray'
 MARKER = 'visualization_msgs/msg/Marker'
+DETECTION_2D_ARRAY = 'vision_msgs/msg/Detection2DArray'  # from the input bag's definitions
 CLOUD_FIELD_NAMES = CLOUD_DTYPE.names  # float32 each, 16 bytes a point
 FLOAT32_DATATYPE = 7  # sensor_msgs/PointField.FLOAT32
 _BASE_DEFAULTS = {'string': '', 'bool': False, 'float32': 0.0, 'float64': 0.0}
-_NODE_BASE, _NODE_NAME, _NODE_ARRAY, _NODE_SEQUENCE = 1, 2, 3, 4  # rosbags Nodetype values
+NODE_BASE, NODE_NAME, NODE_ARRAY, NODE_SEQUENCE = 1, 2, 3, 4  # rosbags Nodetype values
 
 
 def load_typestore() -> Typestore:
@@ -50,14 +51,14 @@ def build_default_message(typestore: Typestore, msgtype: str):
 
 def _default_value(typestore: Typestore, node):
     kind, detail = node
-    if kind == _NODE_BASE:
+    if kind == NODE_BASE:
         return _BASE_DEFAULTS.get(detail[0], 0)
-    if kind == _NODE_NAME:
+    if kind == NODE_NAME:
         return build_default_message(typestore, detail)
     element, length = detail
-    if element[0] == _NODE_BASE and element[1][0] not in ('string', 'bool'):
-        return np.zeros(length if kind == _NODE_ARRAY else 0, dtype=element[1][0])
-    if kind == _NODE_ARRAY:
+    if element[0] == NODE_BASE and element[1][0] not in ('string', 'bool'):
+        return np.zeros(length if kind == NODE_ARRAY else 0, dtype=element[1][0])
+    if kind == NODE_ARRAY:
         return [_default_value(typestore, element) for _ in range(length)]
     return []
 

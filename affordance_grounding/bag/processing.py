@@ -14,7 +14,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.batching import FrameBatcher, ResultWriter, start_inference_thread
-from affordance_grounding.bag.frames import FrameAssembler
+from affordance_grounding.bag.detections import register_missing_types
+from affordance_grounding.bag.frames import FrameAssembler, PAIRED_ROLES
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
@@ -33,7 +34,8 @@ from tqdm import tqdm
 OUTPUT_TOPICS = {'heatmap': messages.IMAGE, 'grasp_mask': messages.IMAGE,
                  'overlay': messages.IMAGE, 'grasp_point': messages.POINT_STAMPED,
                  'grasp_pose': messages.POSE_STAMPED, 'affordance_cloud': messages.POINT_CLOUD2,
-                 'markers': messages.MARKER_ARRAY}
+                 'markers': messages.MARKER_ARRAY,
+                 'affordance_detections': messages.DETECTION_2D_ARRAY}
 OUTPUTS_3D = ('grasp_point', 'grasp_pose', 'affordance_cloud', 'markers')
 COPY_CHOICES = ('all', 'used', 'none')
 
@@ -84,12 +86,15 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
         raise BagInputError(f'--batch must be at least 1, got {job.batch_size}')
     if job.copy_inputs not in COPY_CHOICES:
         raise BagInputError(f'--inputs must be one of {COPY_CHOICES}, got {job.copy_inputs!r}')
+    if job.roi is not None and job.topics.detections is not None:
+        raise BagInputError('give --roi (one fixed box) or --detections-topic (a detector\'s '
+                            'boxes per frame), not both')
     start = time.perf_counter()
     reader = open_bag(job.input_path)
     try:
         topics = resolve_topics(reader, job.topics)
         backend = backend or load_job_backend(job)
-        processor = FrameProcessor(backend)
+        processor = FrameProcessor(backend, job.regions)
         job = replace(job, batch_size=choose_batch_size(job.batch_size, backend))
         if job.action:
             parse_or_raise(job.action, processor.labels)
@@ -112,11 +117,16 @@ def parse_or_raise(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
 def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob,
              summary: BagSummary, log) -> None:
     typestore = messages.load_typestore()
-    used = {topics.image, topics.action, topics.depth, topics.camera_info} - {None}
+    if topics.detections:
+        register_missing_types(typestore, reader.typestore)  # vision_msgs, from the bag
+    used = {topics.image, topics.action, topics.depth, topics.camera_info,
+            topics.detections} - {None}
     copied = [conn for conn in reader.connections
               if job.copy_inputs == 'all' or (job.copy_inputs == 'used' and conn.topic in used)]
     prefix = job.output_prefix.rstrip('/')
-    result_topics = {name: f'{prefix}/{name}' for name in OUTPUT_TOPICS}
+    result_topics = {name: f'{prefix}/{name}' for name in OUTPUT_TOPICS
+                     if (topics.depth or name not in OUTPUTS_3D)
+                     and (topics.detections or name != 'affordance_detections')}
     clashes = sorted({conn.topic for conn in copied} & set(result_topics.values()))
     if clashes:
         raise BagInputError(f'the input bag already has {", ".join(clashes)} (an earlier '
@@ -128,13 +138,12 @@ def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob
             start_inference_thread(processor.backend) as executor:
         passthrough = add_passthrough_connections(out, copied, log)
         connections = {name: out.add_result(topic, OUTPUT_TOPICS[name])
-                       for name, topic in result_topics.items()
-                       if topics.depth or name not in OUTPUTS_3D}
+                       for name, topic in result_topics.items()}
         batcher = FrameBatcher(processor, job, ResultWriter(out, connections, media, typestore),
                                summary, log, executor)
         assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',
-                 topics.camera_info: 'camera_info'}
+                 topics.camera_info: 'camera_info', topics.detections: 'detections'}
         with tqdm(total=image_count, unit='frame', disable=not job.progress,
                   dynamic_ncols=True) as bar:
             batcher.on_done = bar.update
@@ -143,7 +152,9 @@ def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob
                     out.write(passthrough[id(conn)], time_ns, raw)
                 role = roles.get(conn.topic)
                 if role is not None:
-                    _dispatch(reader, conn, time_ns, raw, role, assembler, summary, bar)
+                    decode = typestore.deserialize_cdr if role == 'detections' else \
+                        reader.deserialize  # detections: the output's types, written back
+                    _dispatch(decode, conn, time_ns, raw, role, assembler, summary, bar)
                 batcher.add(assembler.release(time_ns))
                 pending = [t for t in (assembler.oldest_pending_ns, batcher.oldest_pending_ns)
                            if t is not None]
@@ -169,13 +180,13 @@ def add_passthrough_connections(out: OutputBag, connections, log) -> Dict[int, o
     return copied
 
 
-def _dispatch(reader, conn, time_ns: int, raw: bytes, role: str, assembler: FrameAssembler,
+def _dispatch(decode, conn, time_ns: int, raw: bytes, role: str, assembler: FrameAssembler,
               summary: BagSummary, bar) -> None:
     """Deserialize one input message and hand it to the assembler (bad ones are counted)."""
     if role == 'image':
         summary.frames_in += 1
     try:
-        msg = reader.deserialize(raw, conn.msgtype)
+        msg = decode(raw, conn.msgtype)
     except Exception:  # noqa: B902 - any malformed record: count it, keep going
         if role == 'image':
             summary.skipped['bad_message'] += 1
@@ -187,8 +198,8 @@ def _dispatch(reader, conn, time_ns: int, raw: bytes, role: str, assembler: Fram
         assembler.add_image(time_ns, msg)
     elif role == 'action':
         assembler.add_action(str(msg.data))
-    elif role == 'depth':
-        assembler.add_depth(time_ns, msg)
+    elif role in PAIRED_ROLES:
+        assembler.add_paired(role, time_ns, msg)
     else:
         assembler.add_camera_info(msg)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
 from affordance_grounding.bag.messages import (
-    CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, load_typestore, STRING)
+    CAMERA_INFO, COMPRESSED_IMAGE, DETECTION_2D_ARRAY, IMAGE, load_typestore, STRING)
 from rosbags.highlevel import AnyReader
 
 DEFAULT_ACTION_TOPIC = '/affordance/action'
@@ -28,12 +28,15 @@ class InputTopics:
         action: ``std_msgs/String`` action commands.
         depth: Colour-aligned depth ``sensor_msgs/Image`` (16UC1 mm or 32FC1 m).
         camera_info: ``sensor_msgs/CameraInfo`` of the colour camera.
+        detections: A detector's ``vision_msgs/Detection2DArray`` (its type is read from the
+            bag's own message definitions: vision_msgs need not be installed).
     """
 
     image: Optional[str]
     action: Optional[str] = None
     depth: Optional[str] = None
     camera_info: Optional[str] = None
+    detections: Optional[str] = None
 
 
 def open_bag(path: Path) -> AnyReader:
@@ -81,9 +84,10 @@ def resolve_topics(reader: AnyReader, requested: InputTopics) -> InputTopics:
     action = requested.action
     if action is None and topics.get(DEFAULT_ACTION_TOPIC) == STRING:
         action = DEFAULT_ACTION_TOPIC
-    resolved = InputTopics(image, action, requested.depth, requested.camera_info)
+    resolved = InputTopics(image, action, requested.depth, requested.camera_info,
+                           requested.detections)
     expected = {'image': (IMAGE, COMPRESSED_IMAGE), 'action': (STRING,), 'depth': (IMAGE,),
-                'camera_info': (CAMERA_INFO,)}
+                'camera_info': (CAMERA_INFO,), 'detections': (DETECTION_2D_ARRAY,)}
     for role, msgtypes in expected.items():
         name = getattr(resolved, role)
         if name is None:
@@ -96,6 +100,10 @@ def resolve_topics(reader: AnyReader, requested: InputTopics) -> InputTopics:
                                 f'{role.replace("_", "-")}-topic needs {" or ".join(msgtypes)}')
     if (resolved.depth is None) != (resolved.camera_info is None):
         raise BagInputError('the grasp point needs both --depth-topic and --camera-info-topic')
+    if resolved.detections is not None and DETECTION_2D_ARRAY not in reader.typestore.types:
+        raise BagInputError(f'the bag does not store the message definition of '
+                            f'{DETECTION_2D_ARRAY} (topic {resolved.detections}); record as mcap, '
+                            'or as sqlite3 from ROS 2 Iron on: those store the definitions')
     return resolved
 
 

@@ -12,7 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROS_PACKAGES = ('rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'visualization_msgs',
-                'diagnostic_msgs', 'builtin_interfaces', 'cv_bridge', 'rosidl_runtime_py')
+                'diagnostic_msgs', 'builtin_interfaces', 'cv_bridge', 'rosidl_runtime_py',
+                'vision_msgs')
 # Runs the command in a fresh interpreter where importing any ROS package fails.
 NO_ROS_RUNNER = f"""
 import importlib.abc, sys
