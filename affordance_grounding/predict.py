@@ -8,6 +8,9 @@ Examples::
         --action 'cut with' --out cut.png   # any model file the node takes
     python -m affordance_grounding.predict --config config/model_tiny.yaml \\
         --sample coffee --action drink_with --out demo.png   # random weights, offline
+    python -m affordance_grounding.predict --checkpoint model.onnx --image table.jpg \\
+        --action 'cut with' --box 120,80,200,150 --box 380,60,90,210 --out table.png
+        # each box cut out and run on its own; prints each one's score, the best first
 """
 
 import argparse
@@ -20,8 +23,14 @@ from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelCo
 from affordance_grounding.inference.backends import (
     InferenceBackend, MODEL_LOAD_ERRORS, untrained_backend)
 from affordance_grounding.inference.selection import BACKEND_NAMES, resolve_device
-from affordance_grounding.perception.frame_processor import FrameInput, FrameProcessor
-from affordance_grounding.perception.settings import load_backend, ModelSettings, OutputSettings
+from affordance_grounding.perception.detections import ranked_detections
+from affordance_grounding.perception.frame_processor import (
+    FrameInput, FrameProcessor, FrameResult)
+from affordance_grounding.perception.regions import (
+    BOX_FORMAT_HELP, clip_region, DEFAULT_MAX_REGIONS, MAX_OFFSET_IN_IMAGE_SIDES, parse_box,
+    Region)
+from affordance_grounding.perception.settings import (
+    load_backend, ModelSettings, OutputSettings, RegionSettings)
 from affordance_grounding.vocabulary import parse_action_command
 import cv2
 import numpy as np
@@ -54,7 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help='auto (CUDA when available, else CPU), cpu, cuda or cuda:N')
     parser.add_argument('--seed', type=int, default=0, help='seed for random initialisation')
     parser.add_argument('--save-heatmap', help='also save the float heatmap as .npy')
+    parser.add_argument('--box', action='append', default=[], metavar='x,y,w,h',
+                        help=f'an object region (repeatable): {BOX_FORMAT_HELP}; each is cut '
+                             'out and run on its own, the heatmap is zero outside them')
     return parser
+
+
+def read_boxes(texts: List[str], image_hw: Tuple[int, int]) -> Optional[List[Region]]:
+    """Parse ``--box`` values and check them against the photo; None without any.
+
+    A box the node would drop as ``bad_roi`` is an error here: one photo, the user's own box.
+    """
+    if not texts:
+        return None
+    boxes = []
+    for text in texts:
+        try:
+            box = parse_box(text)
+        except ValueError as error:
+            raise ValueError(f'--box: {error}') from None
+        if clip_region(box, image_hw, zero_size_is_whole_frame=True) is None:
+            raise ValueError(f'--box {text!r} is not inside the {image_hw[1]}x{image_hw[0]} '
+                             f'photo (or reaches over {MAX_OFFSET_IN_IMAGE_SIDES:g} photo '
+                             'sides away)')
+        boxes.append(box)
+    return boxes
+
+
+def describe_regions(frame: FrameInput, result: FrameResult, texts: List[str]) -> List[str]:
+    """One line per ``--box``, the best score for the action first."""
+    return [f'  box {texts[index]}: score {score:.3f}'
+            for index, score in ranked_detections(frame, result)]
 
 
 def read_rgb(args: argparse.Namespace) -> np.ndarray:
@@ -107,8 +146,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if command.describe() != label:  # a phrase: say what was understood
             print(f'action: {command.describe()}')
         text = label if untrained is None else f'{label} ({untrained}: no meaning)'
-        outputs = FrameProcessor(backend).process([FrameInput(rgb, text, class_index)],
-                                                  OutputSettings())[0]
+        boxes = read_boxes(args.box, rgb.shape[:2])
+        frame = FrameInput(rgb, text, class_index, boxes=boxes, zero_size_is_whole_frame=True)
+        regions = RegionSettings(max_regions=max(DEFAULT_MAX_REGIONS, len(args.box)))
+        outputs = FrameProcessor(backend, regions).process([frame], OutputSettings())[0]
     except USER_ERRORS as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
@@ -127,6 +168,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak_y, peak_x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
     print(f'wrote {out_path}: action={label} backend={backend.describe()} '
           f'peak=(x={peak_x}, y={peak_y}) size={heatmap.shape[1]}x{heatmap.shape[0]}')
+    if boxes:
+        print('\n'.join([f'regions scored for {label}, best first:']
+                        + describe_regions(frame, outputs, args.box)))
     return 0
 
 
