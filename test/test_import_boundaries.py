@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / 'affordance_grounding'
 ROS_MODULES = {'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'visualization_msgs',
                'diagnostic_msgs', 'lifecycle_msgs', 'std_srvs', 'cv_bridge',
-               'message_filters', 'builtin_interfaces', 'rcl_interfaces'}
+               'message_filters', 'builtin_interfaces', 'rcl_interfaces', 'vision_msgs'}
 
 
 def imported_top_modules(path: Path):
