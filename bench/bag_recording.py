@@ -11,9 +11,9 @@ from typing import Dict, List, Optional
 from affordance_grounding.bag import messages
 from affordance_grounding.bag.output import STORAGES
 from affordance_grounding.perception.stamps import stamp_to_ns
+from bench.vision_msgs_types import DETECTION_2D_ARRAY, detection_array, register_vision_msgs
 import cv2
 import numpy as np
-from bench.vision_msgs_types import detection_array, DETECTION_2D_ARRAY, register_vision_msgs
 from rosbags.rosbag2 import Writer
 from training.synthetic import ItemSpec, render_item, SyntheticConfig
 

@@ -36,7 +36,7 @@ def register_vision_msgs(typestore: Typestore) -> Typestore:
 
 
 def detection_array(typestore: Typestore, header, boxes) -> object:
-    """A Detection2DArray of ``boxes``: (x, y, w, h, class_id, score) with top-left corners.
+    """Build a Detection2DArray of ``boxes``: (x, y, w, h, class_id, score), top-left corners.
 
     Each detection gets the array's header, the id ``det<i>`` and one hypothesis.
     """

@@ -17,9 +17,9 @@ from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
+from affordance_grounding.perception.detections import detections_to_regions, ranked_detections
 from affordance_grounding.perception.frame_processor import (
     DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
-from affordance_grounding.perception.detections import detections_to_regions, ranked_detections
 from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
 from affordance_grounding.perception.regions import BAD_ROI, clip_region, PROBLEM_KINDS
 from affordance_grounding.vocabulary import parse_action_command
@@ -78,7 +78,7 @@ class ResultWriter:
 
     def write_detections(self, frame: Frame, ranked: List[Tuple[int, float]],
                          label: str) -> None:
-        """The paired detections, re-scored for the action, the best first (bag/detections.py)."""
+        """Write the paired detections re-scored for the action, the best first."""
         msg = to_affordance_detections(self.typestore, messages.DETECTION_2D_ARRAY,
                                        frame.detections, ranked, label)
         self._write('affordance_detections', frame, msg, messages.DETECTION_2D_ARRAY)
@@ -180,7 +180,7 @@ class FrameBatcher:
                                  zero_size_is_whole_frame=self.job.roi is not None)
 
     def _boxes(self, frame: Frame, image_hw):
-        """The frame's boxes: None for the whole frame, or :data:`SKIP_FRAME` (counted).
+        """Return the frame's boxes: None for the whole frame, or :data:`SKIP_FRAME` (counted).
 
         ``--roi`` wholly outside the image skips the frame, as the node's ``roi`` mode does;
         a frame without detections within the slop is skipped in ``--detections-topic`` mode.

@@ -28,7 +28,7 @@ def register_missing_types(target: Typestore, source: Typestore) -> List[str]:
 
 
 def field_type(typestore: Typestore, msgtype: str, field: str) -> str:
-    """The message type of a field, or of a sequence field's elements."""
+    """Return the message type of a field, or of a sequence field's elements."""
     node_type, detail = dict(typestore.fielddefs[msgtype][1])[field]
     if node_type == messages.NODE_NAME:
         return detail
@@ -37,7 +37,7 @@ def field_type(typestore: Typestore, msgtype: str, field: str) -> str:
 
 def to_affordance_detections(typestore: Typestore, msgtype: str, source,
                              ranked: List[Tuple[int, float]], action: str):
-    """The detector's message, its detections re-scored for the action, the best first.
+    """Return the detector's message, its detections re-scored for the action, best first.
 
     Args:
         typestore: Output typestore holding ``msgtype`` (:func:`register_missing_types`).

@@ -87,7 +87,7 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
     if job.copy_inputs not in COPY_CHOICES:
         raise BagInputError(f'--inputs must be one of {COPY_CHOICES}, got {job.copy_inputs!r}')
     if job.roi is not None and job.topics.detections is not None:
-        raise BagInputError('give --roi (one fixed box) or --detections-topic (a detector\'s '
+        raise BagInputError("give --roi (one fixed box) or --detections-topic (a detector's "
                             'boxes per frame), not both')
     start = time.perf_counter()
     reader = open_bag(job.input_path)

@@ -93,7 +93,7 @@ def regions_to_detections(boxes: Sequence[Region], regions: Sequence[Region],
 
 
 def _match_key(region: Optional[Region]) -> Optional[tuple]:
-    """What identifies a clipped region (not its score: a NaN never equals itself)."""
+    """Return what identifies a clipped region (not its score: NaN never equals itself)."""
     if region is None:
         return None
     return (region.x, region.y, region.width, region.height, region.source_id, region.label)

@@ -1,5 +1,6 @@
 """Pieces of the bag tool's detections path: pairing, types from the bag, the ranked message."""
 
+from test.bag.test_bag_units import MS, stamped
 from types import SimpleNamespace
 
 from affordance_grounding.bag import messages
@@ -7,10 +8,9 @@ from affordance_grounding.bag.detections import (
     field_type, register_missing_types, to_affordance_detections)
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.reading import BagInputError, InputTopics, resolve_topics
-from bench.vision_msgs_types import detection_array, DETECTION_2D_ARRAY, register_vision_msgs
+from bench.vision_msgs_types import DETECTION_2D_ARRAY, detection_array, register_vision_msgs
 import pytest
 from rosbags.typesys import get_types_from_msg
-from test.bag.test_bag_units import MS, stamped
 
 # vision_msgs 3.x (Foxy): a flat hypothesis (id, score) and geometry_msgs/Pose2D centres.
 VISION_MSGS_3 = {

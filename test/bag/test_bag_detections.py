@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 import subprocess
 import sys
+from test.bag.test_bag_cli import assert_one_line_error, NO_ROS_RUNNER, REPO, run_cli
 
 from affordance_grounding.bag.processing import BagJob, run_bag
 from affordance_grounding.bag.reading import InputTopics
@@ -17,7 +18,6 @@ from bench.bag_recording import (
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
-from test.bag.test_bag_cli import assert_one_line_error, NO_ROS_RUNNER, REPO, run_cli
 
 SETTINGS = OutputSettings()
 DETECTIONS_OUT = '/affordance/affordance_detections'
@@ -46,7 +46,7 @@ def run_detections(tmp_path: Path, backend, source: Path, **job_fields):
 
 
 def frame_job(backend, rgb, boxes, zero_size_is_whole_frame=False, regions=RegionSettings()):
-    """The frame job run directly on one frame with ``boxes`` (the known answer)."""
+    """Run the frame job directly on one frame with ``boxes`` (the known answer)."""
     label = 'hold'
     processor = FrameProcessor(backend, regions)
     return processor.process([FrameInput(
@@ -72,11 +72,11 @@ def box_of(detection):
 
 
 def test_detections_bag_equals_the_frame_job_and_ranks_best_first(tmp_path, tiny_backend,
-                                                                   detector_bag):
+                                                                  detector_bag):
     source, rgbs = detector_bag
+    topics = InputTopics(IMAGE_TOPIC, None, None, None, DETECTIONS_TOPIC)
     summary, output = run_detections(tmp_path, tiny_backend, source, batch_size=3,
-                                     topics=InputTopics(IMAGE_TOPIC, None, None, None,
-                                                        DETECTIONS_TOPIC))
+                                     topics=topics)
     assert (summary.frames_in, summary.frames_out) == (6, 4)
     assert dict(summary.skipped) == {'no_detections': 2}  # frame 4 (stamp), frame 5 (none)
     assert dict(summary.region_problems) == {'no_boxes': 1, 'bad_roi': 1,
@@ -84,8 +84,8 @@ def test_detections_bag_equals_the_frame_job_and_ranks_best_first(tmp_path, tiny
     assert summary.regions_run == 2 + 0 + 1 + 8
     heatmaps = read_topic(output, '/affordance/heatmap')
     ranked = read_topic(output, DETECTIONS_OUT)
-    inputs = {stamp_to_ns(msg.header.stamp): msg for _, msg in read_topic(source,
-                                                                           DETECTIONS_TOPIC)}
+    inputs = {stamp_to_ns(msg.header.stamp): msg
+              for _, msg in read_topic(source, DETECTIONS_TOPIC)}
     assert len(heatmaps) == len(ranked) == 4
     for index, (_, heatmap), (time_ns, scored) in zip(range(4), heatmaps, ranked):
         detections = inputs[stamp_to_ns(heatmap.header.stamp)]
