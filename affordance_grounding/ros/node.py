@@ -212,7 +212,7 @@ class AffordanceNode(LifecycleNode):
 
     def _parse_action(self, text: str, config: NodeConfig) -> ActionCommand:
         return parse_action_command(text, self.backend.metadata.labels, self._text_matcher,
-                                    config.action_min_text_similarity)
+                                    config.action_min_text_margin)
 
     def _on_action(self, msg: String, camera: Optional[str] = None) -> None:
         """Apply an action for every camera (``camera`` None), or one camera's own.

@@ -46,8 +46,9 @@ class NodeConfig:
         calibration: ``none``, ``clip`` or ``clip_local_mean``.
         labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
         default_action: Action used until one arrives on ``action``; empty = idle.
-        action_min_text_similarity: Smallest CLIP text cosine at which an unknown action
-            phrase maps to its nearest label (needs ``<model>.text.onnx``).
+        action_min_text_margin: Smallest lead of the nearest label over the runner-up (centred
+            CLIP text cosines) at which an unknown action phrase maps to it (needs
+            ``<model>.text.onnx``); -2 accepts every phrase.
         heatmap_resolution: ``input`` (camera resolution) or ``model`` (network size).
         mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
         mask_largest_component: Keep only the largest connected region of the mask.
@@ -76,7 +77,7 @@ class NodeConfig:
     calibration: str = 'clip'
     labels: str = 'seen'
     default_action: str = ''
-    action_min_text_similarity: float = 0.8
+    action_min_text_margin: float = 0.25
     heatmap_resolution: str = 'input'
     mask_threshold: float = 0.5
     mask_largest_component: bool = True
@@ -111,7 +112,7 @@ class NodeConfig:
             raise ParameterError(f'parameter device={self.device!r} is invalid; expected cuda, '
                                  'cuda:N (e.g. cuda:0), cpu or auto')
         for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0),
-                                ('action_min_text_similarity', -1.0, 1.0)):
+                                ('action_min_text_margin', -2.0, 2.0)):
             _check_range(name, getattr(self, name), low, high, '[{low}, {high}]')
         for name in ('max_rate_hz', 'max_image_age_s'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
@@ -161,8 +162,9 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
     'default_action': ('Action used until one arrives on the action topic; empty = idle',
                        False),
-    'action_min_text_similarity': ('Smallest CLIP text cosine mapping an unknown action phrase '
-                                   'to its nearest label (needs <model>.text.onnx)', False),
+    'action_min_text_margin': ('Smallest lead of the nearest label over the runner-up (centred '
+                               'CLIP text cosines) mapping an unknown action phrase to it '
+                               '(needs <model>.text.onnx)', False),
     'heatmap_resolution': ('Output resolution: input (camera) | model (network)', True),
     'mask_threshold': ('Heatmap value in [0, 1] at which a pixel joins the grasp mask', False),
     'mask_largest_component': ('Keep only the largest connected grasp region', False),
