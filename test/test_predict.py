@@ -1,11 +1,20 @@
 """The predict CLI end to end on the tiny random model (offline)."""
 
+import os
+from pathlib import Path
+import subprocess
+import sys
+
 from affordance_grounding import predict
-from affordance_grounding.model.checkpoint import save_bundle
+from affordance_grounding.config import load_model_config
+from affordance_grounding.model.checkpoint import load_bundle, record_weight_paths, save_bundle
+from affordance_grounding.model.factory import build_grounder
 from affordance_grounding.runtime.predictor import AffordancePredictor
 import cv2
 import numpy as np
+import pytest
 import skimage.data
+import torch
 
 
 def test_predict_main_writes_side_by_side_png(tmp_path, tiny_config_path, capsys):
@@ -117,3 +126,58 @@ def test_predict_onnx_with_another_calibration_is_a_clear_error(tmp_path, tiny_o
                          '--out', str(tmp_path / 'o.png')])
     assert code == 2
     assert "exported with calibration 'clip' but 'none' was requested" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def synthetic_bundle(tmp_path_factory):
+    """Save the synthetic model from the checkout, as training writes best.pt.
+
+    Its config names the weight files relative to the checkout (config/model_synthetic.yaml).
+    """
+    config = load_model_config(str(REPO / 'config' / 'model_synthetic.yaml'))
+    assert not Path(config.clip_weights).is_absolute()  # what made the bundle cwd-bound
+    torch.manual_seed(0)
+    grounder = build_grounder(config).eval()
+    path = save_bundle(str(tmp_path_factory.mktemp('train') / 'best.pt'), grounder)
+    assert load_bundle(str(path))['backbones'] == {}  # named weights, not embedded
+    return path
+
+
+def run_module_from(cwd, module, *args):
+    """Run ``python -m module args`` in ``cwd``; the checkout is on PYTHONPATH (installed)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_saved_bundle_predicts_from_another_directory(synthetic_bundle, tmp_path):
+    config = load_bundle(str(synthetic_bundle))['config']
+    for key in ('clip_weights', 'dino_weights'):
+        assert Path(config[key]).is_absolute() and Path(config[key]).is_file()
+    result = run_module_from(tmp_path, 'affordance_grounding.predict', '--model',
+                             str(synthetic_bundle), '--sample', 'coffee', '--action', 'hold',
+                             '--out', 'o.png', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'o.png').is_file() and 'action=hold' in result.stdout
+
+
+def test_record_weight_paths_keeps_tags_absolute_paths_and_null(tmp_path, monkeypatch):
+    (tmp_path / 'w.bin').write_bytes(b'x')
+    monkeypatch.chdir(tmp_path)
+    recorded = record_weight_paths({'clip_weights': 'w.bin', 'dino_weights': 'pretrained',
+                                    'labels': 'seen'})
+    assert recorded == {'clip_weights': str(tmp_path / 'w.bin'), 'dino_weights': 'pretrained',
+                        'labels': 'seen'}
+    assert record_weight_paths({'clip_weights': None, 'dino_weights': '/a/b.pth'}) == {
+        'clip_weights': None, 'dino_weights': '/a/b.pth'}
+
+
+@pytest.mark.slow
+def test_a_saved_bundle_exports_from_another_directory(synthetic_bundle, tmp_path):
+    result = run_module_from(tmp_path, 'training.export', '--checkpoint', str(synthetic_bundle),
+                             '--out', 'model.onnx', '--skip-tensorrt-check', '--text-tower')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'model.onnx').is_file() and (tmp_path / 'model.text.onnx').is_file()
