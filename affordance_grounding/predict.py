@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 def read_rgb(args: argparse.Namespace) -> np.ndarray:
     """Read the input photo as (H, W, 3) uint8 RGB."""
     if args.sample:
-        import skimage.data
-
+        try:  # a development dependency (requirements/dev.txt): a robot install may lack it
+            import skimage.data
+        except ImportError as error:
+            raise ValueError(f'--sample needs scikit-image ({error}): pip install scikit-image, '
+                             'or pass a photo with --image FILE') from None
         return np.ascontiguousarray(getattr(skimage.data, args.sample)()[..., :3])
     if not Path(args.image).is_file():  # before OpenCV, which logs its own warning line
         raise ValueError(f'cannot read image {args.image}: no such file')

@@ -181,3 +181,17 @@ def test_a_saved_bundle_exports_from_another_directory(synthetic_bundle, tmp_pat
                              '--out', 'model.onnx', '--skip-tensorrt-check', '--text-tower')
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'model.onnx').is_file() and (tmp_path / 'model.text.onnx').is_file()
+
+
+def test_sample_without_scikit_image_is_one_error_line(tmp_path):
+    code = ('import sys; sys.modules["skimage"] = None  # as if not installed\n'
+            'from affordance_grounding import predict\n'
+            'sys.exit(predict.main(["--config", sys.argv[1], "--sample", "coffee", '
+            '"--action", "hold", "--out", "o.png"]))')
+    result = subprocess.run([sys.executable, '-c', code, str(REPO / 'config' / 'model_tiny.yaml')],
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith('error: --sample needs scikit-image'), result.stderr
+    assert 'pip install scikit-image' in result.stderr and 'Traceback' not in result.stderr
+    assert not (tmp_path / 'o.png').exists()
