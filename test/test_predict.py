@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,8 @@ from affordance_grounding.config import load_model_config
 from affordance_grounding.model.checkpoint import load_bundle, record_weight_paths, save_bundle
 from affordance_grounding.model.factory import build_grounder
 from affordance_grounding.runtime.predictor import AffordancePredictor
+from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.vocabulary import AGD20K_SEEN
 import cv2
 import numpy as np
 import pytest
@@ -195,3 +198,33 @@ def test_sample_without_scikit_image_is_one_error_line(tmp_path):
     assert result.stderr.startswith('error: --sample needs scikit-image'), result.stderr
     assert 'pip install scikit-image' in result.stderr and 'Traceback' not in result.stderr
     assert not (tmp_path / 'o.png').exists()
+
+
+@pytest.fixture(scope='module')
+def onnx_with_text_tower(tiny_onnx, tmp_path_factory):
+    """Copy the tiny ONNX model and export the synthetic CLIP text tower next to it."""
+    from training.export import export_text_tower
+
+    model = tmp_path_factory.mktemp('text_fallback') / 'tiny.onnx'
+    shutil.copy(tiny_onnx, model)
+    export_text_tower(str(REPO / 'config' / 'model_synthetic.yaml'),
+                      str(text_model_path(str(model))))
+    return model
+
+
+def test_predict_maps_phrases_as_the_node_does(onnx_with_text_tower, tmp_path, capsys):
+    def predict_action(*action_args):
+        code = predict.main(['--model', str(onnx_with_text_tower), '--sample', 'coffee',
+                             '--out', str(tmp_path / 'o.png'), '--action', *action_args])
+        return code, capsys.readouterr()
+
+    code, captured = predict_action('grasp')
+    assert code == 0 and 'action: grasp -> hold (synonym)' in captured.out
+    matcher = load_label_matcher(str(onnx_with_text_tower), AGD20K_SEEN)
+    label, margin, _ = matcher('slice it')
+    code, captured = predict_action('slice it', '--action-min-text-margin', '-2')
+    assert code == 0, captured.err
+    assert f'action: slice it -> {label} (text similarity, margin {margin:.2f})' in captured.out
+    code, captured = predict_action('flyaway')  # the default margin rejects it, as the node
+    assert code == 2 and "error: unknown action 'flyaway' (nearest by text similarity" in (
+        captured.err)

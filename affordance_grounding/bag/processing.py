@@ -13,7 +13,8 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from affordance_grounding.bag import messages
-from affordance_grounding.bag.batching import FrameBatcher, ResultWriter, start_inference_thread
+from affordance_grounding.bag.batching import (
+    ActionParser, FrameBatcher, ResultWriter, start_inference_thread)
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
@@ -23,6 +24,7 @@ from affordance_grounding.bag.reading import (
 from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
 from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.selection import select_backend
+from affordance_grounding.runtime.text_encoder import open_text_fallback
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
 from rosbags.rosbag2 import WriterError
@@ -83,26 +85,34 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
         backend = backend or load_backend(job)
         pipeline = FramePipeline(backend)
         job = replace(job, batch_size=choose_batch_size(job.batch_size, backend))
-        if job.action:
-            parse_or_raise(job.action, pipeline.labels)
+        actions = open_action_parser(job, pipeline.labels, log)
         summary = BagSummary(backend=backend.describe())
-        _process(reader, topics, pipeline, job, summary, log)
+        _process(reader, topics, pipeline, job, summary, log, actions)
     finally:
         reader.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def parse_or_raise(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
-    """:func:`parse_action_command` with a user-error exception."""
-    try:
-        return parse_action_command(text, labels).key
-    except ValueError as error:
-        raise BagInputError(str(error)) from None
+def open_action_parser(job: BagJob, labels: Tuple[str, ...], log) -> ActionParser:
+    """Build the node's action parser for this model (text fallback included); check --action.
+
+    Raises:
+        BagInputError: If ``--action`` maps to no label (the parser's reason).
+    """
+    fallback = open_text_fallback(str(job.model_path), labels)
+    if fallback.failed:
+        log(fallback.note)
+    if job.action:
+        try:
+            parse_action_command(job.action, labels, fallback.matcher, job.action_min_text_margin)
+        except ValueError as error:
+            raise BagInputError(str(error)) from None
+    return ActionParser(labels, log, fallback.matcher, job.action_min_text_margin)
 
 
 def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
-             summary: BagSummary, log) -> None:
+             summary: BagSummary, log, actions: ActionParser) -> None:
     typestore = messages.load_typestore()
     used = {topics.image, topics.action, topics.depth, topics.camera_info} - {None}
     copied = [conn for conn in reader.connections
@@ -123,8 +133,8 @@ def _process(reader, topics: InputTopics, pipeline: FramePipeline, job: BagJob,
                        for name, topic in result_topics.items()
                        if topics.depth or name not in OUTPUTS_3D}
         batcher = FrameBatcher(pipeline, job, ResultWriter(out, connections, media, typestore),
-                               summary, log, executor)
-        assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
+                               summary, log, executor, actions)
+        assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9), parse=actions)
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',
                  topics.camera_info: 'camera_info'}
         with tqdm(total=image_count, unit='frame', disable=not job.progress,

@@ -21,7 +21,7 @@ from affordance_grounding.ros.frame_worker import (
 from affordance_grounding.ros.health import NodeHealth, summarise_health
 from affordance_grounding.ros.messages import to_diagnostic_array
 from affordance_grounding.ros.params import (
-    declare_and_read, NodeConfig, ParameterError, update_config)
+    declare_and_read, NodeConfig, ParameterError, parse_default_action, update_config)
 from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
 from affordance_grounding.ros.transport import (
     installed_profile_path, loss_advice, profile_in_use, TransportLossMonitor)
@@ -31,7 +31,7 @@ from affordance_grounding.runtime.frame_pipeline import FramePipeline
 from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
 from affordance_grounding.runtime.latest_frames import LatestFrames
 from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.runtime.text_encoder import open_text_fallback
 from affordance_grounding.vocabulary import ActionCommand, LABEL_SETS, parse_action_command
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -100,7 +100,8 @@ class AffordanceNode(LifecycleNode):
             self._start_diagnostics(config.diagnostic_period)
             self.backend = load_backend(config)
             self._text_matcher = self._load_text_matcher(config)
-            command = self._parse_action(config.default_action, config)
+            command = parse_default_action(config, self.backend.metadata.labels,
+                                           self._text_matcher)
         except CONFIGURE_ERRORS as error:
             self.failure = f'configure failed: {error}'
             self.phase = 'unconfigured'
@@ -197,18 +198,11 @@ class AffordanceNode(LifecycleNode):
 
     def _load_text_matcher(self, config: NodeConfig):
         """Load the CLIP text fallback for action phrases when ``<model>.text.onnx`` exists."""
-        model_path = os.path.expanduser(config.model_path)
-        path = text_model_path(model_path)
-        try:
-            matcher = load_label_matcher(model_path, self.backend.metadata.labels)
-        except Exception as error:  # noqa: B902 - optional feature: report, run without it
-            self.get_logger().warning(f'action phrases: cannot load {path} ({error}); '
-                                      'only labels and synonyms are understood')
-            return None
-        self.get_logger().info('action phrases: labels, synonyms'
-                               + (f' and CLIP text similarity ({path})' if matcher else
-                                  f' (no {path.name}: no text-similarity fallback)'))
-        return matcher
+        fallback = open_text_fallback(os.path.expanduser(config.model_path),
+                                      self.backend.metadata.labels)
+        logger = self.get_logger()
+        (logger.warning if fallback.failed else logger.info)(fallback.note)
+        return fallback.matcher
 
     def _parse_action(self, text: str, config: NodeConfig) -> ActionCommand:
         return parse_action_command(text, self.backend.metadata.labels, self._text_matcher,
@@ -264,7 +258,8 @@ class AffordanceNode(LifecycleNode):
         changes = {parameter.name: parameter.value for parameter in parameters}
         try:
             config = update_config(self.state.config, changes)
-            command = self._parse_action(config.default_action, config)
+            command = parse_default_action(config, self.backend.metadata.labels,
+                                           self._text_matcher)
         except (ParameterError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.state.config = config

@@ -9,11 +9,12 @@ converted instead of failing with a type error; :meth:`NodeConfig.validate` chec
 import dataclasses
 from dataclasses import dataclass
 import re
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
 from affordance_grounding.runtime.selection import BACKEND_NAMES, DEVICE_PATTERN
-from affordance_grounding.vocabulary import LABEL_SETS
+from affordance_grounding.vocabulary import (
+    ActionCommand, LABEL_SETS, parse_action_command, TextMatcher)
 import cv2
 from rcl_interfaces.msg import ParameterDescriptor
 
@@ -125,10 +126,24 @@ class NodeConfig:
                                      "letter (it becomes a topic namespace, e.g. 'head')")
         if len(set(self.cameras)) != len(self.cameras):
             raise ParameterError(f'parameter cameras={list(self.cameras)} names a camera twice')
-        if self.default_action and self.labels:
-            _check_choice('default_action', self.default_action,
-                          ('',) + LABEL_SETS[self.labels], f' (labels={self.labels!r})')
+        # default_action is checked by parse_default_action once the model (its labels and
+        # text fallback) is loaded: the action topic's parser decides, not a list here.
         return self
+
+
+def parse_default_action(config: NodeConfig, labels: Tuple[str, ...],
+                         text_matcher: Optional[TextMatcher] = None) -> ActionCommand:
+    """Parse ``default_action`` exactly as the ``action`` topic parses a command.
+
+    Raises:
+        ParameterError: Naming the parameter, with the parser's reason and the known labels.
+    """
+    try:
+        return parse_action_command(config.default_action, labels, text_matcher,
+                                    config.action_min_text_margin)
+    except ValueError as error:
+        raise ParameterError(f'parameter default_action={config.default_action!r} is '
+                             f'invalid: {error}') from None
 
 
 def _check_choice(name: str, value: Any, allowed: Tuple[str, ...], context: str = '') -> None:

@@ -11,7 +11,7 @@ on the CPU with ONNX Runtime: one phrase costs milliseconds and happens per comm
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 from affordance_grounding.vocabulary import TextMatch
 import numpy as np
@@ -127,3 +127,30 @@ def load_label_matcher(model_path: str, labels: Sequence[str]) -> Optional[Label
     if not path.is_file():
         return None
     return LabelTextMatcher(OnnxTextEncoder(str(path)), labels)
+
+
+class TextFallback(NamedTuple):
+    """The text fallback of a model file, and the line that says what phrases it understands."""
+
+    matcher: Optional[LabelTextMatcher]
+    note: str
+    failed: bool  # a text model exists but cannot be used (the note says why)
+
+
+def open_text_fallback(model_path: str, labels: Sequence[str]) -> TextFallback:
+    """Load ``<model>.text.onnx`` if there is one, as the node, predict and the bag tool do.
+
+    The fallback is optional, so a text model that cannot be loaded is reported in the note
+    and the caller goes on with labels and synonyms.
+    """
+    path = text_model_path(model_path)
+    try:
+        matcher = load_label_matcher(model_path, labels)
+    except Exception as error:  # noqa: B902 - optional feature: report, run without it
+        return TextFallback(None, f'action phrases: cannot load {path} ({error}); only labels '
+                            'and synonyms are understood', True)
+    if matcher is None:
+        return TextFallback(None, f'action phrases: labels, synonyms (no {path.name}: no '
+                            'text-similarity fallback)', False)
+    return TextFallback(matcher, f'action phrases: labels, synonyms and CLIP text similarity '
+                        f'({path})', False)
