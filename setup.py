@@ -35,7 +35,7 @@ setup(
         'console_scripts': [
             'affordance_predict = affordance_grounding.predict:main',
             'affordance_import_official = affordance_grounding.import_official:main',
-            'build_engine = affordance_grounding.runtime.engine_build:main',
+            'build_engine = affordance_grounding.inference.engine_build:main',
             'affordance_node = affordance_grounding.ros.node:main',
             'affordance_bag = affordance_grounding.bag.cli:main',
         ],

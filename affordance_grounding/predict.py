@@ -17,15 +17,15 @@ import sys
 from typing import List, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelConfig
+from affordance_grounding.inference.backends import (
+    BackendOptions, InferenceBackend, TorchBackend)
+from affordance_grounding.inference.io_spec import BackendUnavailableError, ModelFileError
+from affordance_grounding.inference.selection import BACKEND_NAMES, resolve_device, select_backend
+from affordance_grounding.inference.text_encoder import open_text_fallback
 from affordance_grounding.model.backbones import WeightsUnavailableError
 from affordance_grounding.model.checkpoint import CheckpointError
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.runtime.backends import (
-    BackendOptions, InferenceBackend, TorchBackend)
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
-from affordance_grounding.runtime.selection import BACKEND_NAMES, resolve_device, select_backend
-from affordance_grounding.runtime.text_encoder import open_text_fallback
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
 from affordance_grounding.vocabulary import (
     ActionCommand, DEFAULT_MIN_TEXT_MARGIN, parse_action_command)
 import cv2

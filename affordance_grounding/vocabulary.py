@@ -130,7 +130,7 @@ def resolve_label_index(labels: Tuple[str, ...], action: str) -> int:
 MAX_ACTION_CHARS = 64
 SYNONYMS_RESOURCE = 'data/action_synonyms.yaml'
 # The text fallback's smallest accepted margin of the best label over the runner-up (centred
-# cosines, runtime.text_encoder.LabelTextMatcher). bench/action_phrases.py tuned 0.23 on the
+# cosines, inference.text_encoder.LabelTextMatcher). bench/action_phrases.py tuned 0.23 on the
 # synthetic CLIP (docs/bench/action_phrases.json); 0.25 leaves headroom for unseen nonsense.
 DEFAULT_MIN_TEXT_MARGIN = 0.25
 
@@ -146,7 +146,7 @@ class TextMatch(NamedTuple):
     runner_up: str
 
 
-# phrase -> TextMatch; e.g. runtime.text_encoder.LabelTextMatcher.
+# phrase -> TextMatch; e.g. inference.text_encoder.LabelTextMatcher.
 TextMatcher = Callable[[str], TextMatch]
 
 

@@ -27,7 +27,7 @@ import string
 import tempfile
 from typing import Dict, List, Sequence, Tuple
 
-from affordance_grounding.runtime.text_encoder import (
+from affordance_grounding.inference.text_encoder import (
     label_to_text, LabelTextMatcher, OnnxTextEncoder, text_model_path)
 from affordance_grounding.vocabulary import (
     AGD20K_SEEN, DEFAULT_MIN_TEXT_MARGIN, load_synonyms)

@@ -36,10 +36,11 @@ from affordance_grounding.bag import messages
 from affordance_grounding.bag.batching import start_inference_thread
 from affordance_grounding.bag.processing import BagJob, load_backend, run_bag
 from affordance_grounding.bag.reading import InputTopics, open_bag
-from affordance_grounding.ros.conversions import compressed_image_msg_to_rgb, image_msg_to_rgb
-from affordance_grounding.runtime.backends import BackendOptions
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.selection import create_backend
+from affordance_grounding.inference.backends import BackendOptions
+from affordance_grounding.inference.selection import create_backend
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.image_codecs import (
+    compressed_image_msg_to_rgb, image_msg_to_rgb)
 from bench.bag_recording import COMPRESSED_TOPIC, IMAGE_TOPIC, RecordingSpec, write_recording
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files

@@ -15,8 +15,8 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
-from affordance_grounding.runtime.backends import BackendOptions, OnnxRuntimeBackend
-from affordance_grounding.runtime.graph import GroundingGraph
+from affordance_grounding.inference.backends import BackendOptions, OnnxRuntimeBackend
+from affordance_grounding.inference.graph import GroundingGraph
 from bench.machine import describe_machine
 from bench.model_cache import build_full_size, DEFAULT_CACHE, ensure_onnx, Int8Settings
 from bench.timing import load_average, summarize, time_interleaved, write_report

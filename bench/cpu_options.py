@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import sys
 from typing import Callable, Dict, List, Optional
 
-from affordance_grounding.runtime.backends import (
+from affordance_grounding.inference.backends import (
     BackendOptions, OnnxRuntimeBackend, TorchBackend)
 from bench.machine import describe_machine
 from bench.model_cache import build_full_size, DEFAULT_CACHE, ensure_onnx

@@ -70,7 +70,7 @@ def build_steps(out_dir: Path, python: str = sys.executable, repeats: int = 10,
                         'torch-cuda-fp32', 'torch-cuda-fp16-graphs', 'onnxruntime-cuda',
                         '--out', memory], 0.2 * budget_s, memory),
         Step('pytest', [python, '-m', 'pytest', '-m', 'gpu', '-q', '-rA',
-                        'test/runtime/test_gpu_backends.py'], 0.1 * budget_s),
+                        'test/inference/test_gpu_backends.py'], 0.1 * budget_s),
     ] + multicam_steps(out_dir, python, budget_s)
 
 

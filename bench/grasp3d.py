@@ -7,26 +7,27 @@ and elliptic grasp regions covering 5%, 20% and 50% of the image. Per region, in
 one run (so machine load hits every function alike), it times what the worker does per frame
 with ``enable_3d``:
 
-* ``depth``: decode the depth message (``ros.conversions.image_msg_to_array``);
-* ``grasp_point``: region back-projection and grasp point (``runtime.grasp3d``, no pose);
-* ``grasp_pose``: the plane fit (``runtime.grasp_pose.estimate_grasp_pose``);
+* ``depth``: decode the depth message (``perception.image_codecs.image_msg_to_array``);
+* ``grasp_point``: region back-projection and grasp point (``geometry.grasp3d``, no pose);
+* ``grasp_pose``: the plane fit (``geometry.grasp_pose.estimate_grasp_pose``);
 * ``publish_3d``: building the PointCloud2, PoseStamped and marker messages;
 
 and, as the baseline, the grasp-point path the node ran before the 3D outputs existed (whole
-image to metres, then ``compute_grasp_point``). The budget of the 3D stages is 3 ms a frame.
+image to metres, then the mask centroid at the median valid depth; kept here as the baseline).
+The budget of the 3D stages is 3 ms a frame.
 It also reports the pose's accuracy on the plane (normal error in degrees).
 """
 
 import argparse
 from typing import Dict, List, Optional
 
-from affordance_grounding.ros.conversions import array_to_image_msg, image_msg_to_array
+from affordance_grounding.geometry.depth import depth_to_metres, intrinsics_from_k
+from affordance_grounding.geometry.grasp3d import compute_3d_outputs
+from affordance_grounding.geometry.grasp_pose import estimate_grasp_pose
+from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.messages import (
     to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_pose_stamped)
-from affordance_grounding.runtime.grasp import (
-    compute_grasp_point, depth_to_metres, intrinsics_from_k)
-from affordance_grounding.runtime.grasp3d import compute_3d_outputs
-from affordance_grounding.runtime.grasp_pose import estimate_grasp_pose
 from bench.machine import describe_machine
 from bench.timing import load_average, summarize, time_interleaved, write_report
 import cv2
@@ -61,11 +62,15 @@ def region_mask(fraction: float) -> np.ndarray:
     return mask
 
 
-def old_grasp_point(depth_msg, mask: np.ndarray) -> None:
+def old_grasp_point(depth_msg, mask: np.ndarray) -> tuple:
     """Run the baseline: what the worker did per frame before the 3D outputs."""
     depth, encoding = image_msg_to_array(depth_msg)
     k = intrinsics_from_k(K_MATRIX)
-    compute_grasp_point(mask, depth_to_metres(depth, encoding), k.fx, k.fy, k.cx, k.cy)
+    depth_m = depth_to_metres(depth, encoding)  # (H, W): the whole image, as it did
+    rows, cols = np.nonzero(mask)  # (N,) pixels of the region
+    depths = depth_m[rows, cols]
+    z = float(np.median(depths[np.isfinite(depths)]))
+    return ((cols.mean() - k.cx) * z / k.fx, (rows.mean() - k.cy) * z / k.fy, z)
 
 
 def measure_region(fraction: float, depth_msg, rounds: int) -> Dict:

@@ -30,9 +30,9 @@ import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from affordance_grounding.config import load_model_config, ModelConfig
-from affordance_grounding.runtime.backends import TorchBackend
-from affordance_grounding.runtime.io_spec import BackendUnavailableError
-from affordance_grounding.runtime.selection import Environment, probe_environment
+from affordance_grounding.inference.backends import TorchBackend
+from affordance_grounding.inference.io_spec import BackendUnavailableError
+from affordance_grounding.inference.selection import Environment, probe_environment
 from bench.inference_report import evaluate_targets, format_table
 from bench.machine import describe_machine
 from bench.model_cache import (

@@ -21,8 +21,8 @@ import time
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence
 
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
 from affordance_grounding.model.checkpoint import load_grounder
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
 from bench.machine import describe_machine
 from bench.timing import load_average, write_report
 import numpy as np

@@ -77,7 +77,7 @@ def measure_case(case: str, model_path: str, frames: int, batch: int) -> dict:
     import numpy as np
     import torch
 
-    from affordance_grounding.runtime.backends import (
+    from affordance_grounding.inference.backends import (
         BackendOptions, OnnxRuntimeBackend, TorchBackend)
 
     backend_name, device, precision, graphs, _ = CASES[case]
@@ -173,7 +173,7 @@ def run(frames: int = 20, batch: int = 1, config_path: Optional[str] = None, see
     """Measure every runnable case (or those in ``only``) in its own process."""
     import torch
 
-    from affordance_grounding.runtime.selection import probe_environment
+    from affordance_grounding.inference.selection import probe_environment
     from bench.machine import describe_machine
 
     environment = probe_environment()

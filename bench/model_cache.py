@@ -12,10 +12,10 @@ import time
 from typing import Optional, Sequence, Tuple
 
 from affordance_grounding.config import ModelConfig
+from affordance_grounding.inference.graph import GroundingGraph
 from affordance_grounding.model.backbones import build_clip_tokenizer, load_clip_model
 from affordance_grounding.model.factory import assemble_grounder, build_prompt_tables
 from affordance_grounding.model.grounding import AffordanceGrounder
-from affordance_grounding.runtime.graph import GroundingGraph
 import torch
 
 DEFAULT_CACHE = 'outputs/bench/cache'

@@ -38,10 +38,10 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
+from affordance_grounding.inference.backends import BackendOptions
+from affordance_grounding.inference.selection import create_backend
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
 from affordance_grounding.ros import qos
-from affordance_grounding.runtime.backends import BackendOptions
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.selection import create_backend
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files

@@ -20,9 +20,9 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-from affordance_grounding.runtime.backends import BackendOptions
-from affordance_grounding.runtime.preprocess import ImagePreprocessor
-from affordance_grounding.runtime.selection import create_backend
+from affordance_grounding.inference.backends import BackendOptions
+from affordance_grounding.inference.selection import create_backend
+from affordance_grounding.perception.preprocess import ImagePreprocessor
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
 from bench.timing import load_average, median_seconds, write_report

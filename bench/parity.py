@@ -6,7 +6,7 @@ benchmark applies the same numbers the exporter gates a file on (docs/export.md)
 
 from typing import Dict
 
-from affordance_grounding.runtime.io_spec import OUTPUT_NAMES
+from affordance_grounding.inference.io_spec import OUTPUT_NAMES
 from bench.reference_structure import reference_test_forward
 import numpy as np
 import torch

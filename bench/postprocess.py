@@ -18,16 +18,16 @@ noise`` is random 14x14 patch values upsampled (an untrained ViT/16 head: many r
 worst case for the mask). Every timed output of the new path is compared with the old one.
 
 Like ``affordance_node``, the process first keeps freed large buffers for reuse
-(``runtime/allocator.py``); ``--default-malloc`` leaves glibc's defaults (a page fault per
+(``perception/allocator.py``); ``--default-malloc`` leaves glibc's defaults (a page fault per
 4 KiB of every new MB-sized array).
 """
 
 import argparse
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from affordance_grounding.runtime.allocator import keep_large_buffers
-from affordance_grounding.runtime.grasp import compute_grasp_mask
-from affordance_grounding.runtime.postprocess import render_overlay, resize_to_input
+from affordance_grounding.perception.allocator import keep_large_buffers
+from affordance_grounding.perception.mask import compute_grasp_mask
+from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
 from bench.machine import describe_machine
 from bench.timing import load_average, summarize, time_interleaved, write_report
 import cv2

@@ -1,6 +1,6 @@
 """The rows bench.inference times: which backend configurations, which can run, how to load.
 
-What can run and how a backend is constructed come from ``runtime.selection`` (the same
+What can run and how a backend is constructed come from ``inference.selection`` (the same
 probe, skip reasons and constructors as a node's ``backend: auto``); PyTorch rows take the
 in-memory grounder instead of a bundle file.
 """
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from affordance_grounding.runtime.backends import (
+from affordance_grounding.inference.backends import (
     BackendOptions, InferenceBackend, INT8_PRECISION, TorchBackend)
-from affordance_grounding.runtime.selection import (
+from affordance_grounding.inference.selection import (
     create_backend, Environment, find_skip_reasons)
 
 REFERENCE = 'reference'
@@ -70,7 +70,7 @@ CUDA_ROWS = (
 
 
 def skip_reason(spec: RowSpec, environment: Environment) -> Optional[str]:
-    """Why ``spec`` cannot run on this machine (``runtime.selection``'s reasons), or None."""
+    """Why ``spec`` cannot run on this machine (``inference.selection``'s reasons), or None."""
     reasons = find_skip_reasons(spec.backend, spec.device, FILE_KIND[spec.backend], environment)
     if spec.device == 'cuda' and not environment.cuda_available and not reasons:
         reasons = ['no CUDA device (torch.cuda.is_available() is False)']

@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from affordance_grounding.ros.conversions import image_msg_to_array
-from affordance_grounding.runtime.postprocess import draw_label
+from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.perception.postprocess import draw_label
 import cv2
 from demo.scenes import Scene
 import numpy as np

@@ -9,8 +9,8 @@ instead of depending on how fast this CPU runs a particular model.
 import os
 import time
 
+from affordance_grounding.inference.backend_interface import InferenceBackend
 from affordance_grounding.ros import node
-from affordance_grounding.runtime.backend_interface import InferenceBackend
 
 MIN_INFERENCE_ENV = 'AFFORDANCE_MIN_INFERENCE_S'
 

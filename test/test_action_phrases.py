@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from affordance_grounding.runtime.text_encoder import (
+from affordance_grounding.inference.text_encoder import (
     LabelTextMatcher, load_label_matcher, OnnxTextEncoder, text_model_path)
 from affordance_grounding.vocabulary import (
     AGD20K_SEEN, AGD20K_UNSEEN, DEFAULT_MIN_TEXT_MARGIN, EXACT, HICO_IIF, IDLE, LABEL_SETS,

@@ -5,10 +5,10 @@ from pathlib import Path
 import stat
 
 from affordance_grounding.fileio import atomic_write, read_umask, write_bytes_atomically
-from affordance_grounding.model.checkpoint import save_bundle
-from affordance_grounding.runtime.engine_cache import (
+from affordance_grounding.inference.engine_cache import (
     EngineCacheKey, EngineMetadata, write_engine_metadata)
-from affordance_grounding.runtime.io_spec import ModelMetadata
+from affordance_grounding.inference.io_spec import ModelMetadata
+from affordance_grounding.model.checkpoint import save_bundle
 import pytest
 import torch
 from training.checkpointing import save_train_state

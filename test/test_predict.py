@@ -8,16 +8,28 @@ import sys
 
 from affordance_grounding import predict
 from affordance_grounding.config import load_model_config
+from affordance_grounding.inference.text_encoder import load_label_matcher, text_model_path
 from affordance_grounding.model.checkpoint import load_bundle, record_weight_paths, save_bundle
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.runtime.predictor import AffordancePredictor
-from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.perception.postprocess import resize_to_input
+from affordance_grounding.perception.preprocess import ImagePreprocessor
 from affordance_grounding.vocabulary import AGD20K_SEEN
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 import torch
+
+
+@torch.inference_mode()
+def grounder_heatmap(grounder, rgb, label, calibration):
+    """Compute the input-resolution heatmap in-process, straight from the nn.Module."""
+    config = grounder.config
+    image = ImagePreprocessor(config.image_size, config.dino_mean, config.dino_std)(rgb)
+    class_index = torch.tensor([grounder.labels.index(label)])
+    maps = grounder.forward_head(grounder.forward_features(image), class_index)
+    network = grounder.heatmaps(maps, calibration)[0, 0].float().numpy()  # (S, S)
+    return resize_to_input(network, rgb.shape[:2])
 
 
 def test_predict_main_writes_side_by_side_png(tmp_path, tiny_config_path, capsys):
@@ -78,9 +90,7 @@ def test_predict_main_checkpoint_matches_predictor(tmp_path, tiny_grounder, caps
                          '--action', 'cut_with', '--calibration', 'clip_local_mean',
                          '--out', str(tmp_path / 'o.png'), '--save-heatmap', str(heatmap_path)])
     assert code == 0, capsys.readouterr().err
-    predictor = AffordancePredictor(tiny_grounder, calibration='clip_local_mean')
-    predictor.set_image(rgb)
-    expected = predictor.predict('cut_with').heatmap
+    expected = grounder_heatmap(tiny_grounder, rgb, 'cut_with', 'clip_local_mean')
     np.testing.assert_allclose(np.load(heatmap_path), expected, atol=1e-6, rtol=0)
 
 

@@ -7,7 +7,7 @@ Shared by ``training.evaluate`` (the three calibrations of one model) and
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from affordance_grounding.runtime.postprocess import render_overlay
+from affordance_grounding.perception.postprocess import render_overlay
 import cv2
 import numpy as np
 

@@ -8,7 +8,7 @@ r"""Export a model bundle to one ONNX graph and check it against PyTorch with ON
 
 The graph is the whole inference model (backbones, head, calibration, prompt table baked in):
 ``image`` (B, 3, 224, 224) -> ``affordance``, ``cam``, ``affinity`` (names in
-``affordance_grounding.runtime.io_spec``), dynamic batch, opset 20, weights inside the file,
+``affordance_grounding.inference.io_spec``), dynamic batch, opset 20, weights inside the file,
 labels/calibration/size/normalisation/bundle hash in ``metadata_props``. Every export is
 checked (ONNX checker, interface, TensorRT constraints) and compared with PyTorch at batch 1
 and 2; past tolerance the export fails with the per-output errors. ``--precision fp16`` writes
@@ -16,7 +16,7 @@ an FP16-typed graph (float16 backbones, float32 head and normalisation) for stro
 TensorRT builds, checked by cosine >= 0.999 per map instead of an absolute tolerance.
 ``--text-tower`` also writes ``<out>.text.onnx``: the CLIP text tower (tokens -> unit-length
 embedding), which lets the node map action phrases that are neither a label nor a synonym to
-the nearest label (off by default: it is large, see affordance_grounding.runtime.text_encoder).
+the nearest label (off by default: it is large, see affordance_grounding.inference.text_encoder).
 
 ``--precision int8`` exports fp32, then quantizes the backbone MatMuls for ONNX Runtime on the
 CPU and gates the result on per-map cosine (training/quantize.py); ``--onnx`` starts from an
@@ -33,15 +33,15 @@ from typing import Dict, List, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS, load_model_config
 from affordance_grounding.fileio import atomic_write
+from affordance_grounding.inference.graph import build_grounding_graph, GroundingGraph
+from affordance_grounding.inference.io_spec import (
+    BackendUnavailableError, BATCH_DIM_NAME, compute_file_sha256, INPUT_NAME, ModelFileError,
+    ONNX_OPSET, OUTPUT_NAMES, PRECISIONS)
+from affordance_grounding.inference.onnx_model import (
+    find_interface_problems, find_tensorrt_problems, write_onnx_metadata)
 from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
 from affordance_grounding.model.factory import build_grounder
 from affordance_grounding.model.grounding import AffordanceGrounder
-from affordance_grounding.runtime.graph import build_grounding_graph, GroundingGraph
-from affordance_grounding.runtime.io_spec import (
-    BackendUnavailableError, BATCH_DIM_NAME, compute_file_sha256, INPUT_NAME, ModelFileError,
-    ONNX_OPSET, OUTPUT_NAMES, PRECISIONS)
-from affordance_grounding.runtime.onnx_model import (
-    find_interface_problems, find_tensorrt_problems, write_onnx_metadata)
 import numpy as np
 import torch
 
@@ -287,7 +287,7 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
 
     Args:
         config_path_or_config: The model config (or its YAML path) whose CLIP weights to use.
-        out_path: Destination, normally ``runtime.text_encoder.text_model_path(model)``.
+        out_path: Destination, normally ``inference.text_encoder.text_model_path(model)``.
         atol: Largest accepted |ONNX - PyTorch| on the embeddings of a few phrases.
 
     Returns:
@@ -299,7 +299,7 @@ def export_text_tower(config_path_or_config, out_path: str, atol: float = 1e-4) 
     import onnx
     import onnxruntime
     from affordance_grounding.model.backbones import build_clip_tokenizer, load_clip_model
-    from affordance_grounding.runtime.text_encoder import (
+    from affordance_grounding.inference.text_encoder import (
         CLIP_MODEL_KEY, CONTEXT_LENGTH_KEY, EMBEDDING_NAME, TOKENS_NAME)
 
     config = config_path_or_config
@@ -444,7 +444,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             check_tensorrt=not args.skip_tensorrt_check)
     try:
         if args.tensorrt_engine:  # before the export: a missing TensorRT fails in a second
-            from affordance_grounding.runtime.engine_build import probe_target
+            from affordance_grounding.inference.engine_build import probe_target
 
             probe_target()
         if precision == 'int8' or args.onnx:
@@ -453,12 +453,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         report = export_onnx(grounder, args.out, options, source_sha256)
         print(format_report(report))
         if args.text_tower:
-            from affordance_grounding.runtime.text_encoder import text_model_path
+            from affordance_grounding.inference.text_encoder import text_model_path
 
             text_path = export_text_tower(grounder.config, str(text_model_path(args.out)))
             print(f'text tower: {text_path} ({text_path.stat().st_size / 2**20:.1f} MiB)')
         if args.tensorrt_engine:
-            from affordance_grounding.runtime.engine_build import (
+            from affordance_grounding.inference.engine_build import (
                 EngineBuildOptions, ensure_engine)
 
             build = EngineBuildOptions(precision=precision, max_batch=args.max_batch)

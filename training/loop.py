@@ -26,9 +26,9 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from affordance_grounding.config import load_model_config
 from affordance_grounding.fileio import atomic_write
+from affordance_grounding.inference.selection import resolve_device as resolve_device_name
 from affordance_grounding.model.checkpoint import save_bundle
 from affordance_grounding.model.factory import build_grounder_with_tables
-from affordance_grounding.runtime.selection import resolve_device as resolve_device_name
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel

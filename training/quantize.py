@@ -27,11 +27,11 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from affordance_grounding.fileio import atomic_write
-from affordance_grounding.runtime.backends import INT8_PRECISION, QUANTIZATION_KEY
-from affordance_grounding.runtime.io_spec import INPUT_NAME, OUTPUT_NAMES
-from affordance_grounding.runtime.onnx_model import (
+from affordance_grounding.inference.backends import INT8_PRECISION, QUANTIZATION_KEY
+from affordance_grounding.inference.io_spec import INPUT_NAME, OUTPUT_NAMES
+from affordance_grounding.inference.onnx_model import (
     load_onnx_model, read_onnx_metadata, write_onnx_metadata)
-from affordance_grounding.runtime.preprocess import ImagePreprocessor
+from affordance_grounding.perception.preprocess import ImagePreprocessor
 import cv2
 import numpy as np
 from training.export import compute_map_cosines, ExportError

@@ -24,9 +24,9 @@ import shutil
 import sys
 from typing import List, Optional
 
+from affordance_grounding.inference.io_spec import BackendUnavailableError
 from affordance_grounding.model.backbones import WeightsUnavailableError
 from affordance_grounding.model.checkpoint import CheckpointError
-from affordance_grounding.runtime.io_spec import BackendUnavailableError
 from training.config import build_train_config
 from training.distributed import init_distributed, shutdown_distributed
 from training.loop import resolve_device, Trainer, TrainingInterrupted

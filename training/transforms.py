@@ -1,7 +1,7 @@
 """The training and test image transforms of the method (docs/method.md, "Data").
 
 PIL-based, as the reference. The runtime has its own torch resize
-(``affordance_grounding.runtime.preprocess``): robots do not install this module, and the
+(``affordance_grounding.perception.preprocess``): robots do not install this module, and the
 runtime's version is vectorised and writes into a reusable buffer. The two are kept apart on
 purpose and a test holds the runtime's output equal to :func:`test_transform`'s.
 """

@@ -13,19 +13,19 @@ from affordance_grounding.bag.frames import Frame
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
-from affordance_grounding.ros.conversions import (
+from affordance_grounding.geometry.grasp3d import compute_3d_outputs, Grasp3DOutputs
+from affordance_grounding.inference.backends import InferenceBackend
+from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
+from affordance_grounding.perception.frame_pipeline import FrameOutputs, FramePipeline
+from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
-from affordance_grounding.runtime.backends import InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline
-from affordance_grounding.runtime.grasp3d import compute_3d_outputs, Grasp3DOutputs
-from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from affordance_grounding.vocabulary import (
     DEFAULT_MIN_TEXT_MARGIN, parse_action_command, TextMatcher)
 import numpy as np
 
 
 def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
-    """One worker thread for the frame pipeline, set up like the node's (runtime/thread_policy.py).
+    """One worker thread for the frame pipeline, set up like the node's (thread_policy.py).
 
     From a thread with torch's default threads the same work ran 3.4-3.8x slower
     (docs/benchmarks.md, *Recorded bags*).
@@ -186,7 +186,7 @@ class FrameBatcher:
         return frame, rgb, label, index
 
     def _write_3d(self, frame: Frame, image_hw, outputs: FrameOutputs, label: str) -> None:
-        """Run the node's 3D chain (runtime/grasp3d.py) on the frame's paired depth."""
+        """Run the node's 3D chain (geometry/grasp3d.py) on the frame's paired depth."""
         if frame.camera_info is None:
             self.summary.grasp_missing['no_camera_info'] += 1
             return

@@ -23,10 +23,10 @@ from typing import List, Optional
 from affordance_grounding.bag.output import BagOutputError, STORAGES
 from affordance_grounding.bag.processing import BagJob, COPY_CHOICES, run_bag
 from affordance_grounding.bag.reading import BagInputError, InputTopics
+from affordance_grounding.inference.io_spec import BackendUnavailableError, ModelFileError
 from affordance_grounding.model.checkpoint import CheckpointError
-from affordance_grounding.runtime.allocator import keep_large_buffers
-from affordance_grounding.runtime.frame_pipeline import OutputSettings
-from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
+from affordance_grounding.perception.allocator import keep_large_buffers
+from affordance_grounding.perception.frame_pipeline import OutputSettings
 from affordance_grounding.vocabulary import DEFAULT_MIN_TEXT_MARGIN
 
 PROG = 'affordance_bag'
@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f'{PROG}: %(message)s')
     job = to_job(args)
-    keep_large_buffers()  # frame-sized buffers reused, as in the node (runtime/allocator.py)
+    keep_large_buffers()  # frame-sized buffers reused, as in the node (perception/allocator.py)
     try:
         summary = run_bag(job)
     except USER_ERRORS as error:

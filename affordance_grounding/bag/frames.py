@@ -12,12 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, List, Optional, Tuple
 
+from affordance_grounding.perception.stamps import stamp_to_ns
+
 LOOKAHEAD_NS = 1_000_000_000
-
-
-def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from affordance_grounding.bag.reading import InputTopics
-from affordance_grounding.runtime.frame_pipeline import OutputSettings
+from affordance_grounding.perception.frame_pipeline import OutputSettings
 from affordance_grounding.vocabulary import DEFAULT_MIN_TEXT_MARGIN
 
 
@@ -20,7 +20,7 @@ class BagJob:
         model_path: Engine, ONNX graph or checkpoint bundle, as for the node.
         topics: Input topics (None image: the bag's only image topic).
         action: Action active before the first action message ('' = idle until one).
-        backend: ``auto`` or a backend name (runtime/selection.py).
+        backend: ``auto`` or a backend name (inference/selection.py).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Frames per backend call; None: :func:`choose_batch_size`.
         storage: ``mcap`` or ``sqlite3``.

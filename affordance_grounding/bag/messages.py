@@ -1,14 +1,15 @@
 """Result messages as ``rosbags`` Jazzy dataclasses, serialized to CDR for the output bag.
 
-The node builds the same messages with rclpy (ros/conversions.py, ros/messages.py); the bag
-tool must run without a ROS install, so it builds ``rosbags`` dataclasses instead. A test
-serializes both and compares the bytes, so the two cannot drift apart.
+The node builds the same messages with rclpy (ros/conversions.py, ros/messages.py) from the
+same codecs and output layout (perception/); the bag tool must run without a ROS install, so it
+builds ``rosbags`` dataclasses instead. A test serializes both and compares the bytes, so the
+two cannot drift apart.
 """
 
 from typing import Tuple
 
-from affordance_grounding.ros.conversions import ENCODINGS, HOST_IS_BIGENDIAN, ImageConversionError
-from affordance_grounding.ros.output_layout import (
+from affordance_grounding.perception.image_codecs import check_array_encoding, HOST_IS_BIGENDIAN
+from affordance_grounding.perception.output_layout import (
     ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
     SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
 import numpy as np
@@ -69,21 +70,13 @@ def copy_header(typestore: Typestore, header):
 
 
 def to_image_msg(typestore: Typestore, array_: np.ndarray, encoding: str, header):
-    """Encode an array as ``sensor_msgs/Image`` like ``ros.conversions.array_to_image_msg``.
+    """Encode an array as ``sensor_msgs/Image`` like the node's ``array_to_image_msg``.
 
     Raises:
         ImageConversionError: If the encoding is unsupported or the array does not fit it.
     """
-    if encoding not in ENCODINGS:
-        raise ImageConversionError(f'unsupported image encoding {encoding!r}')
-    dtype, channels = ENCODINGS[encoding]
     array_ = np.ascontiguousarray(array_)
-    expected_ndim = 2 if channels == 1 else 3
-    if (array_.dtype != dtype or array_.ndim != expected_ndim
-            or (channels > 1 and array_.shape[2] != channels) or 0 in array_.shape):
-        raise ImageConversionError(f'{encoding} needs a non-empty {expected_ndim}-D {dtype} '
-                                   f'array with {channels} channel(s), got {array_.shape} '
-                                   f'{array_.dtype}')
+    dtype, channels = check_array_encoding(array_, encoding)
     height, width = array_.shape[:2]
     return typestore.types[IMAGE](
         header=copy_header(typestore, header), height=height, width=width, encoding=encoding,
@@ -99,7 +92,7 @@ def to_point_stamped(typestore: Typestore, header, xyz_m: Tuple[float, float, fl
 
 
 def to_pose_stamped(typestore: Typestore, header, pose):
-    """Stamp a ``runtime.grasp_pose.GraspPose`` with ``header``."""
+    """Stamp a ``geometry.grasp_pose.GraspPose`` with ``header``."""
     msg = build_default_message(typestore, POSE_STAMPED)
     msg.header = copy_header(typestore, header)
     _set_pose(msg.pose, pose.position, pose.quaternion_xyzw)

@@ -3,7 +3,7 @@
 One pass over the bag in receive-time order: input messages are copied, colour frames get
 their action and depth (bag/frames.py), are decoded and grouped into batches of up to
 ``batch_size`` frames (mixed actions are fine: the model computes every label's map at once),
-and each batch goes through the node's frame pipeline (runtime/frame_pipeline.py). Results
+and each batch goes through the node's frame pipeline (perception/frame_pipeline.py). Results
 carry their input's header and receive time. A frame that cannot be used is counted by
 reason and skipped; it is never fatal.
 """
@@ -21,10 +21,10 @@ from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.bag.reading import (
     BagInputError, InputTopics, open_bag, read_messages, resolve_topics)
-from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.runtime.text_encoder import open_text_fallback
+from affordance_grounding.inference.backends import BackendOptions, InferenceBackend
+from affordance_grounding.inference.selection import select_backend
+from affordance_grounding.inference.text_encoder import open_text_fallback
+from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.vocabulary import parse_action_command
 import numpy as np
 from rosbags.rosbag2 import WriterError

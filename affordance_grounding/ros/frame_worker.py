@@ -13,18 +13,20 @@ import threading
 import time
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
-from affordance_grounding.ros.conversions import (
-    array_to_image_msg, colour_msg_to_rgb, CompressedImageError, image_msg_to_array,
-    ImageConversionError)
+from affordance_grounding.geometry.grasp3d import compute_3d_outputs
+from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
+from affordance_grounding.perception.frame_pipeline import (
+    FrameOutputs, FramePipeline, OutputSettings)
+from affordance_grounding.perception.image_codecs import (
+    colour_msg_to_rgb, CompressedImageError, image_msg_to_array, ImageConversionError)
+from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.stamps import stamp_to_ns
+from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.messages import (
     to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 from affordance_grounding.ros.pairing import StampedBuffer
 from affordance_grounding.ros.params import COLORMAPS, NodeConfig
-from affordance_grounding.runtime.frame_pipeline import FrameOutputs, FramePipeline, OutputSettings
-from affordance_grounding.runtime.grasp3d import compute_3d_outputs
-from affordance_grounding.runtime.latest_frames import LatestFrames
-from affordance_grounding.runtime.thread_policy import apply_worker_thread_policy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -106,11 +108,6 @@ def recorded_time_advice(age_s: float) -> str:
     return (f"frames are {age_s:.0f} s old by this node's clock: recorded data (a rosbag?) "
             'played without simulated time; play it with `ros2 bag play --clock` and start the '
             'node with use_sim_time:=true (launch argument, or -p use_sim_time:=true)')
-
-
-def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class FrameWorker(threading.Thread):

@@ -6,11 +6,11 @@ Pure functions.
 import array
 from typing import Iterable, Optional, Tuple
 
-from affordance_grounding.ros.conversions import copy_header
-from affordance_grounding.ros.output_layout import (  # noqa: F401 - CLOUD_DTYPE re-exported
+from affordance_grounding.geometry.grasp_pose import GraspPose
+from affordance_grounding.perception.output_layout import (  # noqa: F401 - CLOUD_DTYPE re-exported
     ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
     SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
-from affordance_grounding.runtime.grasp_pose import GraspPose
+from affordance_grounding.ros.conversions import copy_header
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped, Pose, PoseStamped, Quaternion
 import numpy as np

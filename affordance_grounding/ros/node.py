@@ -16,8 +16,16 @@ import signal
 import time
 from typing import Dict, Optional, Sequence
 
+from affordance_grounding.inference.backends import BackendOptions, InferenceBackend
+from affordance_grounding.inference.io_spec import BackendUnavailableError, ModelFileError
+from affordance_grounding.inference.selection import select_backend
+from affordance_grounding.inference.text_encoder import open_text_fallback
+from affordance_grounding.perception.allocator import keep_large_buffers
+from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.stamps import stamp_to_ns
 from affordance_grounding.ros.frame_worker import (
-    CameraChannel, FrameWorker, recorded_time_advice, SharedState, stamp_to_ns)
+    CameraChannel, FrameWorker, recorded_time_advice, SharedState)
 from affordance_grounding.ros.health import NodeHealth, summarise_health
 from affordance_grounding.ros.messages import to_diagnostic_array
 from affordance_grounding.ros.params import (
@@ -25,13 +33,6 @@ from affordance_grounding.ros.params import (
 from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
 from affordance_grounding.ros.transport import (
     installed_profile_path, loss_advice, profile_in_use, TransportLossMonitor)
-from affordance_grounding.runtime.allocator import keep_large_buffers
-from affordance_grounding.runtime.backends import BackendOptions, InferenceBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
-from affordance_grounding.runtime.io_spec import BackendUnavailableError, ModelFileError
-from affordance_grounding.runtime.latest_frames import LatestFrames
-from affordance_grounding.runtime.selection import select_backend
-from affordance_grounding.runtime.text_encoder import open_text_fallback
 from affordance_grounding.vocabulary import ActionCommand, LABEL_SETS, parse_action_command
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -342,7 +343,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ros2 launch sends after SIGINT) only ends the spin loop; the node then goes through the
     lifecycle shutdown transition (worker stopped first) before the context is shut down.
     """
-    keep_large_buffers()  # MB-sized frame buffers reused, not re-faulted (runtime/allocator.py)
+    keep_large_buffers()  # MB-sized frame buffers reused, not re-faulted (perception/allocator.py)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # treat it like Ctrl-C
     node = AffordanceNode()

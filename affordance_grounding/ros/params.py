@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
-from affordance_grounding.runtime.selection import BACKEND_NAMES, DEVICE_PATTERN
+from affordance_grounding.inference.selection import BACKEND_NAMES, DEVICE_PATTERN
 from affordance_grounding.vocabulary import (
     ActionCommand, LABEL_SETS, parse_action_command, TextMatcher)
 import cv2

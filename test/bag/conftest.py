@@ -1,7 +1,7 @@
 """The tiny ONNX model loaded once for the bag tests, and its known-answer pipeline."""
 
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
+from affordance_grounding.perception.frame_pipeline import FramePipeline
 import pytest
 
 

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from affordance_grounding.bag.frames import stamp_to_ns
 from affordance_grounding.bag.processing import BagJob, run_bag
 from affordance_grounding.bag.reading import InputTopics
-from affordance_grounding.ros.conversions import image_msg_to_array
-from affordance_grounding.runtime.frame_pipeline import OutputSettings
-from affordance_grounding.runtime.grasp3d import compute_3d_outputs
+from affordance_grounding.geometry.grasp3d import compute_3d_outputs
+from affordance_grounding.perception.frame_pipeline import OutputSettings
+from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.perception.stamps import stamp_to_ns
 from bench.bag_recording import (
     ACTION_TOPIC, COMPRESSED_TOPIC, depth_plane_mm, DEPTH_TOPIC, FRAME_PERIOD_NS, IMAGE_TOPIC,
     INFO_TOPIC, read_topic, RecordingSpec, START_NS, write_recording)

@@ -6,9 +6,9 @@ from affordance_grounding.bag import messages
 from affordance_grounding.bag.batching import ActionParser
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.processing import estimate_rate_hz
-from affordance_grounding.ros.conversions import (
+from affordance_grounding.perception.frame_pipeline import OutputSettings
+from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
-from affordance_grounding.runtime.frame_pipeline import OutputSettings
 from affordance_grounding.vocabulary import AGD20K_SEEN
 import cv2
 import numpy as np
@@ -104,7 +104,7 @@ def plane_points() -> np.ndarray:
 def test_bag_messages_equal_the_nodes_messages():
     from affordance_grounding.ros.conversions import array_to_image_msg
     from affordance_grounding.ros import messages as node_messages
-    from affordance_grounding.runtime.grasp_pose import estimate_grasp_pose
+    from affordance_grounding.geometry.grasp_pose import estimate_grasp_pose
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 

@@ -2,7 +2,7 @@
 
 import json
 
-from affordance_grounding.runtime.selection import Environment
+from affordance_grounding.inference.selection import Environment
 from bench import inference
 from bench.inference_report import evaluate_targets, format_table
 from bench.model_cache import Int8Settings

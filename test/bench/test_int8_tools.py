@@ -1,6 +1,6 @@
 """bench.int8_accuracy, bench.ort_profile and bench.bf16: the parts that run in seconds."""
 
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
 from bench import bf16, int8_accuracy, ort_profile
 import numpy as np
 import pytest

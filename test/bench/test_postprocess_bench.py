@@ -2,7 +2,7 @@
 
 import json
 
-from affordance_grounding.runtime.grasp import compute_grasp_mask
+from affordance_grounding.perception.mask import compute_grasp_mask
 from bench.postprocess import main, old_compute_grasp_mask, patch_noise_maps, scene_maps
 import numpy as np
 

@@ -55,7 +55,7 @@ def make_client(ros_context):
 @pytest.fixture(scope='module')
 def pipeline(tiny_onnx):
     """Return a frame pipeline over the tiny model on ONNX Runtime CPU."""
-    from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-    from affordance_grounding.runtime.frame_pipeline import FramePipeline
+    from affordance_grounding.inference.backends import OnnxRuntimeBackend
+    from affordance_grounding.perception.frame_pipeline import FramePipeline
 
     return FramePipeline(OnnxRuntimeBackend(str(tiny_onnx), 'cpu').load())

@@ -1,6 +1,6 @@
 """Decoding ``sensor_msgs/CompressedImage`` (jpeg, png) and its failure kinds (no DDS)."""
 
-from affordance_grounding.ros.conversions import (
+from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, compressed_image_msg_to_rgb, CompressedImageError)
 import cv2
 import numpy as np

@@ -4,9 +4,9 @@ import array
 import sys
 import types
 
-from affordance_grounding.ros.conversions import (
-    array_to_image_msg, ENCODINGS, image_msg_to_array, image_msg_to_rgb,
-    ImageConversionError, to_rgb)
+from affordance_grounding.perception.image_codecs import (
+    ENCODINGS, image_msg_to_array, image_msg_to_rgb, ImageConversionError, to_rgb)
+from affordance_grounding.ros.conversions import array_to_image_msg
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image

@@ -2,10 +2,10 @@
 
 import time
 
+from affordance_grounding.perception.latest_frames import LatestFrames
 from affordance_grounding.ros.frame_worker import FrameWorker, OutputPublishers, SharedState
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
-from affordance_grounding.runtime.latest_frames import LatestFrames
 from harness.fakes import FakeNode, FakePublisher, image_msg
 import pytest
 

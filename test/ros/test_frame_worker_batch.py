@@ -1,11 +1,11 @@
 """FrameWorker with several cameras, without DDS: one batch, own headers, own actions."""
 
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.latest_frames import LatestFrames
 from affordance_grounding.ros.frame_worker import (
     CameraChannel, FrameWorker, OutputPublishers, SharedState)
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import NodeConfig
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.latest_frames import LatestFrames
 from harness.fakes import FakeNode, FakePublisher, image_msg
 import numpy as np
 import pytest

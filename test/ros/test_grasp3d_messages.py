@@ -1,8 +1,8 @@
 """Region cloud, grasp pose and their markers as ROS messages (no graph needed)."""
 
+from affordance_grounding.geometry.grasp_pose import estimate_grasp_pose
 from affordance_grounding.ros.messages import (
     CLOUD_DTYPE, to_grasp_pose_markers, to_point_cloud, to_pose_stamped)
-from affordance_grounding.runtime.grasp_pose import estimate_grasp_pose
 import numpy as np
 import pytest
 from std_msgs.msg import Header

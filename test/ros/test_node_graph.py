@@ -11,10 +11,11 @@ measured round trip (:func:`dds_round_trip_s`).
 import array
 import time
 
-from affordance_grounding.ros.conversions import array_to_image_msg, image_msg_to_array
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
-from affordance_grounding.runtime.grasp import compute_grasp_mask
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.perception.mask import compute_grasp_mask
+from affordance_grounding.ros.conversions import array_to_image_msg
 import cv2
 from harness.graph_client import GraphClient, wait_for_diagnostics
 from harness.node_process import NodeProcess

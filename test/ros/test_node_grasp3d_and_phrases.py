@@ -8,9 +8,9 @@ answer. Every test sets the action it needs.
 import shutil
 import time
 
+from affordance_grounding.inference.text_encoder import load_label_matcher, text_model_path
 from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.messages import CLOUD_DTYPE
-from affordance_grounding.runtime.text_encoder import load_label_matcher, text_model_path
 import cv2
 from harness.graph_client import GraphClient, wait_for_diagnostics
 from harness.node_process import NodeProcess

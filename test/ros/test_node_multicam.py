@@ -8,9 +8,10 @@ a camera's own action, per-camera diagnostics.
 import time
 from typing import Dict, Optional
 
-from affordance_grounding.ros.conversions import array_to_image_msg, image_msg_to_array
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-from affordance_grounding.runtime.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
+from affordance_grounding.perception.frame_pipeline import FramePipeline, OutputSettings
+from affordance_grounding.perception.image_codecs import image_msg_to_array
+from affordance_grounding.ros.conversions import array_to_image_msg
 from harness.graph_client import GraphClient
 from harness.node_process import NodeProcess
 from harness.scene_frames import camera_info, same_stamp, scene

@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from affordance_grounding.config import ModelConfig
+from affordance_grounding.inference.graph import GroundingGraph
+from affordance_grounding.inference.io_spec import (
+    compute_file_sha256, INPUT_NAME, OUTPUT_NAMES)
+from affordance_grounding.inference.onnx_model import (
+    default_opset, find_tensorrt_problems, is_fp16_typed, load_onnx_model, read_onnx_metadata)
 from affordance_grounding.model.checkpoint import save_bundle
 from affordance_grounding.model.factory import build_grounder
-from affordance_grounding.runtime.graph import GroundingGraph
-from affordance_grounding.runtime.io_spec import (
-    compute_file_sha256, INPUT_NAME, OUTPUT_NAMES)
-from affordance_grounding.runtime.onnx_model import (
-    default_opset, find_tensorrt_problems, is_fp16_typed, load_onnx_model, read_onnx_metadata)
 import numpy as np
 import onnxruntime
 import pytest

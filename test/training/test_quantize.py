@@ -2,9 +2,9 @@
 
 import logging
 
-from affordance_grounding.runtime.backends import OnnxRuntimeBackend
-from affordance_grounding.runtime.onnx_model import load_onnx_model, read_onnx_metadata
-from affordance_grounding.runtime.selection import Environment, select_backend
+from affordance_grounding.inference.backends import OnnxRuntimeBackend
+from affordance_grounding.inference.onnx_model import load_onnx_model, read_onnx_metadata
+from affordance_grounding.inference.selection import Environment, select_backend
 import cv2
 import numpy as np
 import pytest
@@ -61,7 +61,7 @@ def test_backend_says_int8_and_matches_fp32(tiny_int8, tiny_onnx, tiny_images):
 
 
 def test_auto_selection_keeps_int8_graphs_off_the_gpu(tiny_int8, caplog):
-    with caplog.at_level(logging.INFO, logger='affordance_grounding.runtime.selection'):
+    with caplog.at_level(logging.INFO, logger='affordance_grounding.inference.selection'):
         backend = select_backend('auto', str(tiny_int8[0]), environment=GPU_MACHINE)
     assert (backend.name, backend.device, backend.precision) == ('onnxruntime', 'cpu', 'int8')
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith('skipping')]

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 from affordance_grounding.config import ModelConfig
-from affordance_grounding.runtime.postprocess import render_overlay
+from affordance_grounding.perception.postprocess import render_overlay
 import cv2
 import numpy as np
 import torch

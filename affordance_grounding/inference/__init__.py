@@ -1,0 +1,1 @@
+"""Model files and inference backends: one result type, backend selection, engines, text tower."""

@@ -1,0 +1,1 @@
+"""The per-frame job without ROS: settings, codecs, pre/postprocessing, regions, timings."""

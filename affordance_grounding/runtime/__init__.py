@@ -1,1 +1,0 @@
-"""Inference helpers shared by every backend: preprocessing and postprocessing."""
