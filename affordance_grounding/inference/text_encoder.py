@@ -77,11 +77,12 @@ class LabelTextMatcher:
     """Phrase -> nearest label and its margin over the runner-up, each phrase encoded once.
 
     Why a margin and not a cosine threshold: CLIP text embeddings share one dominant direction,
-    so any phrase, nonsense included, has a cosine of 0.6-0.95 with every label and the best
-    raw cosine says little (``flyaway`` reached 0.88 with ``wash``). The matcher therefore
-    removes that shared direction (the mean of the label embeddings), compares the phrase with
-    every label in what is left, and reports how far the best label is ahead of the second:
-    a phrase that is about no label in particular is about as close to several of them.
+    so any phrase, nonsense included, has a high cosine with every label (0.5-0.95 on the
+    synthetic CLIP) and the best raw cosine says little (``flyaway`` reached 0.88 with
+    ``wash``). The matcher therefore removes that shared direction (the mean of the label
+    embeddings), compares the phrase with every label in what is left, and reports how far the
+    best label is ahead of the second: a phrase that is about no label in particular is about
+    as close to several of them.
     ``bench/action_phrases.py`` measures the rule and chose the default margin.
     """
 
