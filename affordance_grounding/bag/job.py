@@ -98,6 +98,13 @@ class BagSummary:
             return (f'{self.skipped["no_action"]} of {self.frames_in} frames had no action: '
                     'pass one with --action (e.g. --action hold), or name the topic that '
                     'carries them with --action-topic')
+        if self.skipped['bad_roi']:
+            return ('the --roi box lies wholly outside the images: give x,y,w,h in pixels of '
+                    'the colour image (w or h 0: the whole frame)')
+        if self.skipped['no_detections']:
+            return (f'{self.skipped["no_detections"]} of {self.frames_in} frames had no '
+                    'detections within --sync-slop of their stamp: check --detections-topic '
+                    "(the detector's input must be this image topic) or raise --sync-slop")
         return f'all {self.frames_in} frames were skipped (reasons above)'
 
     def describe(self, output: Path, with_3d: bool) -> str:

@@ -1,11 +1,13 @@
 """affordance_bag with a detector's boxes (--detections-topic) and one fixed box (--roi)."""
 
+from collections import Counter
 import math
 from pathlib import Path
 import subprocess
 import sys
 from test.bag.test_bag_cli import assert_one_line_error, NO_ROS_RUNNER, REPO, run_cli
 
+from affordance_grounding.bag.job import BagSummary
 from affordance_grounding.bag.processing import BagJob, run_bag
 from affordance_grounding.bag.reading import InputTopics
 from affordance_grounding.perception.detections import detections_to_regions
@@ -132,10 +134,14 @@ def test_roi_is_one_fixed_box_and_zero_size_is_the_whole_frame(tmp_path, tiny_ba
     assert (whole.frames_out, whole.regions_run) == (6, 6)
 
 
-def test_roi_outside_the_image_skips_every_frame(tmp_path, tiny_backend, detector_bag):
-    summary, _ = run_detections(tmp_path, tiny_backend, detector_bag[0],
-                                roi=parse_box('500,400,20,20'))
-    assert (summary.frames_out, dict(summary.skipped)) == (0, {'bad_roi': 6})
+def test_nothing_written_says_why_and_exits_3(tmp_path, capsys, detector_bag, tiny_onnx):
+    status, out, err = run_cli(capsys, detector_bag[0], '--out', tmp_path / 'out', '--model',
+                               tiny_onnx, '--roi', '500,400,20,20')
+    assert status == 3 and 'skipped: 6 (bad_roi 6)' in out
+    assert 'no frame was written: the --roi box lies wholly outside the images' in err
+    summary = BagSummary(frames_in=4, skipped=Counter(no_detections=4))
+    assert '4 of 4 frames had no detections within --sync-slop' in \
+        summary.explain_nothing_written()
 
 
 def test_detections_cli_runs_with_ros_and_vision_msgs_blocked(tmp_path, detector_bag, tiny_onnx):
