@@ -14,6 +14,7 @@ Examples::
 """
 
 import argparse
+from dataclasses import replace
 import logging
 from pathlib import Path
 import sys
@@ -93,14 +94,14 @@ def read_boxes(texts: List[str], image_hw: Tuple[int, int]) -> Optional[List[Reg
             raise ValueError(f'--box {text!r} is not inside the {image_hw[1]}x{image_hw[0]} '
                              f'photo (or reaches over {MAX_OFFSET_IN_IMAGE_SIDES:g} photo '
                              'sides away)')
-        boxes.append(box)
+        boxes.append(replace(box, detection_index=len(boxes)))  # echoed by the ranking
     return boxes
 
 
-def describe_regions(frame: FrameInput, result: FrameResult, texts: List[str]) -> List[str]:
+def describe_regions(result: FrameResult, texts: List[str]) -> List[str]:
     """One line per ``--box``, the best score for the action first."""
     return [f'  box {texts[index]}: score {score:.3f}'
-            for index, score in ranked_detections(frame, result)]
+            for index, score in ranked_detections(result.regions, result.region_scores)]
 
 
 def read_rgb(args: argparse.Namespace) -> np.ndarray:
@@ -191,7 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'peak=(x={peak_x}, y={peak_y}) size={heatmap.shape[1]}x{heatmap.shape[0]}')
     if boxes:
         print('\n'.join([f'regions scored for {label}, best first:']
-                        + describe_regions(frame, outputs, args.box)))
+                        + describe_regions(outputs, args.box)))
     return 0
 
 

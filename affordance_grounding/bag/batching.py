@@ -17,7 +17,8 @@ from affordance_grounding.bag.media import OverlayMedia
 from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
-from affordance_grounding.perception.detections import detections_to_regions, ranked_detections
+from affordance_grounding.perception.detections import (
+    detection_regions, EMPTY_DETECTIONS, NO_DETECTIONS, ranked_detections)
 from affordance_grounding.perception.frame_processor import (
     DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
 from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
@@ -110,7 +111,7 @@ class ResultWriter:
                          label: str) -> None:
         """Write the paired detections re-scored for the action, the best first."""
         msg = to_affordance_detections(self.typestore, messages.DETECTION_2D_ARRAY,
-                                       frame.detections, ranked, label)
+                                       frame.detections, ranked, label, frame.msg.header)
         self._write('affordance_detections', frame, msg, messages.DETECTION_2D_ARRAY)
 
     def _write(self, name: str, frame: Frame, msg, msgtype: str) -> None:
@@ -180,8 +181,9 @@ class FrameBatcher:
             if frame_input.boxes is not None:
                 self._count_regions(frame_input, result)
             if frame.detections is not None:
-                self.writer.write_detections(frame, ranked_detections(frame_input, result),
-                                             frame_input.label)
+                self.writer.write_detections(
+                    frame, ranked_detections(result.regions, result.region_scores),
+                    frame_input.label)
             if frame_input.depth is not None:
                 self._write_3d(frame, result, frame_input.label)
         self.on_done(len(batch))
@@ -224,16 +226,16 @@ class FrameBatcher:
         if self.job.topics.detections is None:
             return None
         if frame.detections is None:
-            self.summary.skipped['no_detections'] += 1
+            self.summary.skipped[NO_DETECTIONS] += 1
             return SKIP_FRAME
-        return detections_to_regions(frame.detections)
+        return detection_regions(frame.detections)
 
     def _count_regions(self, frame_input: FrameInput, result: FrameResult) -> None:
         """Count the regions that ran and the frames with each region problem."""
         self.summary.regions_run += len(result.regions)
         kinds = {kind for kind, _ in result.problems if kind in PROBLEM_KINDS}
         if not frame_input.boxes:
-            kinds.add('no_boxes')
+            kinds.add(EMPTY_DETECTIONS)
         self.summary.region_problems.update(kinds)
 
     def _write_3d(self, frame: Frame, result: FrameResult, label: str) -> None:

@@ -36,7 +36,7 @@ def field_type(typestore: Typestore, msgtype: str, field: str) -> str:
 
 
 def to_affordance_detections(typestore: Typestore, msgtype: str, source,
-                             ranked: List[Tuple[int, float]], action: str):
+                             ranked: List[Tuple[int, float]], action: str, header):
     """Return the detector's message, its detections re-scored for the action, best first.
 
     Args:
@@ -46,18 +46,21 @@ def to_affordance_detections(typestore: Typestore, msgtype: str, source,
         ranked: (detection index, score) best first (perception/detections.py,
             ``ranked_detections``); detections the frame job dropped are not in it.
         action: The action label, each detection's one ``class_id``.
+        header: The colour image's header: as on every output (and the node's), so that it
+            pairs with ``heatmap`` and ``grasp_point`` by exact stamp.
 
     Returns:
-        A Detection2DArray with the detector's header; each detection keeps its header,
-        ``bbox`` and ``id`` and gets one hypothesis (class_id = action, score = the region's
-        score, pose zero).
+        A Detection2DArray with ``header``; each detection keeps its own header, ``bbox`` and
+        ``id`` (and any other field of the detector's layout) and gets one hypothesis
+        (class_id = action, score = the region's score, pose zero).
     """
     detection_type = field_type(typestore, msgtype, 'detections')
     hypothesis_type = field_type(typestore, detection_type, 'results')
     detections = [replace(source.detections[index],
                           results=[_hypothesis(typestore, hypothesis_type, action, score)])
                   for index, score in ranked]
-    return replace(source, detections=detections)
+    return replace(source, header=messages.copy_header(typestore, header),
+                   detections=detections)
 
 
 def _hypothesis(typestore: Typestore, msgtype: str, class_id: str, score: float):

@@ -1,40 +1,47 @@
-"""A detector's vision_msgs/Detection2DArray <-> the frame job's regions, without ROS.
+"""A detector's boxes and a fixed ROI as :class:`Region` lists, without ROS.
 
-Duck-typed on the message's fields, so rclpy's messages and a bag's ``rosbags`` types (read
-from the bag's own definitions, vision_msgs need not be installed) both work. Both layouts of
-vision_msgs are read: 4.x (Humble and later: ``bbox.center.position.x``, hypotheses under
-``results[i].hypothesis``) and 3.x (Foxy: ``bbox.center.x``, ``results[i].id``).
+Duck-typed on the message fields, so rclpy messages and ``rosbags`` messages (the bag tool
+reads vision_msgs from the bag's own definitions) convert alike:
+
+* ``vision_msgs/Detection2DArray``: ``detections[]`` of ``Detection2D`` with ``id``,
+  ``bbox`` (``BoundingBox2D``: ``center`` and ``size_x``, ``size_y`` in pixels) and
+  ``results[]``. vision_msgs 4 (Humble and newer) has ``center.position.x/y`` and
+  ``center.theta``, ``results[i].hypothesis.class_id/score``; vision_msgs 3 (Foxy) has
+  ``center.x/y/theta`` and ``results[i].id/score``. Both are read.
+* ``sensor_msgs/RegionOfInterest``: ``x_offset``, ``y_offset``, ``width``, ``height``
+  (uint32; ``do_rectify`` is ignored: boxes are in the colour image as received).
+
+Also the one-line explanations of the detection problems the adapters count.
 """
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
-from affordance_grounding.perception.frame_processor import FrameInput, FrameResult
-from affordance_grounding.perception.regions import clip_region, ImageHW, Region
+from affordance_grounding.perception.regions import rank_by_score, Region
+from affordance_grounding.perception.stamps import NS_PER_S
+
+NO_DETECTIONS = 'no_detections'
+EMPTY_DETECTIONS = 'empty_detections'
 
 
-def detections_to_regions(msg) -> List[Region]:
-    """Return one :class:`Region` per detection of a Detection2DArray, in message order.
+def roi_region(roi) -> Region:
+    """Return a ``sensor_msgs/RegionOfInterest`` as a region (width or height 0: whole frame).
 
-    The box is the axis-aligned ``bbox`` (centre and size in colour-image pixels; a rotation
-    ``theta`` is ignored, as a crop is axis-aligned); the region keeps the detection's ``id``
-    and its best hypothesis (class and score) for the caller's output. Bad values (NaN,
-    negative sizes) are passed on as they are: the frame job drops and counts them.
+    The values are taken as they are: a negative offset wrapped into uint32 becomes a corner
+    billions of pixels away, which :func:`~affordance_grounding.perception.regions.clip_region`
+    rejects as a ``bad_roi``.
     """
-    return [detection_to_region(detection) for detection in msg.detections]
+    return Region(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
 
 
-def detection_to_region(detection) -> Region:
-    """One ``vision_msgs/Detection2D`` -> :class:`Region` (see :func:`detections_to_regions`)."""
-    center = detection.bbox.center
-    point = getattr(center, 'position', center)  # 4.x: Pose2D.position; 3.x: Pose2D.x, .y
-    label, score = best_hypothesis(detection.results)
-    return Region.from_center(float(point.x), float(point.y), float(detection.bbox.size_x),
-                              float(detection.bbox.size_y), source_id=str(detection.id),
-                              label=label, score=score)
+def box_center(center) -> Tuple[float, float, float]:
+    """(x, y, theta) of a ``BoundingBox2D.center`` in either vision_msgs layout."""
+    position = getattr(center, 'position', center)  # 4.x: Pose2D.position; 3.x: Pose2D itself
+    return float(position.x), float(position.y), float(getattr(center, 'theta', 0.0))
 
 
-def best_hypothesis(results: Sequence) -> Tuple[str, Optional[float]]:
-    """(class, score) of the highest-scoring ``ObjectHypothesisWithPose``; ('', None) if none."""
+def best_hypothesis(results) -> Tuple[str, Optional[float]]:
+    """(class id, score) of the detector's most confident hypothesis; ('', None) without one."""
     best: Tuple[str, Optional[float]] = ('', None)
     for result in results:
         hypothesis = getattr(result, 'hypothesis', result)  # 4.x nests it; 3.x does not
@@ -45,55 +52,56 @@ def best_hypothesis(results: Sequence) -> Tuple[str, Optional[float]]:
     return best
 
 
-def ranked_detections(frame: FrameInput, result: FrameResult) -> List[Tuple[int, float]]:
-    """(box index, score for the action) of every region that ran, the best first.
+def detection_region(detection, index: int) -> Region:
+    """Return one ``Detection2D`` as a region: its box, id, best class and the input index.
 
-    What ``affordance_detections`` lists: each detection the frame job used, once, scored.
-    Boxes it dropped (bad, beyond ``max_regions``) have no score and are left out.
+    A rotated box (``theta`` != 0) becomes the upright box around it: the crop is upright.
     """
-    if not frame.boxes or result.region_scores is None:
+    center_x, center_y, theta = box_center(detection.bbox.center)
+    width, height = float(detection.bbox.size_x), float(detection.bbox.size_y)
+    if theta and math.isfinite(theta):
+        cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
+        width, height = width * cos + height * sin, width * sin + height * cos
+    label, score = best_hypothesis(detection.results)
+    return Region.from_center(center_x, center_y, width, height,
+                              source_id=str(getattr(detection, 'id', '')), label=label,
+                              score=score, detection_index=index)
+
+
+def detection_regions(array) -> List[Region]:
+    """Return every detection of a ``Detection2DArray`` as a region, in the input order."""
+    return [detection_region(detection, index)
+            for index, detection in enumerate(array.detections)]
+
+
+def unpaired_message(image_stamp_ns: int, nearest_stamp_ns: Optional[int],
+                     slop_s: float) -> str:
+    """Say why a frame had no detections: none at all, or the nearest stamp and how far off."""
+    image = f'image stamp {image_stamp_ns / NS_PER_S:.3f} s'
+    if nearest_stamp_ns is None:
+        return (f'{image}: no detections received yet; is the detector publishing on '
+                'detections (remap it, e.g. -r detections:=/detector/detections)?')
+    offset_ms = (nearest_stamp_ns - image_stamp_ns) / 1e6
+    return (f'{image}: nearest detections stamp {nearest_stamp_ns / NS_PER_S:.3f} s is '
+            f'{offset_ms:+.1f} ms away, more than sync_slop_s={slop_s}; the detector must copy '
+            "the image's header stamp, or raise sync_slop_s")
+
+
+def empty_message(image_stamp_ns: int) -> str:
+    """Say what a frame whose detections hold no box produces."""
+    return (f'image stamp {image_stamp_ns / NS_PER_S:.3f} s: its detections hold no box; '
+            'published a zero heatmap and an empty affordance_detections')
+
+
+def ranked_detections(regions: Sequence[Region], scores: Optional[Sequence[float]]
+                      ) -> List[Tuple[int, float]]:
+    """(input detection index, affordance score) of every region that ran, the best first.
+
+    What ``affordance_detections`` lists, in the node and the bag tool alike: the input
+    detections that ran (bad or surplus boxes have no score and are left out), each scored
+    for the action.
+    """
+    if scores is None:
         return []
-    sources = regions_to_detections(frame.boxes, result.regions, frame.rgb.shape[:2],
-                                    frame.zero_size_is_whole_frame)
-    return [(sources[index], float(result.region_scores[index])) for index in result.ranking]
-
-
-def regions_to_detections(boxes: Sequence[Region], regions: Sequence[Region],
-                          image_hw: ImageHW, zero_size_is_whole_frame: bool = False
-                          ) -> List[int]:
-    """For each region that ran, the index of the box (detection) it came from.
-
-    The frame job clips, drops and reorders the boxes (perception/regions.py,
-    ``choose_regions``); clipping is a pure function of the box, so clipping every box again
-    and matching the results finds each region's source. Equal clipped boxes (duplicates)
-    are matched in input order, as ``choose_regions`` keeps them.
-
-    Args:
-        boxes: The boxes given to the frame job (``FrameInput.boxes``), in message order.
-        regions: ``FrameResult.regions``.
-        image_hw: (height, width) of the colour image.
-        zero_size_is_whole_frame: As given in the ``FrameInput``.
-
-    Raises:
-        ValueError: If a region matches no box (``regions`` is not from ``boxes``).
-    """
-    clipped = [_match_key(clip_region(box, image_hw, zero_size_is_whole_frame))
-               for box in boxes]
-    used = [False] * len(boxes)
-    sources = []
-    for region in regions:
-        key = _match_key(region)
-        match = next((index for index, candidate in enumerate(clipped)
-                      if not used[index] and candidate == key), None)
-        if match is None:
-            raise ValueError(f'region {region} comes from none of the {len(boxes)} boxes')
-        used[match] = True
-        sources.append(match)
-    return sources
-
-
-def _match_key(region: Optional[Region]) -> Optional[tuple]:
-    """Return what identifies a clipped region (not its score: NaN never equals itself)."""
-    if region is None:
-        return None
-    return (region.x, region.y, region.width, region.height, region.source_id, region.label)
+    return [(regions[index].detection_index, float(scores[index]))
+            for index in rank_by_score(scores) if regions[index].detection_index is not None]

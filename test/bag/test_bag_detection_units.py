@@ -59,11 +59,14 @@ def test_ranked_message_keeps_header_boxes_ids_and_gets_one_hypothesis_each():
     source = detection_array(typestore, header, [(0, 0, 10, 10, 'cup', 0.9),
                                                  (20, 20, 5, 5, 'knife', 0.1),
                                                  (40, 40, 8, 8, 'bad', 0.5)])
+    image_header = SimpleNamespace(stamp=SimpleNamespace(sec=3, nanosec=7), frame_id='optical')
     msg = to_affordance_detections(typestore, DETECTION_2D_ARRAY, source,
-                                   [(1, 0.8), (0, 0.3)], 'cut_with')
+                                   [(1, 0.8), (0, 0.3)], 'cut_with', image_header)
     data = typestore.serialize_cdr(msg, DETECTION_2D_ARRAY)
     back = typestore.deserialize_cdr(data, DETECTION_2D_ARRAY)
-    assert back.header.frame_id == 'camera' and back.header.stamp.nanosec == 5 * MS
+    assert (back.header.frame_id, back.header.stamp.sec, back.header.stamp.nanosec) == \
+        ('optical', 3, 7)  # the image's header, as on every output
+    assert [d.header.frame_id for d in back.detections] == ['camera', 'camera']  # their own
     assert [d.id for d in back.detections] == ['det1', 'det0']
     assert [d.bbox.size_x for d in back.detections] == [5.0, 10.0]
     assert [[(r.hypothesis.class_id, r.hypothesis.score) for r in d.results]
@@ -82,7 +85,8 @@ def test_ranked_message_in_the_vision_msgs_3_layout():
     detection.tracking_id = 'track7'
     source = messages.build_default_message(typestore, DETECTION_2D_ARRAY)
     source.detections = [detection]
-    msg = to_affordance_detections(typestore, DETECTION_2D_ARRAY, source, [(0, 0.6)], 'hold')
+    msg = to_affordance_detections(typestore, DETECTION_2D_ARRAY, source, [(0, 0.6)], 'hold',
+                                   source.header)
     back = typestore.deserialize_cdr(typestore.serialize_cdr(msg, DETECTION_2D_ARRAY),
                                      DETECTION_2D_ARRAY)
     (result,) = back.detections[0].results

@@ -10,7 +10,7 @@ from test.bag.test_bag_cli import assert_one_line_error, NO_ROS_RUNNER, REPO, ru
 from affordance_grounding.bag.job import BagSummary
 from affordance_grounding.bag.processing import BagJob, run_bag
 from affordance_grounding.bag.reading import InputTopics
-from affordance_grounding.perception.detections import detections_to_regions
+from affordance_grounding.perception.detections import detection_regions
 from affordance_grounding.perception.frame_processor import FrameInput, FrameProcessor
 from affordance_grounding.perception.regions import parse_box
 from affordance_grounding.perception.settings import OutputSettings, RegionSettings
@@ -81,7 +81,7 @@ def test_detections_bag_equals_the_frame_job_and_ranks_best_first(tmp_path, tiny
                                      topics=topics)
     assert (summary.frames_in, summary.frames_out) == (6, 4)
     assert dict(summary.skipped) == {'no_detections': 2}  # frame 4 (stamp), frame 5 (none)
-    assert dict(summary.region_problems) == {'no_boxes': 1, 'bad_roi': 1,
+    assert dict(summary.region_problems) == {'empty_detections': 1, 'bad_roi': 1,
                                              'too_many_regions': 1}
     assert summary.regions_run == 2 + 0 + 1 + 8
     heatmaps = read_topic(output, '/affordance/heatmap')
@@ -91,10 +91,10 @@ def test_detections_bag_equals_the_frame_job_and_ranks_best_first(tmp_path, tiny
     assert len(heatmaps) == len(ranked) == 4
     for index, (_, heatmap), (time_ns, scored) in zip(range(4), heatmaps, ranked):
         detections = inputs[stamp_to_ns(heatmap.header.stamp)]
-        expected = frame_job(tiny_backend, rgbs[index], detections_to_regions(detections))
+        expected = frame_job(tiny_backend, rgbs[index], detection_regions(detections))
         got = np.frombuffer(heatmap.data, np.float32).reshape(heatmap.height, heatmap.width)
         np.testing.assert_allclose(got, expected.heatmap, atol=1e-6)
-        assert header_of(scored) == header_of(detections)  # the detector's, as received
+        assert header_of(scored) == header_of(heatmap)  # the image's, as on every output
         assert time_ns == heatmaps[index][0]
         hypotheses = [detection.results for detection in scored.detections]
         assert all(len(results) == 1 for results in hypotheses)
@@ -153,7 +153,7 @@ def test_detections_cli_runs_with_ros_and_vision_msgs_blocked(tmp_path, detector
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'frames in: 6, frames out: 4, skipped: 2 (no_detections 2)' in result.stdout
-    assert 'frames with region problems: bad_roi 1, no_boxes 1, too_many_regions 1' \
+    assert 'frames with region problems: bad_roi 1, empty_detections 1, too_many_regions 1' \
         in result.stdout
     assert len(read_topic(out, DETECTIONS_OUT)) == 4
 

@@ -1,72 +1,90 @@
-"""Detection2DArray -> regions (both vision_msgs layouts) and regions -> ranked detections."""
+"""Detector boxes and ROIs -> regions, without ROS (rclpy- and rosbags-like messages alike)."""
 
-import math
-from types import SimpleNamespace
+from types import SimpleNamespace as Msg
 
 from affordance_grounding.perception.detections import (
-    best_hypothesis, detections_to_regions, ranked_detections, regions_to_detections)
-from affordance_grounding.perception.frame_processor import FrameInput, FrameResult
+    best_hypothesis, detection_regions, empty_message, ranked_detections, roi_region,
+    unpaired_message)
 from affordance_grounding.perception.regions import choose_regions, Region
+from affordance_grounding.perception.stamps import NS_PER_S
 import numpy as np
 import pytest
 
-HW = (96, 128)
+UINT32 = 2 ** 32
 
 
-def detection_4x(center_x, center_y, width, height, hypotheses=(), detection_id=''):
-    """vision_msgs 4.x (Humble, Jazzy): Pose2D.position and a nested hypothesis."""
-    center = SimpleNamespace(position=SimpleNamespace(x=center_x, y=center_y), theta=0.3)
-    results = [SimpleNamespace(hypothesis=SimpleNamespace(class_id=name, score=score))
-               for name, score in hypotheses]
-    return SimpleNamespace(bbox=SimpleNamespace(center=center, size_x=width, size_y=height),
-                           results=results, id=detection_id)
+def detection_v4(cx, cy, w, h, det_id='', hypotheses=(), theta=0.0):
+    """vision_msgs 4 (Humble+): center.position.x/y, center.theta, results[].hypothesis."""
+    results = [Msg(hypothesis=Msg(class_id=cls, score=score), pose=None)
+               for cls, score in hypotheses]
+    center = Msg(position=Msg(x=cx, y=cy), theta=theta)
+    return Msg(header=None, id=det_id, results=results,
+               bbox=Msg(center=center, size_x=w, size_y=h))
 
 
-def detection_3x(center_x, center_y, width, height, hypotheses=(), detection_id=''):
-    """vision_msgs 3.x (Foxy): geometry_msgs/Pose2D and a flat hypothesis with ``id``."""
-    center = SimpleNamespace(x=center_x, y=center_y, theta=0.0)
-    results = [SimpleNamespace(id=name, score=score) for name, score in hypotheses]
-    return SimpleNamespace(bbox=SimpleNamespace(center=center, size_x=width, size_y=height),
-                           results=results, id=detection_id)
+def detection_v3(cx, cy, w, h, det_id='', hypotheses=()):
+    """vision_msgs 3 (Foxy): center.x/y/theta, results[].id/score."""
+    results = [Msg(id=cls, score=score) for cls, score in hypotheses]
+    return Msg(header=None, id=det_id, results=results,
+               bbox=Msg(center=Msg(x=cx, y=cy, theta=0.0), size_x=w, size_y=h))
 
 
-@pytest.mark.parametrize('build', [detection_4x, detection_3x])
-def test_both_layouts_give_the_box_id_and_best_hypothesis(build):
-    msg = SimpleNamespace(detections=[
-        build(50.0, 40.0, 20.0, 10.0, [('cup', 0.4), ('mug', 0.7)], 'a'),
-        build(5.0, 5.0, 4.0, 6.0, [], 'b')])
-    first, second = detections_to_regions(msg)
-    assert first == Region(40.0, 35.0, 20.0, 10.0, 'a', 'mug', 0.7)
-    assert second == Region(3.0, 2.0, 4.0, 6.0, 'b', '', None)
-    assert detections_to_regions(SimpleNamespace(detections=[])) == []
+def test_both_vision_msgs_layouts_become_the_same_regions():
+    for make in (detection_v4, detection_v3):
+        array = Msg(detections=[make(100, 50, 40, 20, 'cup1', [('cup', 0.4), ('mug', 0.9)]),
+                                make(10, 10, 4, 4)])
+        first, second = detection_regions(array)
+        assert first == Region(80, 40, 40, 20, source_id='cup1', label='mug', score=0.9,
+                               detection_index=0)
+        assert (second.label, second.score, second.detection_index) == ('', None, 1)
 
 
-def test_bad_values_pass_through_for_the_frame_job_to_count():
-    (region,) = detections_to_regions(SimpleNamespace(detections=[
-        detection_4x(math.nan, 1.0, -3.0, 2.0, [('x', math.nan)])]))
-    assert math.isnan(region.x) and region.width == -3.0
+def test_a_rotated_box_becomes_the_upright_box_around_it():
+    region, = detection_regions(Msg(detections=[
+        detection_v4(100, 100, 40, 20, theta=np.pi / 2)]))
+    assert (region.width, region.height) == pytest.approx((20, 40))
+    assert (region.x, region.y) == pytest.approx((90, 80))
+
+
+def test_best_hypothesis_without_results():
     assert best_hypothesis([]) == ('', None)
 
 
-def test_regions_map_back_to_their_boxes_through_clipping_sorting_and_drops():
-    boxes = [Region(0, 0, 5, 5, 'small'), Region(-900, -900, 4, 4, 'gone'),
-             Region(-10, 10, 60, 40, 'clipped'), Region(20, 20, 8, 8, 'twin', score=math.nan),
-             Region(20, 20, 8, 8, 'twin', score=math.nan)]
-    choice = choose_regions(boxes, HW, max_regions=3)
-    assert [region.source_id for region in choice.regions] == ['clipped', 'twin', 'twin']
-    assert regions_to_detections(boxes, choice.regions, HW) == [2, 3, 4]
-    with pytest.raises(ValueError, match='none of the 5 boxes'):
-        regions_to_detections(boxes, [Region(1, 1, 1, 1)], HW)
+@pytest.mark.parametrize('x, y, w, h, usable', [
+    (10, 20, 30, 40, True),                # inside
+    (0, 0, 0, 0, True),                    # the message's default: the whole frame
+    (UINT32 - 5, 10, 30, 30, False),       # x = -5 wrapped into uint32
+    (10, 10, UINT32 - 1, 30, False),       # width -1 wrapped
+    (700, 500, 50, 50, False),             # wholly outside a 640x480 frame
+    (600, 10, 10 ** 6, 30, False),         # huge
+    (630, 470, 50, 50, True),              # partly outside: clipped
+])
+def test_roi_messages_are_taken_as_sent_and_bad_ones_are_counted(x, y, w, h, usable):
+    roi = Msg(x_offset=x, y_offset=y, width=w, height=h, do_rectify=True)
+    choice = choose_regions([roi_region(roi)], (480, 640), zero_size_is_whole_frame=True)
+    assert len(choice.regions) == int(usable)
+    assert choice.problems == ({} if usable else {'bad_roi': 1})
 
 
-def test_ranked_detections_lists_what_ran_best_first_with_box_indices():
-    rgb = np.zeros(HW + (3,), np.uint8)
-    boxes = [Region(0, 0, 10, 10, 'a'), Region(0, 0, 0, 0, 'whole'), Region(30, 30, 20, 20, 'b')]
-    frame = FrameInput(rgb, 'hold', 0, boxes=boxes, zero_size_is_whole_frame=True)
-    regions = choose_regions(boxes, HW, zero_size_is_whole_frame=True).regions
-    result = FrameResult(np.zeros(HW, np.float32), np.zeros(HW, np.uint8), None,
-                         regions=regions, region_scores=np.array([0.2, 0.9, 0.5]))
-    assert [region.source_id for region in regions] == ['whole', 'b', 'a']
-    assert ranked_detections(frame, result) == [(2, 0.9), (0, 0.5), (1, 0.2)]
-    whole_frame = FrameInput(rgb, 'hold', 0)
-    assert ranked_detections(whole_frame, FrameResult(result.heatmap, result.mask, None)) == []
+def test_hundreds_of_boxes_keep_the_largest_and_count_the_rest():
+    array = Msg(detections=[detection_v4(320, 240, 2 * index + 2, index + 2, str(index))
+                            for index in range(300)])
+    choice = choose_regions(detection_regions(array), (480, 640), max_regions=8)
+    assert [region.source_id for region in choice.regions] == [str(i) for i in
+                                                               range(299, 291, -1)]
+    assert choice.problems == {'too_many_regions': 292}
+
+
+def test_ranked_detections_list_the_regions_that_ran_best_first():
+    regions = (Region(0, 0, 5, 5, detection_index=3), Region(5, 5, 5, 5, detection_index=0),
+               Region(9, 9, 5, 5))  # an ROI has no detection to echo
+    assert ranked_detections(regions, np.array([0.2, 0.7, 0.9])) == [(0, 0.7), (3, 0.2)]
+    assert ranked_detections((), None) == []
+
+
+def test_unpaired_and_empty_messages_name_the_stamps_and_the_fix():
+    image = 12 * NS_PER_S
+    assert 'no detections received yet' in unpaired_message(image, None, 0.05)
+    line = unpaired_message(image, image + 250_000_000, 0.05)
+    assert '12.000 s' in line and '+250.0 ms' in line and 'sync_slop_s=0.05' in line
+    assert 'zero heatmap' in empty_message(image)
