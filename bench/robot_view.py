@@ -135,7 +135,7 @@ def format_table(report: dict) -> str:
             dimmed = '' if share is None else f'{share:.1%}'
             lines.append(f"{name:7s} {row:19s} {values['kld']:6.3f} {values['sim']:6.3f} "
                          f"{values['nss']:6.3f} {values['heat_share']:7.1%} {dimmed:>8s} "
-                         f"{shown:>8s}")
+                         f'{shown:>8s}')
     timing = report['timing']
     lines.append(f"cost per frame ({report['backend']}, {timing['frames']} frames x "
                  f"{timing['rounds']} rounds, interleaved):")

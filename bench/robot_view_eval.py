@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from affordance_grounding.perception.regions import (
-    affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region,
-    relative_scores)
 from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
 from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
+from affordance_grounding.perception.regions import (
+    affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region,
+    relative_scores)
 from affordance_grounding.perception.settings import load_backend, ModelSettings
 from bench.robot_view_scenes import RobotFrame
 import cv2
@@ -116,15 +116,15 @@ def box_metrics(heatmap: np.ndarray, gt: np.ndarray, box: Region) -> Dict[str, f
     size = (METRIC_SIZE, METRIC_SIZE)
     prediction = cv2.resize(np.ascontiguousarray(heatmap[window], np.float32), size,
                             interpolation=cv2.INTER_LINEAR)  # (224, 224) in [0, 1]
-    metrics = compute_metrics(prediction, load_gt_map(np.ascontiguousarray(gt[window]),
-                                                       METRIC_SIZE))
+    truth = load_gt_map(np.ascontiguousarray(gt[window]), METRIC_SIZE)  # (224, 224) float64
+    metrics = compute_metrics(prediction, truth)
     metrics['heat_share'] = float(heatmap[window].sum() / max(float(heatmap.sum()), 1e-12))
     return metrics
 
 
 def frame_job(runner: MapRunner, rgb: np.ndarray, class_index: int,
               regions: Optional[Sequence[Region]], margin: float) -> np.ndarray:
-    """What a node does per frame: heatmap (whole frame or regions), grasp mask, overlay."""
+    """Run what a node does per frame: heatmap (whole frame or regions), grasp mask, overlay."""
     if regions is None:
         heatmap = whole_frame_heatmap(runner, rgb, class_index)[0]
     else:
