@@ -22,7 +22,7 @@ from bench.model_cache import build_full_size, DEFAULT_CACHE, ensure_onnx, Int8S
 from bench.timing import load_average, summarize, time_interleaved, write_report
 import numpy as np
 import torch
-from training.export import compute_min_map_cosine
+from training.parity import compute_min_map_cosine
 
 
 def onnxruntime_bf16_matmul() -> Dict[str, object]:

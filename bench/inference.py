@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.inference [--repeats 10] [--out outputs/bench/inference.json]
         [--batches 1 8] [--cuda-batches 1 8 64] [--config MODEL.yaml] [--seed 0]
-        [--int8-methods dynamic static] [--calibration-data DIR] [--no-int8]
+        [--int8-methods dynamic static] [--int8-images DIR] [--no-int8]
 
 Builds the full-size architecture with random weights (or ``--config``; bench/model_cache.py),
 exports it to ONNX once per precision (cached under ``outputs/bench/cache`` by seed and weight
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-int8', action='store_true', help='no ONNX Runtime int8 row')
     parser.add_argument('--int8-methods', nargs='+', default=['dynamic'],
                         choices=('dynamic', 'static'), help='one int8 row per method')
-    parser.add_argument('--calibration-data', default=DEFAULT_CALIBRATION_DATA,
+    parser.add_argument('--int8-images', default=DEFAULT_CALIBRATION_DATA,
                         help='training images for the int8 calibration and parity gate '
                              '(random images when the folder does not exist)')
     parser.add_argument('--wait-for-load', type=float, metavar='LOAD',
@@ -293,7 +293,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = load_model_config(args.config) if args.config else None
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     int8 = None if args.no_int8 else Int8Settings(
-        calibration_data=args.calibration_data if Path(args.calibration_data).is_dir() else None)
+        calibration_data=args.int8_images if Path(args.int8_images).is_dir() else None)
     waited = wait_for_load(args.wait_for_load, args.max_wait) if args.wait_for_load else 0.0
     report = run(args.repeats, args.batches, args.cuda_batches, config, args.seed,
                  args.cache_dir, args.threads, cpu=not args.no_cpu, int8=int8,

@@ -5,7 +5,7 @@
         [--data-root data/synthetic_abl] [--methods dynamic static] \
         [--out outputs/bench/int8_accuracy.json]
 
-Exports the bundle to fp32 ONNX (training.export), quantizes it with every method
+Exports the bundle to fp32 ONNX (training.graph_export), quantizes it with every method
 (training.quantize, calibrated and gated on training images), runs all graphs through
 ``OnnxRuntimeBackend`` on the same report images (training.evaluate's held-out split, the one
 the training run reports on) and scores map 1 (cam) and map 2 (minmax(S) * cam) with the
@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from training.config import TrainConfig
 from training.evaluate import evaluate_features, extract_test_features, split_for_selection
-from training.export import compute_map_cosines, export_onnx
+from training.graph_export import export_onnx
 from training.metrics import compute_metrics, MetricAccumulator, normalize_map
+from training.parity import compute_map_cosines
 from training.quantize import list_image_files, QuantizationError, quantize_onnx, QuantizeOptions
 
 KLD_TARGET_DELTA = 0.02
@@ -150,12 +151,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--checkpoint', default='outputs/train_synthetic_pretrained/best.pt')
     parser.add_argument('--data-root', default='data/synthetic_abl')
     parser.add_argument('--split', default='Seen')
-    parser.add_argument('--calibration-data', help='default: <data-root>/<split>/trainset')
+    parser.add_argument('--int8-images', help='int8 calibration images (default: '
+                                              '<data-root>/<split>/trainset)')
     parser.add_argument('--methods', nargs='+', default=['dynamic', 'static'])
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
     parser.add_argument('--out', default='outputs/bench/int8_accuracy.json')
     args = parser.parse_args(argv)
-    calibration = args.calibration_data or str(Path(args.data_root) / args.split / 'trainset')
+    calibration = args.int8_images or str(Path(args.data_root) / args.split / 'trainset')
     for path in (args.checkpoint, calibration):
         if not Path(path).exists():
             print(f'error: {path} not found (python -m training.synthetic, then training.train '

@@ -6,7 +6,7 @@ import platform
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from bench.roofline import read_cpu_flags, select_isa_flags
+from bench.cpuinfo import cpu_model, physical_cores, read_cpu_flags, select_isa_flags
 import torch
 
 SGEMM_SIZES = (1024, 2048)
@@ -51,41 +51,6 @@ def measure_gpu_gemm_tflops(dtype: torch.dtype, size: int = 8192, repeats: int =
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * size ** 3 / best / 1e12
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to platform.processor())."""
-    try:
-        with open('/proc/cpuinfo') as stream:
-            for line in stream:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
-
-
-def physical_cores() -> int:
-    """Distinct (physical id, core id) pairs in /proc/cpuinfo; os.cpu_count() as fallback."""
-    cores = set()
-    physical = core = None
-    try:
-        with open('/proc/cpuinfo') as stream:
-            for line in stream:
-                key, _, value = line.partition(':')
-                key = key.strip()
-                if key == 'physical id':
-                    physical = value.strip()
-                elif key == 'core id':
-                    core = value.strip()
-                elif not key and core is not None:
-                    cores.add((physical, core))
-                    physical = core = None
-        if core is not None:
-            cores.add((physical, core))
-    except OSError:
-        pass
-    return len(cores) or os.cpu_count() or 1
 
 
 def library_version(module: str) -> Optional[str]:

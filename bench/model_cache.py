@@ -1,8 +1,8 @@
 """The benchmarked model: built with random weights, exported once per precision and cached.
 
 The grounder is assembled by ``model.factory`` (the same code a bundle goes through); the ONNX
-files are written by ``training.export`` and, for int8, ``training.quantize``, so every export
-the benchmarks time has passed the exporter's own parity checks.
+files are written by ``training.graph_export`` and, for int8, ``training.quantize``, so every
+export the benchmarks time has passed the exporter's own parity checks.
 """
 
 from dataclasses import dataclass
@@ -75,11 +75,11 @@ def ensure_onnx(grounder: AffordanceGrounder, cache_dir: str, seed: int,
                 ) -> Tuple[Path, float]:
     """Export ``grounder`` once per (seed, weights, precision); returns (path, export seconds).
 
-    fp32/fp16 come from ``training.export`` (checked against PyTorch), int8 from the cached
+    fp32/fp16 come from ``training.graph_export`` (checked against PyTorch), int8 from the cached
     fp32 file through ``training.quantize`` (gated on per-map cosine). A cached file is reused
     when its name matches; 0 seconds then.
     """
-    from training.export import export_onnx, ExportOptions
+    from training.graph_export import export_onnx, ExportOptions
 
     stem = f'grounder_seed{seed}_{weight_fingerprint(grounder)}'
     name = f'{stem}_{precision}' + (f'_{int8.method}' if precision == 'int8' else '')

@@ -1,7 +1,7 @@
 """Parity of a benchmarked backend against PyTorch fp32 on the CPU, with the exporter's bounds.
 
-The tolerances live in ``training.export`` (fp32, fp16) and ``training.quantize`` (int8): the
-benchmark applies the same numbers the exporter gates a file on (docs/export.md).
+The tolerances live in ``training.parity``: the benchmark applies the same numbers the exporter
+gates a file on (docs/export.md).
 """
 
 from typing import Dict
@@ -10,8 +10,8 @@ from affordance_grounding.inference.io_spec import OUTPUT_NAMES
 from bench.reference_structure import reference_test_forward
 import numpy as np
 import torch
-from training.export import compute_min_map_cosine, FP16_MIN_COSINE, FP32_ATOL, FP32_GPU_ATOL
-from training.quantize import DEFAULT_MIN_COSINE as INT8_MIN_COSINE
+from training.parity import (
+    compute_min_map_cosine, FP16_MIN_COSINE, FP32_ATOL, FP32_GPU_ATOL, INT8_MIN_COSINE)
 
 MIN_COSINE = {'fp16': FP16_MIN_COSINE, 'int8': INT8_MIN_COSINE}
 

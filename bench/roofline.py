@@ -11,68 +11,14 @@ int8 rows get their own peak the same way (ONNX Runtime MatMulInteger, VNNI arit
 """
 
 import os
-from pathlib import Path
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from bench.cpuinfo import (
+    physical_cores, read_cpu_flags, read_cpu_identity, read_max_clock_mhz, select_isa_flags)
 import numpy as np
 
 GEMM_SIZES = (1024, 2048)
-# Feature flags worth keeping in a benchmark JSON: the SIMD extensions the kernels dispatch on.
-ISA_PREFIXES = ('sse', 'ssse', 'avx', 'fma', 'f16c', 'amx', 'vnni', 'bf16', 'fp16', 'asimd',
-                'sve', 'neon', 'i8mm', 'dotprod')
-
-
-def read_cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:
-    """Return the first processor's feature flags (``flags`` on x86, ``Features`` on Arm)."""
-    try:
-        with open(cpuinfo) as stream:
-            for line in stream:
-                key, _, value = line.partition(':')
-                if key.strip() in ('flags', 'Features'):
-                    return value.split()
-    except OSError:
-        pass
-    return []
-
-
-def select_isa_flags(flags: Sequence[str]) -> List[str]:
-    """Keep the SIMD-related flags (sorted): what a GEMM kernel can dispatch on."""
-    return sorted(flag for flag in set(flags) if flag.startswith(ISA_PREFIXES)
-                  or any(part in flag for part in ('vnni', 'bf16', 'amx')))
-
-
-def read_cpu_identity(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, object]:
-    """Vendor, family, model and the highest per-core ``cpu MHz`` of /proc/cpuinfo."""
-    identity: Dict[str, object] = {}
-    mhz: List[float] = []
-    try:
-        with open(cpuinfo) as stream:
-            for line in stream:
-                key, _, value = line.partition(':')
-                key, value = key.strip(), value.strip()
-                if key == 'vendor_id' and 'vendor' not in identity:
-                    identity['vendor'] = value
-                elif key == 'cpu family' and 'family' not in identity:
-                    identity['family'] = int(value)
-                elif key == 'model' and 'model' not in identity:
-                    identity['model'] = int(value)
-                elif key == 'cpu MHz':
-                    mhz.append(float(value))
-    except (OSError, ValueError):
-        pass
-    if mhz:
-        identity['cpuinfo_mhz'] = max(mhz)
-    return identity
-
-
-def read_max_clock_mhz(sysfs: str = '/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq'
-                       ) -> Optional[float]:
-    """Return the highest clock the cpufreq driver reports in MHz (absent in most VMs)."""
-    try:
-        return int(Path(sysfs).read_text().strip()) / 1e3
-    except (OSError, ValueError):
-        return None
 
 
 def fma_units_per_core(identity: Dict[str, object], vector_bits: int) -> Tuple[int, int, str]:
@@ -206,8 +152,6 @@ def measure_peak(threads: Optional[int] = None, sgemm: Optional[Dict[str, float]
         (the clock the fastest probe needs at the theoretical operations per cycle; above
         the readable clock, the theoretical peak at it is one more candidate).
     """
-    from bench.machine import physical_cores
-
     flags = read_cpu_flags(cpuinfo)
     identity = read_cpu_identity(cpuinfo)
     cores = threads or physical_cores()

@@ -147,3 +147,124 @@ def test_boundary_checker_sees_imports(tmp_path):
     sample = tmp_path / 'sample.py'
     sample.write_text('import rclpy.node\nfrom training.loop import x\nfrom . import y\n')
     assert list(imported_top_modules(sample)) == [(1, 'rclpy'), (2, 'training')]
+
+
+# --- No import cycles --------------------------------------------------------------------------
+# A cycle is a module graph edge path that returns to its start. Every import statement counts,
+# also one inside a function (a deferred import hides a cycle from the interpreter, not from the
+# reader), and ``from package import name`` points at ``package.name`` when that is a module.
+CYCLE_CHECKED = ('affordance_grounding', 'training', 'bench', 'demo', 'harness')
+
+
+def list_modules(root: Path, packages) -> dict:
+    """Map each dotted module name under ``packages`` (folders of ``root``) to its file."""
+    modules = {}
+    for package in packages:
+        for path in sorted((root / package).rglob('*.py')):
+            parts = path.relative_to(root).with_suffix('').parts
+            modules['.'.join(parts[:-1] if parts[-1] == '__init__' else parts)] = path
+    return modules
+
+
+def resolve_import_from(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """Return the absolute module an ``ImportFrom`` names (``from ..x import y`` -> ``a.x``)."""
+    if not node.level:
+        return node.module or ''
+    package = module.split('.') if path.name == '__init__.py' else module.split('.')[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return '.'.join(base + ([node.module] if node.module else []))
+
+
+def local_imports(module: str, path: Path, modules: dict) -> set:
+    """Return the modules of ``modules`` that ``module`` (at ``path``) imports, anywhere in it."""
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve_import_from(module, path, node)
+            names = [f'{base}.{alias.name}' if f'{base}.{alias.name}' in modules else base
+                     for alias in node.names]
+        else:
+            continue
+        targets |= {name for name in names if name in modules and name != module}
+    return targets
+
+
+def strongly_connected_groups(graph: dict) -> list:
+    """Tarjan's algorithm: the groups of modules that import each other in a circle."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in sorted(graph[node]):
+            if successor not in index:
+                visit(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            group = set()
+            while node not in group:
+                group.add(stack.pop())
+            on_stack.difference_update(group)
+            groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return [group for group in groups if len(group) > 1]
+
+
+def shortest_cycle(graph: dict, group: set) -> list:
+    """Return the shortest import path from the group's first module back to itself."""
+    start = min(group)
+    paths, frontier = {start: [start]}, [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for successor in sorted(graph[node] & group):
+                if successor == start:
+                    return paths[node] + [start]
+                if successor not in paths:
+                    paths[successor] = paths[node] + [successor]
+                    following.append(successor)
+        frontier = following
+    raise AssertionError(f'{sorted(group)} is not a cycle')
+
+
+def find_import_cycles(root: Path, packages) -> list:
+    """Name every import cycle among the modules of ``packages``: ``a -> b -> a`` lines."""
+    modules = list_modules(root, packages)
+    graph = {name: local_imports(name, path, modules) for name, path in modules.items()}
+    return sorted(' -> '.join(shortest_cycle(graph, group))
+                  for group in strongly_connected_groups(graph))
+
+
+def test_no_import_cycles():
+    cycles = find_import_cycles(REPO, CYCLE_CHECKED)
+    assert cycles == [], 'import cycles (break each one):\n' + '\n'.join(cycles)
+
+
+def test_cycle_finder_resolves_imports_and_names_the_cycle(tmp_path):
+    files = {'pkg/__init__.py': 'from . import d\n',
+             'pkg/a.py': 'from . import b\nimport os\n',
+             'pkg/b.py': 'def f():\n    from pkg.c import value\n',
+             'pkg/c.py': 'import pkg.a\nvalue = 1\n',
+             'pkg/d.py': 'from pkg import a\n',
+             'pkg/sub/__init__.py': 'from .e import thing\n',
+             'pkg/sub/e.py': 'from ..d import name\nfrom .. import c\nthing = 1\n',
+             'other/__init__.py': 'from pkg.sub import e\n'}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    modules = list_modules(tmp_path, ('pkg', 'other'))
+    assert local_imports('pkg.sub.e', modules['pkg.sub.e'], modules) == {'pkg.d', 'pkg.c'}
+    assert local_imports('pkg.sub', modules['pkg.sub'], modules) == {'pkg.sub.e'}
+    assert local_imports('other', modules['other'], modules) == {'pkg.sub.e'}
+    assert local_imports('pkg', modules['pkg'], modules) == {'pkg.d'}
+    assert find_import_cycles(tmp_path, ('pkg', 'other')) == ['pkg.a -> pkg.b -> pkg.c -> pkg.a']
+    (tmp_path / 'pkg/b.py').write_text('x = 1\n')
+    assert find_import_cycles(tmp_path, ('pkg', 'other')) == []

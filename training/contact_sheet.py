@@ -10,8 +10,8 @@ from typing import Sequence, Tuple
 from affordance_grounding.perception.postprocess import render_overlay
 import cv2
 import numpy as np
-
 from training.metrics import normalize_map
+from training.run_files import write_png
 
 
 def render_sheet_row(rgb: np.ndarray, maps: Sequence[Tuple[str, np.ndarray]], gt: np.ndarray,
@@ -40,6 +40,4 @@ def write_sheet(path: Path, rows: Sequence[np.ndarray], empty_shape: Tuple[int, 
     """Stack the rows into a PNG (a dark ``empty_shape`` (H, W) image when there are none)."""
     sheet = (np.concatenate(rows, axis=0) if rows
              else np.zeros(empty_shape + (3,), np.uint8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    return path
+    return write_png(path, sheet)

@@ -10,19 +10,22 @@ training) only runs the small head.
 
 import argparse
 from dataclasses import dataclass
-import json
 from pathlib import Path
 import sys
 from typing import Dict, List, Optional, Sequence
 
 from affordance_grounding.config import CALIBRATIONS
+from affordance_grounding.inference.io_spec import BackendUnavailableError
+from affordance_grounding.inference.selection import resolve_device
 from affordance_grounding.model.checkpoint import CheckpointError, load_grounder
 from affordance_grounding.model.grounding import AffordanceGrounder, BackboneFeatures
 import numpy as np
 import torch
 from tqdm import tqdm
+from training.config import TrainConfig
 from training.contact_sheet import render_sheet_row, write_sheet
 from training.metrics import compute_metrics, MetricAccumulator, MetricSummary, normalize_map
+from training.run_files import write_json
 
 MAP_TITLES = {'none': 'map 1: cam', 'clip': 'map 2: minmax(S) * cam',
               'clip_local_mean': 'map 3: minmax(S) * LM(cam)'}
@@ -187,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--data-root', required=True, help='dataset root (AGD20K layout)')
     parser.add_argument('--split', default='Seen', help='Seen, Unseen, or none (HICO-IIF)')
     parser.add_argument('--out-dir', default='outputs/eval')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default=TrainConfig.device,
+                        help='auto (CUDA when PyTorch sees it, else the CPU with a warning; '
+                             'the training default), cpu, cuda or cuda:N')
     parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
     parser.add_argument('--sheet-rows', type=int, default=8, help='contact-sheet rows')
     return parser
@@ -199,19 +204,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        grounder = load_grounder(args.checkpoint, device=args.device)
+        device = resolve_device(args.device)
+        grounder = load_grounder(args.checkpoint, device=device)
         split = None if args.split.lower() == 'none' else args.split
         layout = layout_for_model(args.data_root, split, grounder.config)
         dataset = TestDataset(layout)
-    except (CheckpointError, DatasetLayoutError) as error:
+    except (BackendUnavailableError, CheckpointError, DatasetLayoutError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    features = extract_test_features(grounder, dataset, torch.device(args.device),
+    features = extract_test_features(grounder, dataset, torch.device(device),
                                      limit=args.limit)
     summaries = evaluate_features(grounder, features)
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / 'metrics.json').write_text(json.dumps(summaries_to_dict(summaries), indent=2))
+    write_json(out_dir / 'metrics.json', summaries_to_dict(summaries))
     sheet_rows = list(range(0, len(features), max(1, len(features) // max(args.sheet_rows, 1))))
     write_contact_sheet(out_dir / 'contact_sheet.png', grounder, features,
                         sheet_rows[:args.sheet_rows])

@@ -43,6 +43,7 @@ from training.evaluate import (
     summaries_to_dict, write_contact_sheet)
 from training.losses import build_param_groups
 from training.model import SelectiveCLModel
+from training.run_files import write_json
 from training.step import SelectiveCLObjective, TrainBatch
 
 LOGGER = logging.getLogger(__name__)
@@ -356,7 +357,7 @@ class Trainer:
                   'report_images': len(self.report_indices),
                   'maps': summaries_to_dict(summaries),
                   'before_training': self.before_training}
-        (self.out_dir / 'metrics.json').write_text(json.dumps(report, indent=2))
+        write_json(self.out_dir / 'metrics.json', report)
         write_contact_sheet(self.out_dir / 'contact_sheet.png', best, self.test_features,
                             self.report_indices[:8])
         tqdm.write(f'best epoch {self.progress.best_epoch}, report split:\n'

@@ -21,11 +21,13 @@ import time
 from typing import List, Optional
 
 from affordance_grounding.config import load_model_config
+from affordance_grounding.model.checkpoint import write_atomically
 import torch
 from training.pretrain.clip_pretrain import ClipPretrainSettings, pretrain_clip
 from training.pretrain.dino_pretrain import (
     DinoPretrainSettings, OBJECTNESS_TARGETS, pretrain_dino)
 from training.pretrain.scenes import render_pool
+from training.run_files import write_json
 
 POOL_SEED = 1000  # root seed of the pretraining scenes; benchmark data sets use 0..99
 
@@ -71,14 +73,12 @@ def save_clip(model: torch.nn.Module, path: Path) -> None:
     """Write the open_clip state dict (float16 floats) where ``pretrained=FILE`` reads it."""
     state = {key: value.half() if value.is_floating_point() else value
              for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    write_atomically(state, path)
 
 
 def save_dino(vit: torch.nn.Module, path: Path) -> None:
     """Write the timm ViT state dict (float32) where ``pretrained_cfg_overlay`` reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({key: value.float() for key, value in vit.state_dict().items()}, path)
+    write_atomically({key: value.float() for key, value in vit.state_dict().items()}, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -121,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     suffix = f'_{args.only}' if args.only else ''
     written = config.dino_weights if args.only == 'dino' else config.clip_weights
     report_path = Path(written).parent / f'pretrain_report{suffix}.json'
-    report_path.write_text(json.dumps(report, indent=1) + '\n')
+    write_json(report_path, report, indent=1)
     print(json.dumps({key: report[key] for key in ('scenes', 'render_s', 'total_s')}))
     return 0
 

@@ -1,7 +1,7 @@
 r"""INT8 graphs for ONNX Runtime on the CPU, made from an exported fp32 graph and gated on parity.
 
     python -m training.export --checkpoint best.pt --out model_int8.onnx --precision int8 \
-        [--int8-method dynamic|static] [--calibration-data data/AGD20K/Seen/trainset]
+        [--int8-method dynamic|static] [--int8-images data/AGD20K/Seen/trainset]
 
 ONNX Runtime's quantization tooling (``onnxruntime.quantization``) does the work; this module
 chooses what to quantize and checks the result. Only the MatMul/Gemm layers with constant
@@ -14,9 +14,9 @@ ClearCLIP and DINO-key paths of the last blocks, the head and the calibration st
 * ``static``: QDQ, activation ranges from MinMax calibration over training images.
 
 Parity gate: per-map cosine of ``cam`` and ``affinity`` against the fp32 graph on images the
-model is meant for (``--calibration-data``, held out from the calibration images; seeded random
-images without it), every map at least :data:`DEFAULT_MIN_COSINE` (the value and how it was
-chosen: docs/benchmarks.md, INT8). Below it the export fails and writes nothing.
+model is meant for (``--int8-images``, held out from the calibration images; seeded random
+images without it), every map at least ``training.parity.INT8_MIN_COSINE`` (the value and how
+it was chosen: docs/benchmarks.md, INT8). Below it the export fails and writes nothing.
 """
 
 from dataclasses import dataclass, field, replace
@@ -34,18 +34,12 @@ from affordance_grounding.inference.onnx_model import (
 from affordance_grounding.perception.preprocess import ImagePreprocessor
 import cv2
 import numpy as np
-from training.export import compute_map_cosines, ExportError
+from training.parity import (
+    compute_map_cosines, COSINE_GATED_OUTPUTS, ExportError, INT8_MIN_COSINE)
 
 LOGGER = logging.getLogger(__name__)
 
 METHODS = ('dynamic', 'static')
-# Smallest per-map cosine (cam, affinity) of int8 vs fp32, chosen from measurements
-# (docs/benchmarks.md, INT8): the lowest seen was 0.9939 (full-size random weights, static QDQ,
-# affinity; dynamic: 0.9981; the trained synthetic model: >= 0.9997), so 0.99 passes every
-# measured export with a margin, while maps that merely look alike (two independent uniform
-# [0, 1] maps: 0.75 expected) fail.
-DEFAULT_MIN_COSINE = 0.99
-GATED_OUTPUTS = OUTPUT_NAMES[1:]  # cam, affinity: the maps before the calibration's min-max
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 # A transformer block of either backbone: open_clip's resblocks.N, timm's blocks.N.
 BLOCK_SCOPE = re.compile(r'(?:^|[./])(?:resblocks|blocks)[./]\d+(?:[./]|$)')
@@ -74,7 +68,7 @@ class QuantizeOptions:
     calibration_images: Tuple[str, ...] = ()
     calibration_count: int = 16
     parity_count: int = 8
-    min_cosine: float = DEFAULT_MIN_COSINE
+    min_cosine: float = INT8_MIN_COSINE
     per_channel: bool = True
     seed: int = 0
 
@@ -188,7 +182,7 @@ def run_quantizer(source: Path, target: Path, nodes: List[str], options: Quantiz
         quantize_dynamic(str(source), str(target), **common)
         return
     if calibration is None or not len(calibration):
-        raise QuantizationError('static int8 needs calibration images (--calibration-data)')
+        raise QuantizationError('static int8 needs calibration images (--int8-images)')
     reader = type('Reader', (_ImageReader, CalibrationDataReader), {})(calibration)
     quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -252,7 +246,7 @@ def quantize_onnx(fp32_path: str, out_path: str,
         size = metadata.image_size
         parity = np.random.default_rng(options.seed).standard_normal(
             (options.parity_count, 3, size, size)).astype(np.float32)
-        described = f'{options.parity_count} random normal images (no --calibration-data)'
+        described = f'{options.parity_count} random normal images (no --int8-images)'
     destination = Path(out_path)
     report = QuantizeReport(path=destination, method=options.method, quantized_nodes=len(nodes),
                             kept_fp32_nodes=len(kept), parity_images=described)
@@ -262,7 +256,7 @@ def quantize_onnx(fp32_path: str, out_path: str,
         mark_int8(temporary, metadata, options.method)
         report.min_cosine, report.mean_cosine = compare_maps(Path(fp32_path), temporary, parity)
         failures = [f'{name}: min map cosine {report.min_cosine[name]:.4f} < '
-                    f'{options.min_cosine}' for name in GATED_OUTPUTS
+                    f'{options.min_cosine}' for name in COSINE_GATED_OUTPUTS
                     if not report.min_cosine[name] >= options.min_cosine]
         if failures:
             raise QuantizationError(f'int8 ({options.method}) maps differ from fp32 on '

@@ -1,6 +1,6 @@
-"""bench.roofline: ISA flags, the theoretical peak's arithmetic, the measured GEMM probes."""
+"""bench.cpuinfo and bench.roofline: ISA flags, cores, the peak's arithmetic, the GEMM probes."""
 
-from bench import roofline
+from bench import cpuinfo, roofline
 import pytest
 
 ZEN5 = """processor\t: 0
@@ -26,19 +26,27 @@ def zen5_cpuinfo(tmp_path):
 
 
 def test_flags_identity_and_isa_selection(zen5_cpuinfo):
-    flags = roofline.read_cpu_flags(zen5_cpuinfo)
+    flags = cpuinfo.read_cpu_flags(zen5_cpuinfo)
     assert 'avx512_bf16' in flags
-    assert roofline.select_isa_flags(flags) == [
+    assert cpuinfo.select_isa_flags(flags) == [
         'avx', 'avx2', 'avx512_bf16', 'avx512_vnni', 'avx512bw', 'avx512f', 'avx_vnni', 'fma',
         'sse', 'sse2']  # aes, fpu dropped
-    identity = roofline.read_cpu_identity(zen5_cpuinfo)
+    identity = cpuinfo.read_cpu_identity(zen5_cpuinfo)
     assert identity == {'vendor': 'AuthenticAMD', 'family': 26, 'model': 2,
                         'cpuinfo_mhz': 2596.0}
+    assert cpuinfo.cpu_model(zen5_cpuinfo) == 'AMD EPYC'
+
+
+def test_physical_cores_counts_distinct_core_ids_not_hyperthreads(tmp_path):
+    path = tmp_path / 'cpuinfo'
+    path.write_text(''.join(f'processor\t: {index}\nphysical id\t: 0\ncore id\t\t: {index % 2}\n\n'
+                            for index in range(4)))  # 2 cores x 2 hyperthreads
+    assert cpuinfo.physical_cores(str(path)) == 2
 
 
 def test_theoretical_peak_zen5_full_width_and_vnni(zen5_cpuinfo):
-    flags = roofline.read_cpu_flags(zen5_cpuinfo)
-    peak = roofline.theoretical_peak(flags, roofline.read_cpu_identity(zen5_cpuinfo), 2)
+    flags = cpuinfo.read_cpu_flags(zen5_cpuinfo)
+    peak = roofline.theoretical_peak(flags, cpuinfo.read_cpu_identity(zen5_cpuinfo), 2)
     # 16 lanes x 2 (FMA) x 2 pipes = 64 FLOP/cycle; x 2 cores x 2.596 GHz
     assert peak['flop_per_cycle_per_core'] == 64
     assert peak['fp32_gflops'] == pytest.approx(64 * 2 * 2.596, abs=0.1)

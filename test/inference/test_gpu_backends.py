@@ -12,7 +12,7 @@ from affordance_grounding.inference.engine_cache import engine_metadata_path
 import numpy as np
 import pytest
 import torch
-from training.export import compute_min_map_cosine
+from training.parity import compute_min_map_cosine
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_TENSORRT = importlib.util.find_spec('tensorrt') is not None

@@ -14,20 +14,43 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from training import export as export_module
-from training.export import (
-    compute_min_map_cosine, export_onnx, ExportError, ExportOptions, ExportReport,
-    find_parity_failures, main)
+from training import graph_export
+from training.export import main
+from training.graph_export import export_onnx, ExportOptions
+from training.parity import compute_min_map_cosine, ExportError, find_parity_failures
+
+
+EXPORTER_CALLS = []  # the ``dynamo`` argument of each torch.onnx.export call of the fixture
 
 
 @pytest.fixture(scope='module')
 def exported(tiny_grounder, tmp_path_factory):
-    """Export the tiny model through the CLI from a bundle; returns (onnx path, bundle path)."""
+    """Export the tiny model and its text tower through the CLI from a bundle.
+
+    Returns (onnx path, bundle path); records how the exporter was called in EXPORTER_CALLS.
+    """
     folder = tmp_path_factory.mktemp('export')
     bundle = save_bundle(str(folder / 'tiny.pt'), tiny_grounder)
     onnx_path = folder / 'tiny.onnx'
-    assert main(['--checkpoint', str(bundle), '--out', str(onnx_path)]) == 0
+    real_export = torch.onnx.export
+
+    def recording_export(*args, **kwargs):
+        EXPORTER_CALLS.append(kwargs.get('dynamo'))
+        return real_export(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.onnx, 'export', recording_export)
+        assert main(['--checkpoint', str(bundle), '--out', str(onnx_path), '--text-tower']) == 0
     return onnx_path, bundle
+
+
+def test_text_tower_is_written_as_out_stem_dot_text_onnx_with_torchscript(exported):
+    onnx_path, _ = exported
+    assert sorted(path.name for path in onnx_path.parent.glob('*.onnx')) == [
+        'tiny.onnx', 'tiny.text.onnx']  # not tiny.onnx.text.onnx
+    assert EXPORTER_CALLS == [True, False]  # the graph: dynamo; the text tower: dynamo=False
+    export_doc = (Path(__file__).resolve().parents[2] / 'docs/export.md').read_text()
+    assert '`--text-tower` also writes `<out stem>.text.onnx`' in export_doc
 
 
 def run_session(path: Path, images: torch.Tensor):
@@ -38,7 +61,8 @@ def run_session(path: Path, images: torch.Tensor):
 
 def test_export_cli_writes_one_self_contained_file(exported):
     onnx_path, bundle = exported
-    assert sorted(p.name for p in onnx_path.parent.iterdir()) == ['tiny.onnx', 'tiny.pt']
+    assert sorted(p.name for p in onnx_path.parent.iterdir()) == [
+        'tiny.onnx', 'tiny.pt', 'tiny.text.onnx']  # no side .data file, no temporary left
     assert onnx_path.stat().st_size > 100_000  # weights inside, no side .data file
 
 
@@ -123,7 +147,7 @@ def test_export_falls_back_to_torchscript_when_dynamo_fails(tiny_grounder, tmp_p
             raise RuntimeError('simulated dynamo failure')
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(export_module.torch.onnx, 'export', failing_dynamo)
+    monkeypatch.setattr(graph_export.torch.onnx, 'export', failing_dynamo)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     path = tmp_path / 'torchscript.onnx'
     report = export_onnx(tiny_grounder, str(path), ExportOptions(calibration='clip_local_mean'))
@@ -138,15 +162,13 @@ def test_export_falls_back_to_torchscript_when_dynamo_fails(tiny_grounder, tmp_p
 
 
 def test_find_parity_failures_lists_each_output_past_tolerance():
-    report = ExportReport(path=Path('x.onnx'), exporter='dynamo',
-                          max_abs_error={1: {'affordance': 2e-4, 'cam': 1e-6,
-                                             'affinity': float('nan')}},
-                          min_cosine={1: {'affordance': 0.5, 'cam': 0.9999, 'affinity': 0.99}})
-    fp32 = find_parity_failures(report, ExportOptions(parity_batches=(1,)))
+    max_abs_error = {1: {'affordance': 2e-4, 'cam': 1e-6, 'affinity': float('nan')}}
+    min_cosine = {1: {'affordance': 0.5, 'cam': 0.9999, 'affinity': 0.99}}
+    fp32 = find_parity_failures(max_abs_error, min_cosine, 'fp32')
     assert len(fp32) == 2
     assert fp32[0].startswith('batch 1 affordance: max abs error 0.0002')
     assert 'affinity' in fp32[1]  # NaN never passes
-    fp16 = find_parity_failures(report, ExportOptions(precision='fp16', parity_batches=(1,)))
+    fp16 = find_parity_failures(max_abs_error, min_cosine, 'fp16')
     assert fp16 == ['batch 1 affinity: min map cosine 0.990000 < 0.999']
 
 

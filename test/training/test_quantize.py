@@ -8,12 +8,12 @@ from affordance_grounding.inference.selection import Environment, select_backend
 import cv2
 import numpy as np
 import pytest
-from training import export, quantize
+from training import export, parity, quantize
 
 GPU_MACHINE = Environment(cuda_available=True, tensorrt_problem=None, onnxruntime_problem=None,
                           onnxruntime_providers=('CUDAExecutionProvider',
                                                  'CPUExecutionProvider'))
-TINY_GATE = quantize.DEFAULT_MIN_COSINE  # the tiny model measures >= 0.9998
+TINY_GATE = parity.INT8_MIN_COSINE  # the tiny model measures >= 0.9998
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +44,7 @@ def test_dynamic_int8_graph_is_marked_and_gated(tiny_int8, tiny_onnx):
     ops = {node.op_type for node in model.graph.node}
     assert 'MatMulInteger' in ops and 'LayerNormalization' in ops and 'Softmax' in ops
     assert report.quantized_nodes > 0 and report.kept_fp32_nodes > 0
-    assert min(report.min_cosine[name] for name in quantize.GATED_OUTPUTS) >= TINY_GATE
+    assert min(report.min_cosine[name] for name in parity.COSINE_GATED_OUTPUTS) >= TINY_GATE
     assert 'random normal images' in report.parity_images
     assert 'int8 dynamic' in quantize.format_quantize_report(report)
 
@@ -56,7 +56,7 @@ def test_backend_says_int8_and_matches_fp32(tiny_int8, tiny_onnx, tiny_images):
     assert int8.describe() == 'onnxruntime on cpu (int8: dynamic MatMul/Gemm, the rest fp32)'
     assert fp32.describe() == 'onnxruntime on cpu (fp32)'
     got, want = int8.infer(tiny_images), fp32.infer(tiny_images)
-    assert export.compute_min_map_cosine(got.cam, want.cam) > TINY_GATE
+    assert parity.compute_min_map_cosine(got.cam, want.cam) > TINY_GATE
     assert not np.array_equal(got.cam, want.cam)  # really a different (quantized) graph
 
 
@@ -97,22 +97,45 @@ def test_static_needs_images_then_calibrates_on_them(tiny_onnx, tmp_path):
     model = load_onnx_model(str(tmp_path / 'static.onnx'))
     assert {'QuantizeLinear', 'DequantizeLinear'} <= {node.op_type for node in model.graph.node}
     assert report.parity_images == '3 images held out from 6 used for calibration'
-    calibration, parity = quantize.split_images(images, 6, 3, 0)
-    assert not set(calibration) & set(parity)
+    calibration, held_out = quantize.split_images(images, 6, 3, 0)
+    assert not set(calibration) & set(held_out)
 
 
 @pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_export_cli_int8_from_config(tiny_config_path, tmp_path, capsys):
     out = tmp_path / 'cli_int8.onnx'
+    users_file = tmp_path / 'cli_int8.fp32.onnx'  # a name the intermediate once took
+    users_file.write_bytes(b'not ours')
     code = export.main(['--config', str(tiny_config_path), '--out', str(out), '--precision',
                         'int8', '--int8-min-cosine', '0.9', '--skip-tensorrt-check'])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     assert read_onnx_metadata(load_onnx_model(str(out)), str(out)).precision == 'int8'
-    assert not (tmp_path / 'cli_int8.fp32.onnx').exists()  # the intermediate is removed
+    written = [line.split()[1] for line in printed.out.splitlines() if line.startswith('wrote ')]
+    assert written == [str(out)]  # no line names the fp32 intermediate as written
+    assert 'fp32 source (temporary, removed after quantizing)' in printed.out
+    assert set(tmp_path.iterdir()) == {out, users_file}  # the intermediate is gone
+    assert users_file.read_bytes() == b'not ours'
     assert export.main(['--onnx', str(out), '--out', str(tmp_path / 'b.onnx'), '--precision',
                         'int8']) == 2  # an int8 file is no fp32 source
     assert 'int8 starts from fp32' in capsys.readouterr().err
     assert export.main(['--config', str(tiny_config_path), '--out', str(tmp_path / 'c.onnx'),
-                        '--precision', 'int8', '--calibration-data',
+                        '--precision', 'int8', '--int8-images',
                         str(tmp_path / 'missing')]) == 2
     assert 'calibration data not found' in capsys.readouterr().err
+
+
+def test_int8_image_options_are_named_apart_from_the_heatmap_calibration(capsys):
+    parser = export.build_parser()
+    assert '--calibration-data' not in parser.format_help()
+    args = parser.parse_args(['--onnx', 'a.onnx', '--out', 'b.onnx', '--int8-images', 'imgs',
+                              '--int8-calibration-count', '4', '--calibration', 'none'])
+    assert (args.int8_images, args.int8_calibration_count, args.calibration) == \
+        ('imgs', 4, 'none')
+    assert capsys.readouterr().err == ''
+    old = parser.parse_args(['--onnx', 'a.onnx', '--out', 'b.onnx', '--calibration-data', 'imgs',
+                             '--calibration-count', '4'])
+    assert (old.int8_images, old.int8_calibration_count) == ('imgs', 4)
+    assert capsys.readouterr().err.splitlines() == [
+        'warning: --calibration-data is deprecated; use --int8-images',
+        'warning: --calibration-count is deprecated; use --int8-calibration-count']
