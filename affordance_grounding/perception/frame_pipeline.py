@@ -13,6 +13,7 @@ from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
 from affordance_grounding.perception.preprocess import ImagePreprocessor
 from affordance_grounding.perception.settings import OutputSettings
+import cv2
 import numpy as np
 import torch
 
@@ -34,6 +35,23 @@ class FrameOutputs:
     mask: np.ndarray
     overlay: Optional[np.ndarray]
     timings_s: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InferredRows:
+    """One batch through the backend.
+
+    Attributes:
+        networks: (B, S, S) float32 map of each row's action, in [0, 1].
+        cams: (B, K, G, G) class activation maps of every label (the region scores read them).
+        preprocess_s: Seconds spent preprocessing each row.
+        inference_s: Seconds of the backend call (every row waited for all of it).
+    """
+
+    networks: np.ndarray
+    cams: np.ndarray
+    preprocess_s: List[float]
+    inference_s: float
 
 
 class FramePipeline:
@@ -85,28 +103,47 @@ class FramePipeline:
             raise ValueError(f'run_batch needs as many class indices ({len(class_indices)}) '
                              f'and overlay labels ({len(overlay_labels)}) as images ({count}), '
                              'at least one')
+        self.check_class_indices(class_indices)
+        rows = self.infer_rows(rgbs, class_indices)
+        results = []
+        for row, (rgb, label) in enumerate(zip(rgbs, overlay_labels)):
+            start = time.perf_counter()
+            outputs = self.postprocess(rows.networks[row], rgb, settings, label)
+            outputs.timings_s = {'preprocess': rows.preprocess_s[row],
+                                 'inference': rows.inference_s,
+                                 'postprocess': time.perf_counter() - start}
+            results.append(outputs)
+        return results
+
+    def check_class_indices(self, class_indices: Sequence[int]) -> None:
+        """Raise ``ValueError`` for an action index outside the model's labels."""
         for class_index in class_indices:
             if not 0 <= class_index < len(self.labels):
                 raise ValueError(f'class index {class_index} is outside the '
                                  f'{len(self.labels)} labels of the model')
+
+    def infer_rows(self, images: Sequence[np.ndarray],
+                   class_indices: Sequence[int]) -> InferredRows:
+        """Preprocess every image into its row of one batch and run the backend once.
+
+        Args:
+            images: (H, W, 3) uint8 RGB images (frames, or regions cut out of frames).
+            class_indices: The action of each row.
+
+        Returns:
+            Each row's action map and every row's class activation maps, with timings.
+        """
+        count = len(images)
         batch = self._batch_buffer(count)
         preprocess_s = []
-        for row, rgb in enumerate(rgbs):
+        for row, rgb in enumerate(images):
             start = time.perf_counter()
             self.preprocessor(rgb, out=batch[row:row + 1])  # (1, 3, S, S) view of the batch
             preprocess_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        affordance = self.backend.infer(batch).affordance  # (B, K, S, S) in [0, 1]
-        networks = affordance[np.arange(count), np.asarray(class_indices)]  # (B, S, S)
-        inference_s = time.perf_counter() - start
-        results = []
-        for row, (rgb, label) in enumerate(zip(rgbs, overlay_labels)):
-            start = time.perf_counter()
-            outputs = self._postprocess(networks[row], rgb, settings, label)
-            outputs.timings_s = {'preprocess': preprocess_s[row], 'inference': inference_s,
-                                 'postprocess': time.perf_counter() - start}
-            results.append(outputs)
-        return results
+        result = self.backend.infer(batch)
+        networks = result.affordance[np.arange(count), np.asarray(class_indices)]  # (B, S, S)
+        return InferredRows(networks, result.cam, preprocess_s, time.perf_counter() - start)
 
     def _batch_buffer(self, count: int) -> torch.Tensor:
         """Return the reused (count, 3, S, S) input buffer of this batch size."""
@@ -114,13 +151,27 @@ class FramePipeline:
             self._inputs[count] = torch.empty(count, 3, self.image_size, self.image_size)
         return self._inputs[count]
 
-    def _postprocess(self, network: np.ndarray, rgb: np.ndarray, settings: OutputSettings,
-                     overlay_label: Optional[str]) -> FrameOutputs:
+    def postprocess(self, network: np.ndarray, rgb: np.ndarray, settings: OutputSettings,
+                    overlay_label: Optional[str]) -> FrameOutputs:
         """One frame's (S, S) map -> heatmap, grasp mask and overlay (timings left empty)."""
         full = None
         if settings.heatmap_resolution == 'input' or overlay_label is not None:
             full = resize_to_input(network, rgb.shape[:2])  # (H, W): the model's resize undone
         heatmap = full if settings.heatmap_resolution == 'input' else network
+        return self._outputs(heatmap, full, rgb, settings, overlay_label)
+
+    def postprocess_full(self, full: np.ndarray, rgb: np.ndarray, settings: OutputSettings,
+                         overlay_label: Optional[str]) -> FrameOutputs:
+        """Like :meth:`postprocess` for a map already at input resolution (pasted regions)."""
+        heatmap = full
+        if settings.heatmap_resolution == 'model':
+            size = self.image_size
+            heatmap = cv2.resize(full, (size, size), interpolation=cv2.INTER_AREA)  # (S, S)
+        return self._outputs(heatmap, full, rgb, settings, overlay_label)
+
+    @staticmethod
+    def _outputs(heatmap: np.ndarray, full: Optional[np.ndarray], rgb: np.ndarray,
+                 settings: OutputSettings, overlay_label: Optional[str]) -> FrameOutputs:
         mask = compute_grasp_mask(heatmap, settings.mask_threshold,
                                   settings.mask_largest_component)
         overlay = None

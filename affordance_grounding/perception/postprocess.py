@@ -1,6 +1,6 @@
 """Heatmap postprocessing: back to the input resolution, and the overlay."""
 
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -83,3 +83,23 @@ def draw_label(bgr: np.ndarray, label: str, origin: Tuple[int, int], scale: floa
     region = bgr[y0:y1, x0:x1].astype(np.float32) * (1.0 - shade)  # black outline
     region = region * (1.0 - ink) + 255.0 * ink  # white text on top
     bgr[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
+
+
+def draw_regions(bgr: np.ndarray, boxes: Sequence[Tuple[int, int, int, int]],
+                 scores: Sequence[float], best: Optional[int]) -> None:
+    """Draw every region's box with its affordance score, the best one highlighted, in place.
+
+    Args:
+        bgr: (H, W, 3) uint8 overlay.
+        boxes: (x, y, width, height) pixel boxes.
+        scores: Each box's score for the action, in [0, 1].
+        best: Index of the best box (drawn thick and green), or None.
+    """
+    scale = max(0.35, min(bgr.shape[:2]) / 900.0)
+    for index, ((x, y, width, height), score) in enumerate(zip(boxes, scores)):
+        colour = (0, 220, 0) if index == best else (0, 215, 255)  # BGR: green, amber
+        thickness = 3 if index == best else 1
+        cv2.rectangle(bgr, (int(x), int(y)), (int(x + width - 1), int(y + height - 1)), colour,
+                      thickness)
+        baseline = int(y) - 4 if y > 20 else int(y + height) + int(16 * scale) + 2
+        draw_label(bgr, f'{score:.2f}', (int(x) + 2, baseline), scale, outline_px=1)

@@ -10,6 +10,8 @@ from typing import Optional
 
 from affordance_grounding.inference.backends import BackendOptions, InferenceBackend
 from affordance_grounding.inference.selection import select_backend
+from affordance_grounding.perception.regions import (
+    check_margin, check_max_regions, DEFAULT_MAX_REGIONS, DEFAULT_ROI_MARGIN)
 from affordance_grounding.vocabulary import LABEL_SETS
 import cv2
 
@@ -83,3 +85,21 @@ class OutputSettings:
     mask_largest_component: bool = True
     overlay_alpha: float = 0.5
     colormap: int = cv2.COLORMAP_JET
+
+
+@dataclass(frozen=True)
+class RegionSettings:
+    """How object regions (a fixed ROI or a detector's boxes) become model inputs.
+
+    Attributes:
+        margin: Fraction of a box's longer side added on each side of its square crop.
+        max_regions: Most regions run per frame, the largest first; the rest are counted.
+    """
+
+    margin: float = DEFAULT_ROI_MARGIN
+    max_regions: int = DEFAULT_MAX_REGIONS
+
+    def __post_init__(self):
+        """Check both values once (a configuration error, never a per-frame one)."""
+        check_margin(self.margin)
+        check_max_regions(self.max_regions)
