@@ -2,8 +2,14 @@
 #   make demo   synthetic data -> train -> ONNX -> ROS node -> overlays, contact sheet
 #   make test   run the whole test suite (what CI runs); prints the 15 slowest tests
 #   make test-fast   everything but the `ros` and `slow` tests (about a minute on 2 cores)
+# Another interpreter gets its own environment, so the default .venv stays as it is:
+#   make test-fast PYTHON=python3.12        -> .venv-3.12
 PYTHON ?= python3
+ifeq ($(PYTHON),python3)
 VENV ?= .venv
+else
+VENV ?= .venv-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+endif
 VPY := $(VENV)/bin/python
 REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
