@@ -30,9 +30,12 @@ $(STAMP): $(REQUIREMENTS)
 # The package itself, editable, so that the README's console scripts (affordance_predict,
 # affordance_node, build_engine, ...) are in $(VENV)/bin and run the checkout's code.
 # Requirements are already there (--no-deps); the build uses the venv's setuptools.
+# --use-pep517: without it, the pip of Python 3.10's venv (23.0) takes the legacy
+# `setup.py develop` path, which puts the scripts where setup.cfg tells colcon to
+# (lib/affordance_grounding/), not into $(VENV)/bin.
 $(ENTRY_POINTS): $(STAMP) setup.py setup.cfg
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-		--editable .
+		--use-pep517 --editable .
 	touch $@
 
 test: setup
