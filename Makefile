@@ -48,9 +48,10 @@ test-fast: setup
 lint: setup
 	$(VPY) -m pytest -m linter
 
-# The main job end to end (under 10 minutes on 2 cores after set-up): synthetic data ->
-# brief training -> ONNX -> affordance_node over real DDS topics -> overlays, masks,
-# contact sheet and latency summary in $(DEMO_OUT)/. Steps whose inputs did not change are reused.
+# The main job end to end: synthetic data -> brief training -> ONNX -> affordance_node over
+# real DDS topics -> overlays, masks, contact sheet and latency summary in $(DEMO_OUT)/ (16
+# minutes from scratch on 2 cores shared with other jobs, see the README). Steps whose inputs
+# did not change are reused.
 demo: setup
 	$(VPY) -m demo.run --out $(DEMO_OUT)
 
