@@ -29,8 +29,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     executor.add_node(node)
     try:
         if node.get_parameter('autostart').value and not node.start():
-            node.get_logger().error('the node stays unconfigured; fix the error above and run '
-                                    '`ros2 lifecycle set <node> configure`')
+            node.get_logger().error(
+                'the node stays unconfigured; set the parameter named above (`ros2 param set '
+                '<node> <name> <value>`), then `ros2 lifecycle set <node> configure` and '
+                '`ros2 lifecycle set <node> activate`')
         while rclpy.ok():
             # A bounded wait: Python runs the Ctrl-C handler only between calls.
             executor.spin_once(timeout_sec=0.2)
