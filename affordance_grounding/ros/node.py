@@ -91,7 +91,7 @@ class AffordanceNode(LifecycleNode):
         result = super().on_activate(state)
         self.actions.publish_shared()
         self.actions.announce_cameras(self.state, self.channels, again=True)
-        for line in self.topics.describe():
+        for line in self.topics.describe(self.diagnostics.publisher):
             self.get_logger().info(line)
         self.phase = 'active'
         return result
