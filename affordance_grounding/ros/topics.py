@@ -95,6 +95,8 @@ class NodeTopics:
             if camera:  # what this camera runs: its own action, else the shared one
                 outputs.active_action = publisher(String, prefix + 'active_action', qos.LATCHED)
             self.outputs_by_camera[camera] = outputs
+        # The shared action's echo stays beside the shared `action` (with cameras too): who
+        # sends the shared command reads how it was understood without knowing the cameras.
         self.active_action = publisher(String, 'active_action', qos.LATCHED)
         return self.outputs_by_camera
 
