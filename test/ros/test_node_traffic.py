@@ -69,6 +69,23 @@ def test_recorded_stamps_are_explained_once(synthetic_onnx, start_node, make_cli
     assert float(values['newest frame age (s)']) < 5.0
 
 
+def test_diagnostics_after_the_images_stop(synthetic_onnx, start_node, make_client):
+    """Ages grow, rates fall to 0 and an empty period says so once the stream has ended."""
+    start_node(model_path=str(synthetic_onnx), device='cpu', default_action='hold',
+               diagnostic_period=0.5)
+    client = make_client(outputs=('heatmap', '/diagnostics'))
+    client.wait_for_node(timeout_s=60.0)
+    for _ in range(5):
+        publish_until_heatmap(client)
+    streaming = wait_for_diagnostics(client, lambda v: float(v['input rate (Hz)']) > 0)
+    # The rate meters' window is 5 s: by then every figure must say that nothing comes.
+    stopped = wait_for_diagnostics(
+        client, lambda v: v['input rate (Hz)'] == v['output rate (Hz)'] == '0.00'
+        and float(v['newest frame age (s)']) > 5.0, timeout_s=30.0)
+    assert float(stopped['newest frame age (s)']) > float(streaming['newest frame age (s)'])
+    assert stopped['delay from stamp mean (ms)'] == 'none: no frames this period'
+
+
 def test_clock_jumping_back_does_not_wedge_the_node(synthetic_onnx, start_node, make_client):
     """use_sim_time with a looped bag: /clock goes from 1000 s back to 100 s."""
     start_node(model_path=str(synthetic_onnx), device='cpu', default_action='hold',
