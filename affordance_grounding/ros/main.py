@@ -23,6 +23,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     keep_large_buffers()  # MB-sized frame buffers reused, not re-faulted (perception/allocator.py)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    # Both explicitly, whatever was inherited: started from a background shell (`nohup`, a
+    # script's `&`) SIGINT arrives ignored and Python then installs no KeyboardInterrupt
+    # handler, so `kill -INT` (what ros2 launch sends first) would be lost.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # treat it like Ctrl-C
     node = AffordanceNode()
     executor = SingleThreadedExecutor()  # callbacks are cheap: inference runs in the worker

@@ -111,6 +111,7 @@ class AffordanceNode(LifecycleNode):
         """Stop everything."""
         self._stop_inference()
         self._release()
+        self.get_logger().info('shut down: inference stopped, model freed')
         return super().on_shutdown(state)
 
     def start(self) -> bool:

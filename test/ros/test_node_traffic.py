@@ -5,6 +5,7 @@ sets up everything it needs.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -158,6 +159,19 @@ def test_sigint_stops_the_worker_before_the_context(synthetic_onnx, start_node, 
     log = node.log()
     assert 'context is invalid' not in log and 'processing_error' not in log, log
     assert 'Traceback' not in log, log
+
+
+def ignore_sigint() -> None:
+    """Start the child as a background shell would (``nohup``, ``&``): SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigint_stops_a_node_that_inherited_it_ignored(synthetic_onnx, start_node):
+    node = start_node(preexec_fn=ignore_sigint, model_path=str(synthetic_onnx), device='cpu')
+    node.wait_for_log('out /diagnostics')  # active: the handler is in place by then
+    node.process.send_signal(signal.SIGINT)
+    assert node.process.wait(timeout=30.0) == 0, node.log()
+    assert 'shut down: inference stopped, model freed' in node.log()  # lifecycle shutdown
 
 
 @pytest.mark.slow
