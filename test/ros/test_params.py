@@ -203,7 +203,7 @@ def test_cameras_reject_a_list_of_numbers(make_node):
 
 
 def test_ros_interface_doc_marks_exactly_the_parameters_read_at_configure():
-    doc = (PARAMS_YAML.parents[1] / 'docs' / 'ros_interface.md').read_text()
+    doc = (PARAMS_YAML.parents[1] / 'docs/ros_interface.md').read_text()
     rows = [line.split('|') for line in doc.splitlines() if line.startswith('| `')]
     marked = {cells[1].strip().strip('`') for cells in rows if cells[-2].strip() == 'at configure'}
     assert marked == set(READ_AT_CONFIGURE)
