@@ -240,7 +240,8 @@ def parse_action_command(text: str, labels: Tuple[str, ...],
     """
     if len(text) > MAX_ACTION_CHARS:
         raise ValueError(f'action command of {len(text)} characters is longer than the limit '
-                         f'of {MAX_ACTION_CHARS}; send one label such as {labels[0]!r}')
+                         f'of {MAX_ACTION_CHARS}; send one of the {len(labels)} labels this '
+                         f'model knows: {", ".join(labels)}')
     phrase = text.strip()
     key = normalise_phrase(phrase)
     if not key:

@@ -43,6 +43,7 @@ from affordance_grounding.inference.selection import create_backend
 from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.perception.settings import OutputSettings
 from affordance_grounding.ros import qos
+from affordance_grounding.ros.health import NO_FRAMES
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
@@ -90,7 +91,7 @@ class HeatmapRecorder:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             for item in status.values:
-                if item.key == 'frames per inference mean':
+                if item.key == 'frames per inference mean' and item.value != NO_FRAMES:
                     with self._lock:
                         self.batch_means.append(float(item.value))
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = CHECKOUT_ROOT / 'config' / 'params.yaml'
@@ -32,11 +32,14 @@ class NodeProcess:
 
     def __init__(self, log_path: Path, parameters: Mapping[str, object],
                  namespace: str = '/affordance', params_file: Optional[Path] = None,
-                 module: str = NODE_MODULE, env: Optional[Mapping[str, str]] = None):
+                 module: str = NODE_MODULE, env: Optional[Mapping[str, str]] = None,
+                 preexec_fn: Optional[Callable[[], None]] = None):
         """Start the node with ``params_file`` (default config/params.yaml) plus overrides.
 
         ``module`` runs another entry point with the node's arguments (e.g.
-        :mod:`harness.slow_node`); ``env`` adds environment variables.
+        :mod:`harness.slow_node`); ``env`` adds environment variables; ``preexec_fn`` runs in
+        the child before the node starts (e.g. to inherit an ignored SIGINT, as from
+        ``nohup``).
         """
         command = [sys.executable, '-m', module, '--ros-args',
                    '-r', f'__ns:={namespace}', '--params-file',
@@ -46,7 +49,8 @@ class NodeProcess:
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'w')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=CHECKOUT_ROOT, env=dict(os.environ, **(env or {})))
+                                        cwd=CHECKOUT_ROOT, env=dict(os.environ, **(env or {})),
+                                        preexec_fn=preexec_fn)
 
     def log(self) -> str:
         """Return everything the node printed so far."""

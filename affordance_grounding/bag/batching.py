@@ -88,7 +88,10 @@ class ResultWriter:
         self.media.add(frame.index, outputs.overlay)
 
     def write_3d(self, frame: Frame, outputs: Outputs3D, label: str) -> None:
-        """Grasp point, pose, region cloud and markers, as the node publishes them."""
+        """Grasp point, pose, region cloud and markers, as the node publishes them.
+
+        Markers are written for every 3D frame; one without a grasp point deletes them.
+        """
         header, typestore = frame.msg.header, self.typestore
         if outputs.cloud_xyzi is not None:
             self._write('affordance_cloud', frame,
@@ -98,14 +101,13 @@ class ResultWriter:
             self._write('grasp_pose', frame,
                         messages.to_pose_stamped(typestore, header, outputs.pose),
                         messages.POSE_STAMPED)
-        if not outputs.publish_markers:
-            return
-        xyz_m = outputs.point_xyz_m
-        self._write('grasp_point', frame, messages.to_point_stamped(typestore, header, xyz_m),
-                    messages.POINT_STAMPED)
-        markers = messages.to_grasp_markers(typestore, header, xyz_m, label)
-        markers.markers += messages.to_grasp_pose_markers(typestore, header, outputs.pose)
-        self._write('markers', frame, markers, messages.MARKER_ARRAY)
+        if outputs.point_xyz_m is not None:
+            self._write('grasp_point', frame,
+                        messages.to_point_stamped(typestore, header, outputs.point_xyz_m),
+                        messages.POINT_STAMPED)
+        self._write('markers', frame,
+                    messages.to_frame_markers(typestore, header, outputs, label),
+                    messages.MARKER_ARRAY)
 
     def write_detections(self, frame: Frame, ranked: List[Tuple[int, float]],
                          label: str) -> None:
@@ -245,5 +247,4 @@ class FrameBatcher:
             self.summary.grasp_missing[missing[0]] += 1
         else:
             self.summary.grasp_points += 1
-        if result.grasp is not None:
-            self.writer.write_3d(frame, result.outputs_3d(), label)
+        self.writer.write_3d(frame, result.outputs_3d(), label)

@@ -8,10 +8,11 @@ two cannot drift apart.
 
 from typing import Tuple
 
+from affordance_grounding.perception.frame_processor import Outputs3D
 from affordance_grounding.perception.image_codecs import check_array_encoding, HOST_IS_BIGENDIAN
 from affordance_grounding.perception.output_layout import (
     ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
-    SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
+    POINT_MARKER_IDS, POSE_MARKER_IDS, SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
 import numpy as np
 from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
@@ -119,17 +120,37 @@ def to_point_cloud(typestore: Typestore, header, xyzi: np.ndarray):
         data=points.reshape(-1).view(np.uint8), is_dense=True)
 
 
+def to_frame_markers(typestore: Typestore, header, outputs: Outputs3D, label: str):
+    """Every marker of one 3D frame, as the node publishes them (ros/messages.py).
+
+    What the frame draws, then the deletion of the ids it does not draw
+    (:attr:`Outputs3D.deleted_marker_ids`), so that no stale marker stays in RViz.
+    """
+    markers = []
+    if outputs.point_xyz_m is not None:
+        markers += to_grasp_markers(typestore, header, outputs.point_xyz_m, label).markers
+    if outputs.draws_pose:
+        markers += to_grasp_pose_markers(typestore, header, outputs.pose)
+    delete = typestore.types[MARKER].DELETE
+    markers += [_marker(typestore, header, marker_id, delete)
+                for marker_id in outputs.deleted_marker_ids]
+    return typestore.types[MARKER_ARRAY](markers=markers)
+
+
+def _marker(typestore: Typestore, header, marker_id: int, action: int):
+    """Build a default marker of the grasp namespace with ``header``, id and ``action``."""
+    marker = build_default_message(typestore, MARKER)
+    marker.header = copy_header(typestore, header)
+    marker.ns, marker.id = MARKER_NAMESPACE, marker_id
+    marker.action = action
+    return marker
+
+
 def to_grasp_pose_markers(typestore: Typestore, header, pose) -> list:
-    """Arrow along the approach axis and the plane patch (ids 2, 3); DELETE both without pose."""
+    """Arrow along the approach axis and the plane patch (ids 2, 3) of a grasp pose."""
     marker_type = typestore.types[MARKER]
-    markers = [build_default_message(typestore, MARKER) for _ in range(2)]
-    for marker, marker_id in zip(markers, (2, 3)):
-        marker.header, marker.ns, marker.id = (copy_header(typestore, header),
-                                               MARKER_NAMESPACE, marker_id)
-        marker.action = marker_type.DELETE if pose is None else marker_type.ADD
-    if pose is None:
-        return markers
-    arrow, patch = markers
+    arrow, patch = (_marker(typestore, header, marker_id, marker_type.ADD)
+                    for marker_id in POSE_MARKER_IDS)
     tail = pose.position - ARROW_LENGTH_M * pose.rotation[:, 2]
     point_type = typestore.types['geometry_msgs/msg/Point']
     arrow.type = marker_type.ARROW
@@ -144,24 +165,22 @@ def to_grasp_pose_markers(typestore: Typestore, header, pose) -> list:
     patch.scale.y = max(pose.patch_size[1], PATCH_THICKNESS_M)
     patch.scale.z = PATCH_THICKNESS_M
     patch.color.r, patch.color.g, patch.color.b, patch.color.a = 0.2, 0.6, 1.0, 0.4
-    return markers
+    return [arrow, patch]
 
 
 def to_grasp_markers(typestore: Typestore, header, xyz_m: Tuple[float, float, float],
                      label: str):
     """Build a sphere at the grasp point and the label above it (fixed ids: each replaces)."""
-    marker_type = typestore.types['visualization_msgs/msg/Marker']
+    marker_type = typestore.types[MARKER]
     x, y, z = (float(value) for value in xyz_m)
-    sphere = build_default_message(typestore, 'visualization_msgs/msg/Marker')
-    sphere.header, sphere.ns, sphere.id = copy_header(typestore, header), MARKER_NAMESPACE, 0
-    sphere.type, sphere.action = marker_type.SPHERE, marker_type.ADD
+    sphere, text = (_marker(typestore, header, marker_id, marker_type.ADD)
+                    for marker_id in POINT_MARKER_IDS)
+    sphere.type = marker_type.SPHERE
     sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z = x, y, z
     sphere.pose.orientation.w = 1.0
     sphere.scale.x = sphere.scale.y = sphere.scale.z = SPHERE_DIAMETER_M
     sphere.color.r, sphere.color.g, sphere.color.b, sphere.color.a = 1.0, 0.2, 0.1, 0.9
-    text = build_default_message(typestore, 'visualization_msgs/msg/Marker')
-    text.header, text.ns, text.id = copy_header(typestore, header), MARKER_NAMESPACE, 1
-    text.type, text.action, text.text = marker_type.TEXT_VIEW_FACING, marker_type.ADD, label
+    text.type, text.text = marker_type.TEXT_VIEW_FACING, label
     text.pose.position.x, text.pose.position.z = x, z
     text.pose.position.y = y - 2 * SPHERE_DIAMETER_M  # optical y points down: above the sphere
     text.pose.orientation.w = 1.0

@@ -17,6 +17,7 @@ from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.perception.image_codecs import image_msg_to_array
 from affordance_grounding.perception.mask import compute_grasp_mask
+from affordance_grounding.perception.output_layout import POINT_MARKER_IDS, POSE_MARKER_IDS
 from affordance_grounding.perception.postprocess import draw_regions
 from affordance_grounding.perception.regions import (
     affordance_scores, choose_regions, crop_window, CropWindow, paste_heatmaps, rank_by_score,
@@ -88,9 +89,21 @@ class Outputs3D:
     pose: Optional[GraspPose]
 
     @property
-    def publish_markers(self) -> bool:
-        """Markers (point, label, pose arrow and patch) go out with a grasp point only."""
-        return self.point_xyz_m is not None
+    def draws_pose(self) -> bool:
+        """The pose markers (arrow, patch) are drawn with a grasp point and a pose only."""
+        return self.point_xyz_m is not None and self.pose is not None
+
+    @property
+    def deleted_marker_ids(self) -> Tuple[int, ...]:
+        """Marker ids this frame deletes, so that RViz never keeps a stale marker.
+
+        Markers go out with every 3D frame: with a grasp point its sphere and label (and the
+        pose's arrow and patch, or their deletion without a pose); without one, the deletion
+        of every id, so the previous frame's point, label and pose disappear.
+        """
+        if self.point_xyz_m is None:
+            return POINT_MARKER_IDS + POSE_MARKER_IDS
+        return () if self.draws_pose else POSE_MARKER_IDS
 
 
 @dataclass
@@ -133,7 +146,11 @@ class FrameResult:
         return self.regions[ranking[0]] if ranking else None
 
     def outputs_3d(self) -> Outputs3D:
-        """Return what to publish in 3D: only what exists, never an empty cloud or a NaN."""
+        """Return what a 3D frame publishes: only what exists, never an empty cloud or a NaN.
+
+        Without ``grasp`` (no depth, no camera_info, unreadable depth) nothing exists, and
+        the markers say so (:attr:`Outputs3D.deleted_marker_ids`).
+        """
         if self.grasp is None:
             return Outputs3D(None, None, None)
         cloud = self.grasp.cloud.xyzi

@@ -7,6 +7,9 @@ builders (bag/messages.py); it imports no ROS package, so the bag tool runs with
 import numpy as np
 
 MARKER_NAMESPACE = 'affordance_grasp'
+# Marker ids in MARKER_NAMESPACE: fixed, so each frame replaces the previous frame's markers.
+POINT_MARKER_IDS = (0, 1)  # sphere at the grasp point, action label
+POSE_MARKER_IDS = (2, 3)  # approach arrow, fitted plane patch
 SPHERE_DIAMETER_M = 0.03
 TEXT_HEIGHT_M = 0.03
 ARROW_LENGTH_M = 0.10

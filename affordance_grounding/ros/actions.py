@@ -17,7 +17,12 @@ from std_msgs.msg import String
 
 
 class ActionCommands:
-    """The node's action state machine; runs in the executor thread."""
+    """The node's action state machine; runs in the executor thread.
+
+    Parsing stays in the executor thread so that commands apply in the order they arrive; a
+    phrase that needs the text tower is encoded once, the first time it is seen (cached), so
+    the other callbacks wait for at most one encoding per new phrase.
+    """
 
     def __init__(self, node, health: NodeHealth):
         """``node`` gives the logger and the ``active_action`` publisher (its topics)."""

@@ -14,6 +14,7 @@ from affordance_grounding.ros.transport import (
     installed_profile_path, loss_advice, profile_in_use, TransportLossMonitor)
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 NODE_NAME = 'affordance_grounding'
 DIAGNOSTIC_NAME = f'{NODE_NAME}: inference'
@@ -30,7 +31,9 @@ class NodeDiagnostics:
     def __init__(self, node):
         """Create the ``/diagnostics`` publisher on ``node`` (the timer starts at configure)."""
         self._node = node
-        self._publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.publisher = node.create_publisher(
+            DiagnosticArray, '/diagnostics', 10,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._timer = None
         self._transport_loss = TransportLossMonitor(time.monotonic)
         self._profile_path = installed_profile_path()
@@ -80,7 +83,7 @@ class NodeDiagnostics:
                                     snapshot.to_key_values(extra))
         array.status += [self._camera_status(stamp, camera, channel, hardware_id)
                          for camera, channel in node.channels.items() if camera]
-        self._publisher.publish(array)
+        self.publisher.publish(array)
 
     def _camera_status(self, stamp, camera: str, channel: CameraChannel,
                        hardware_id: str) -> DiagnosticStatus:

@@ -123,7 +123,7 @@ class FrameWorker(threading.Thread):
             return
         results = self.processor.process([row.frame for row in rows],
                                          to_output_settings(config))
-        if len(self.channels) > 1:
+        if any(self.channels):  # named cameras (even one): "frames per inference" is reported
             self.health.count_batch(len(rows))
         for row, result in zip(rows, results):
             self._finish_row(row, result)

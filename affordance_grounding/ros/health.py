@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
+NO_FRAMES = 'none: no frames this period'  # the value of a per-period figure without samples
+
 
 class RateMeter:
     """Events per second over a sliding window."""
@@ -30,12 +32,22 @@ class RateMeter:
         self._expire(now)
 
     def rate_hz(self) -> float:
-        """Events per second in the window (0 with fewer than two events)."""
-        self._expire(self._clock())
-        if len(self._times) < 2:
+        """Events per second in the window (0 with fewer than two events).
+
+        While events keep coming this is (events - 1) / (their span), exact from the second
+        event on, before the window has filled. A silence longer than the mean interval
+        stretches the span to now (less one mean interval, so the value is continuous), so the
+        rate falls as soon as a stream stops and reaches 0 when its events leave the window.
+        """
+        now = self._clock()
+        self._expire(now)
+        intervals = len(self._times) - 1
+        if intervals < 1:
             return 0.0
         span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+        if span <= 0:
+            return 0.0
+        return intervals / max(span, now - self._times[0] - span / intervals)
 
     def _expire(self, now: float) -> None:
         while self._times and now - self._times[0] > self.window_s:
@@ -60,6 +72,10 @@ class PeriodStats:
     def mean(self) -> float:
         """Mean of the samples (0 without samples)."""
         return self.total / self.count if self.count else 0.0
+
+    def mean_max(self, scale: float = 1.0) -> Optional[Tuple[float, float]]:
+        """(mean, max) times ``scale``; None without samples (an empty period says so)."""
+        return (self.mean * scale, self.maximum * scale) if self.count else None
 
 
 class ProblemLog:
@@ -105,7 +121,11 @@ class NodeHealth:
         self.batch_size = PeriodStats()  # frames (cameras) per inference
         self.stale_frames = 0
         self.lost_in_transport = 0
-        self.frame_age_s: Optional[float] = None  # newest frame's age by the node's clock
+        self._clock = clock
+        self._counts_batches = False  # named cameras: "frames per inference" is reported
+        # The newest frame's age by the node's clock when it was taken, and when (``clock``):
+        # a snapshot adds the time since, so the age keeps growing after frames stop.
+        self._frame_age: Optional[Tuple[float, float]] = None
         self.old_stamp_age_s: Optional[float] = None  # set while frames look recorded
 
     def count_input(self) -> None:
@@ -124,6 +144,7 @@ class NodeHealth:
     def count_batch(self, frames: int) -> None:
         """One inference ran ``frames`` frames (one per camera that had a fresh frame)."""
         with self._lock:
+            self._counts_batches = True
             self.batch_size.add(frames)
 
     def count_stale(self) -> None:
@@ -135,7 +156,7 @@ class NodeHealth:
         """Record the newest frame's age; True when frames have just started to look recorded."""
         with self._lock:
             first = looks_recorded and self.old_stamp_age_s is None
-            self.frame_age_s = age_s
+            self._frame_age = (age_s, self._clock())
             self.old_stamp_age_s = age_s if looks_recorded else None
             return first
 
@@ -147,18 +168,18 @@ class NodeHealth:
     def snapshot(self, reset_period: bool = True) -> 'HealthSnapshot':
         """Return the current figures; the per-period statistics restart when asked."""
         with self._lock:
-            stages = {stage: (stats.mean, stats.maximum) for stage, stats in self._stages.items()}
+            frame_age_s = (None if self._frame_age is None
+                           else self._frame_age[0] + self._clock() - self._frame_age[1])
             snapshot = HealthSnapshot(
                 input_hz=self.input_rate.rate_hz(), output_hz=self.output_rate.rate_hz(),
                 images_received=self.input_rate.total, frames_published=self.output_rate.total,
                 stale_frames=self.stale_frames, lost_in_transport=self.lost_in_transport,
-                stage_ms={
-                    stage: (mean * 1e3, peak * 1e3) for stage, (mean, peak) in stages.items()},
-                delay_ms=(self.delay.mean * 1e3, self.delay.maximum * 1e3),
-                batch_size=((self.batch_size.mean, self.batch_size.maximum)
-                            if self.batch_size.count else None),
+                stage_ms={stage: stats.mean_max(1e3) for stage, stats in self._stages.items()},
+                delay_ms=self.delay.mean_max(1e3),
+                batch_size=self.batch_size.mean_max() if self._counts_batches else None,
                 problems=dict(self.problems.counts), last_problem=self.problems.last_message,
-                frame_age_s=self.frame_age_s, old_stamp_age_s=self.old_stamp_age_s)
+                frame_age_s=frame_age_s, old_stamp_age_s=self.old_stamp_age_s,
+                counts_batches=self._counts_batches)
             if reset_period:
                 self._stages = {}
                 self.delay = PeriodStats()
@@ -177,12 +198,13 @@ class HealthSnapshot:
     stale_frames: int
     lost_in_transport: int
     stage_ms: Dict[str, Tuple[float, float]]
-    delay_ms: Tuple[float, float]
+    delay_ms: Optional[Tuple[float, float]]  # None: no frame published this period
     problems: Dict[str, int]
     last_problem: str = ''
-    frame_age_s: Optional[float] = None
+    frame_age_s: Optional[float] = None  # grows while no frame arrives
     old_stamp_age_s: Optional[float] = None
     batch_size: Optional[Tuple[float, float]] = None  # (mean, max) frames per inference
+    counts_batches: bool = False  # report frames per inference (named cameras)
 
     def to_key_values(self, extra: Optional[Dict[str, str]] = None) -> List[Tuple[str, str]]:
         """Flatten into ``(key, value)`` strings for a ``DiagnosticStatus``."""
@@ -193,21 +215,28 @@ class HealthSnapshot:
             ('frames published', str(self.frames_published)),
             ('stale frames dropped', str(self.stale_frames)),
             ('images lost in transport', str(self.lost_in_transport)),
-            ('delay from stamp mean (ms)', f'{self.delay_ms[0]:.1f}'),
-            ('delay from stamp max (ms)', f'{self.delay_ms[1]:.1f}'),
+            *_mean_max_pairs('delay from stamp', ' (ms)', self.delay_ms, '.1f', '.1f'),
             ('newest frame age (s)',
              'none' if self.frame_age_s is None else f'{self.frame_age_s:.3f}'),
         ]
-        if self.batch_size is not None:
-            pairs += [('frames per inference mean', f'{self.batch_size[0]:.2f}'),
-                      ('frames per inference max', f'{self.batch_size[1]:.0f}')]
-        for stage, (mean, peak) in sorted(self.stage_ms.items()):
-            pairs += [(f'{stage} mean (ms)', f'{mean:.2f}'), (f'{stage} max (ms)', f'{peak:.2f}')]
+        if self.counts_batches:
+            pairs += _mean_max_pairs('frames per inference', '', self.batch_size, '.2f', '.0f')
+        for stage, mean_max in sorted(self.stage_ms.items()):
+            pairs += _mean_max_pairs(stage, ' (ms)', mean_max, '.2f', '.2f')
         pairs += [(f'problem: {kind}', str(count))
                   for kind, count in sorted(self.problems.items())]
         if self.last_problem:
             pairs.append(('last problem', self.last_problem))
         return pairs
+
+
+def _mean_max_pairs(name: str, unit: str, mean_max: Optional[Tuple[float, float]],
+                    mean_format: str, max_format: str) -> List[Tuple[str, str]]:
+    """``<name> mean<unit>`` and ``<name> max<unit>``, or what an empty period says."""
+    if mean_max is None:
+        return [(f'{name} mean{unit}', NO_FRAMES), (f'{name} max{unit}', NO_FRAMES)]
+    return [(f'{name} mean{unit}', format(mean_max[0], mean_format)),
+            (f'{name} max{unit}', format(mean_max[1], max_format))]
 
 
 def summarise_health(snapshot: HealthSnapshot, phase: str, failure: str, action: str,

@@ -4,9 +4,10 @@ Pure functions.
 """
 
 import array
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Tuple
 
 from affordance_grounding.geometry.grasp_pose import GraspPose
+from affordance_grounding.perception.frame_processor import Outputs3D
 from affordance_grounding.perception.output_layout import (  # noqa: F401 - CLOUD_DTYPE re-exported
     ARROW_LENGTH_M, ARROW_SHAFT_M, CLOUD_DTYPE, MARKER_NAMESPACE, PATCH_THICKNESS_M,
     SPHERE_DIAMETER_M, TEXT_HEIGHT_M)
@@ -87,18 +88,29 @@ def to_pose_stamped(header: Header, pose: GraspPose) -> PoseStamped:
                        pose=to_pose(pose.position, pose.quaternion_xyzw))
 
 
-def to_grasp_pose_markers(header: Header, pose: Optional[GraspPose]) -> MarkerArray:
+def to_frame_markers(header: Header, outputs: Outputs3D, label: str) -> MarkerArray:
+    """Every marker of one 3D frame: what it draws, then the deletion of what it does not.
+
+    ``outputs`` decides (:attr:`Outputs3D.deleted_marker_ids`), so that RViz never keeps a
+    previous frame's point, label or pose; the bag tool builds the same array.
+    """
+    markers = []
+    if outputs.point_xyz_m is not None:
+        markers += to_grasp_markers(header, outputs.point_xyz_m, label).markers
+    if outputs.draws_pose:
+        markers += to_grasp_pose_markers(header, outputs.pose).markers
+    markers += [Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=marker_id,
+                       action=Marker.DELETE) for marker_id in outputs.deleted_marker_ids]
+    return MarkerArray(markers=markers)
+
+
+def to_grasp_pose_markers(header: Header, pose: GraspPose) -> MarkerArray:
     """Draw the grasp pose as an arrow along its approach axis plus the fitted plane patch.
 
     The arrow ends at the grasp position, pointing along z (into the surface); the patch is a
     thin box spanning the 5th-95th percentiles of the region along x and y. Ids 2 and 3 of the
-    grasp namespace, so they replace the previous frame's like the point markers do; with no
-    pose (``None``) the two are deleted, so RViz never shows a stale pose.
+    grasp namespace, so they replace the previous frame's like the point markers do.
     """
-    if pose is None:
-        return MarkerArray(markers=[
-            Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=marker_id,
-                   action=Marker.DELETE) for marker_id in (2, 3)])
     tail = pose.position - ARROW_LENGTH_M * pose.rotation[:, 2]
     arrow = Marker(header=copy_header(header), ns=MARKER_NAMESPACE, id=2, type=Marker.ARROW,
                    action=Marker.ADD)

@@ -25,7 +25,7 @@ from affordance_grounding.ros.diagnostics import NODE_NAME, NodeDiagnostics
 from affordance_grounding.ros.frame_worker import FrameWorker
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import (
-    declare_and_read, ParameterError, to_model_settings, update_config)
+    declare_and_read, declare_parameters, ParameterError, to_model_settings, update_config)
 from affordance_grounding.ros.publishing import publish_result
 from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -55,7 +55,8 @@ class AffordanceNode(LifecycleNode):
         self.actions = ActionCommands(self, self.health)
         self.diagnostics = NodeDiagnostics(self)
         self._worker: Optional[FrameWorker] = None
-        self._parameter_handle = None
+        declare_parameters(self)  # visible and settable before configure, which reads them
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         """Read parameters, load the model, create publishers."""
@@ -73,7 +74,6 @@ class AffordanceNode(LifecycleNode):
         self.channels = {
             camera: CameraChannel(camera, outputs, self.health if not camera else NodeHealth())
             for camera, outputs in self.topics.create_publishers(config).items()}
-        self._parameter_handle = self.add_on_set_parameters_callback(self._on_set_parameters)
         self.failure, self.phase = '', 'inactive'
         self.get_logger().info(f'model {config.model_path}: {self.backend.describe()}, '
                                f'{len(self.backend.metadata.labels)} labels')
@@ -91,7 +91,7 @@ class AffordanceNode(LifecycleNode):
         result = super().on_activate(state)
         self.actions.publish_shared()
         self.actions.announce_cameras(self.state, self.channels, again=True)
-        for line in self.topics.describe():
+        for line in self.topics.describe(self.diagnostics.publisher):
             self.get_logger().info(line)
         self.phase = 'active'
         return result
@@ -111,6 +111,7 @@ class AffordanceNode(LifecycleNode):
         """Stop everything."""
         self._stop_inference()
         self._release()
+        self.get_logger().info('shut down: inference stopped, model freed')
         return super().on_shutdown(state)
 
     def start(self) -> bool:
@@ -126,9 +127,6 @@ class AffordanceNode(LifecycleNode):
             self._worker = None
 
     def _release(self) -> None:
-        if self._parameter_handle is not None:
-            self.remove_on_set_parameters_callback(self._parameter_handle)
-            self._parameter_handle = None
         self.topics.destroy_publishers()
         if self.backend is not None:
             self.backend.close()
@@ -156,11 +154,17 @@ class AffordanceNode(LifecycleNode):
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {parameter.name: parameter.value for parameter in parameters}
+        running = self.state.config if self.state else None
         try:
-            config = update_config(self.state.config, changes)
-            command = self.actions.parse_default(config)
+            config, waiting = update_config(running, changes, self.phase == 'active')
+            command = self.actions.parse_default(config) if config else None
         except (ParameterError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
+        if config is None:
+            return SetParametersResult(successful=True)  # configure reads and checks them
+        if waiting:
+            self.get_logger().info(f'{", ".join(waiting)}: takes effect at the next configure '
+                                   '(ros2 lifecycle set <node> cleanup, then configure)')
         self.state.config = config
         if 'default_action' in changes:
             self.actions.set_shared(command, self.state, self.channels)

@@ -1,9 +1,13 @@
 """Node parameters: one frozen dataclass, validated once, declared with descriptors.
 
 Defaults equal config/params.yaml. Parameters whose change needs a new backend, new
-subscriptions or new timers are read-only (reconfigure = deactivate, cleanup, configure).
-Float parameters use dynamic typing so that ``max_rate_hz: 30`` in YAML is accepted and
-converted instead of failing with a type error; :meth:`NodeConfig.validate` checks them.
+subscriptions or new timers are read at configure: as in nav2's lifecycle nodes they can be
+set while the node is unconfigured or inactive and take effect at the next configure; while
+it is active, setting them is refused with the way out (deactivate first). The others apply at
+once. Every parameter is dynamically typed and :func:`_coerce` checks the type, so that
+``max_rate_hz: 30`` in YAML is converted instead of failing, and a wrong type from the command
+line or ``ros2 param set`` is refused with the parameter's name instead of crashing the node
+at declaration; :meth:`NodeConfig.validate` checks the values.
 """
 
 import dataclasses
@@ -165,7 +169,7 @@ def _check_range(name: str, value: float, low: float, high: float, allowed: str,
                              + allowed.format(low=low, high=high))
 
 
-# name -> (description, read_only). Read-only: a change needs configure/activate again.
+# name -> (description, read at configure). Those take effect at the next configure.
 DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'backend': (f'Inference backend: {" | ".join(BACKENDS)}', True),
     'model_path': ('Engine (.engine), ONNX (.onnx) or checkpoint bundle (.pt)', True),
@@ -200,18 +204,32 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
 }
 
 
-def build_descriptor(name: str, default: Any):
-    """Return the ``ParameterDescriptor`` of one parameter (floats accept integers).
+READ_AT_CONFIGURE = frozenset(name for name, (_, at_configure) in DESCRIPTIONS.items()
+                              if at_configure)
 
-    A string array declared empty would get rclpy's type BYTE_ARRAY and refuse strings, so
-    arrays are dynamically typed too and :func:`_coerce` checks them. The message package is
-    imported here, not at the top, so that the configuration itself loads without ROS.
+
+def build_descriptor(name: str):
+    """Return the ``ParameterDescriptor`` of one parameter (dynamically typed, see above).
+
+    A string array declared empty would get rclpy's type BYTE_ARRAY and refuse strings, which
+    is one more reason for dynamic typing. The message package is imported here, not at the
+    top, so that the configuration itself loads without ROS.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
-    description, read_only = DESCRIPTIONS[name]
-    return ParameterDescriptor(name=name, description=description, read_only=read_only,
-                               dynamic_typing=isinstance(default, (float, tuple)))
+    description, at_configure = DESCRIPTIONS[name]
+    constraints = ('read at configure: set it while the node is unconfigured or inactive'
+                   if at_configure else 'applies at once')
+    return ParameterDescriptor(name=name, description=description, dynamic_typing=True,
+                               additional_constraints=constraints)
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter of :class:`NodeConfig` that ``node`` does not have yet."""
+    for field in dataclasses.fields(NodeConfig):
+        if not node.has_parameter(field.name):
+            default = list(field.default) if isinstance(field.default, tuple) else field.default
+            node.declare_parameter(field.name, default, build_descriptor(field.name))
 
 
 def declare_and_read(node) -> NodeConfig:
@@ -221,46 +239,51 @@ def declare_and_read(node) -> NodeConfig:
         node: An ``rclpy`` node (plain or lifecycle).
 
     Returns:
-        The :class:`NodeConfig` built from defaults, YAML files and overrides.
+        The :class:`NodeConfig` built from defaults, YAML files, overrides and values set
+        since (configure reads the current values, so a fixed parameter is picked up).
 
     Raises:
         ParameterError: If a value has the wrong type or fails :meth:`NodeConfig.validate`.
     """
-    values = {}
-    for field in dataclasses.fields(NodeConfig):
-        if not node.has_parameter(field.name):
-            default = list(field.default) if isinstance(field.default, tuple) else field.default
-            node.declare_parameter(field.name, default,
-                                   build_descriptor(field.name, field.default))
-        values[field.name] = _coerce(field.name, node.get_parameter(field.name).value,
-                                     field.default)
-    return NodeConfig(**values).validate()
+    declare_parameters(node)
+    return NodeConfig(**{
+        field.name: _coerce(field.name, node.get_parameter(field.name).value, field.default)
+        for field in dataclasses.fields(NodeConfig)}).validate()
 
 
-def update_config(config: NodeConfig, changes: Mapping[str, Any]) -> NodeConfig:
-    """Apply run-time parameter changes (for an ``on_set_parameters`` callback).
+def update_config(config: Optional[NodeConfig], changes: Mapping[str, Any],
+                  active: bool) -> Tuple[Optional[NodeConfig], Tuple[str, ...]]:
+    """Check parameter changes and apply the run-time ones (an ``on_set_parameters`` callback).
 
     Args:
-        config: The current configuration.
+        config: The running configuration; None while the node is unconfigured.
         changes: Parameter name -> new value; names that are not node parameters (e.g.
             ``use_sim_time``) are ignored.
+        active: Whether the node is active (parameters read at configure are then refused).
 
     Returns:
-        A new validated configuration; ``config`` is unchanged.
+        The new running configuration with the run-time changes applied (None while
+        unconfigured: values are checked at configure), and the changed parameters that are
+        read at configure and so wait for the next configure. ``config`` is unchanged.
 
     Raises:
-        ParameterError: If a read-only parameter changes or a value is invalid.
+        ParameterError: If a value has the wrong type or is invalid, or a parameter read at
+            configure changes while the node is active.
     """
-    updates = {}
-    for field in dataclasses.fields(NodeConfig):
-        if field.name not in changes:
-            continue
-        value = _coerce(field.name, changes[field.name], field.default)
-        if DESCRIPTIONS[field.name][1] and value != getattr(config, field.name):
-            raise ParameterError(f'parameter {field.name} is read-only while the node runs; '
-                                 'set it in the params file and reconfigure the node')
-        updates[field.name] = value
-    return dataclasses.replace(config, **updates).validate()
+    coerced = {field.name: _coerce(field.name, changes[field.name], field.default)
+               for field in dataclasses.fields(NodeConfig) if field.name in changes}
+    waiting = tuple(name for name, value in coerced.items() if name in READ_AT_CONFIGURE
+                    and (config is None or value != getattr(config, name)))
+    if waiting and active:
+        raise ParameterError(
+            f'parameter {", ".join(waiting)} is read at configure and the node is active; '
+            'deactivate it first (ros2 lifecycle set <node> deactivate), set the parameter, '
+            'then cleanup, configure and activate')
+    if config is None:
+        return None, waiting
+    run_time = {name: value for name, value in coerced.items()
+                if name not in READ_AT_CONFIGURE}
+    return dataclasses.replace(config, **run_time).validate(), waiting
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -12,13 +12,12 @@ from affordance_grounding.perception.frame_processor import FrameResult, Outputs
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers
 from affordance_grounding.ros.conversions import array_to_image_msg
 from affordance_grounding.ros.messages import (
-    to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
-from visualization_msgs.msg import MarkerArray
+    to_frame_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 
 
 def publish_result(channel: CameraChannel, msg, result: FrameResult,
                    label: str) -> Dict[str, float]:
-    """Publish one frame's images and, when 3D ran, its 3D outputs.
+    """Publish one frame's images and, with ``enable_3d``, its 3D outputs.
 
     Args:
         channel: The camera whose publishers to use.
@@ -27,12 +26,12 @@ def publish_result(channel: CameraChannel, msg, result: FrameResult,
         label: The action, for the marker text.
 
     Returns:
-        Seconds spent: ``publish`` (images) and, with 3D, ``publish_3d``.
+        Seconds spent: ``publish`` (images) and, with ``enable_3d``, ``publish_3d``.
     """
     start = time.perf_counter()
     publish_images(channel.publishers, msg.header, result)
     timings = {'publish': time.perf_counter() - start}
-    if result.grasp is not None and channel.publishers.grasp_point is not None:
+    if channel.publishers.grasp_point is not None:  # enable_3d: every frame, point or not
         start = time.perf_counter()
         publish_3d(channel.publishers, msg.header, result.outputs_3d(), label)
         timings['publish_3d'] = time.perf_counter() - start
@@ -48,16 +47,15 @@ def publish_images(publishers: OutputPublishers, header, result: FrameResult) ->
 
 
 def publish_3d(publishers: OutputPublishers, header, outputs: Outputs3D, label: str) -> None:
-    """Grasp point, region cloud (only while subscribed), pose and markers."""
-    markers = []
+    """Grasp point, region cloud (only while subscribed), pose, and the frame's markers.
+
+    Markers go out with every frame: one without a grasp point deletes the previous ones.
+    """
     if outputs.point_xyz_m is not None:
         publishers.grasp_point.publish(to_point_stamped(header, outputs.point_xyz_m))
-        markers += to_grasp_markers(header, outputs.point_xyz_m, label).markers
     if (outputs.cloud_xyzi is not None
             and publishers.affordance_cloud.get_subscription_count() > 0):
         publishers.affordance_cloud.publish(to_point_cloud(header, outputs.cloud_xyzi))
     if outputs.pose is not None:
         publishers.grasp_pose.publish(to_pose_stamped(header, outputs.pose))
-    markers += to_grasp_pose_markers(header, outputs.pose).markers
-    if outputs.publish_markers:
-        publishers.markers.publish(MarkerArray(markers=markers))
+    publishers.markers.publish(to_frame_markers(header, outputs, label))

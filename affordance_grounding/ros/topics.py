@@ -95,6 +95,8 @@ class NodeTopics:
             if camera:  # what this camera runs: its own action, else the shared one
                 outputs.active_action = publisher(String, prefix + 'active_action', qos.LATCHED)
             self.outputs_by_camera[camera] = outputs
+        # The shared action's echo stays beside the shared `action` (with cameras too): who
+        # sends the shared command reads how it was understood without knowing the cameras.
         self.active_action = publisher(String, 'active_action', qos.LATCHED)
         return self.outputs_by_camera
 
@@ -141,12 +143,16 @@ class NodeTopics:
                 self._node.destroy_lifecycle_publisher(publisher)
         self.outputs_by_camera, self.active_action = {}, None
 
-    def describe(self) -> List[str]:
-        """One start-up log line per topic: direction, resolved name, type and QoS."""
+    def describe(self, *other_publishers) -> List[str]:
+        """One start-up log line per topic: direction, resolved name, type and QoS.
+
+        ``other_publishers`` are the node's publishers that live outside this class (e.g.
+        /diagnostics, which exists from start-up to shutdown).
+        """
         publishers = [publisher for outputs in self.outputs_by_camera.values()
                       for publisher in vars(outputs).values() if publisher is not None]
+        publishers += [self.active_action, *other_publishers]
         return [f'{direction} {entity.topic_name} [{entity.msg_type.__name__}] '
                 f'qos {qos.describe_qos(entity.qos_profile)}'
-                for direction, entities in (('in ', self.inputs),
-                                            ('out', publishers + [self.active_action]))
+                for direction, entities in (('in ', self.inputs), ('out', publishers))
                 for entity in entities]

@@ -232,5 +232,11 @@ def test_bag_unreadable_depth_is_counted_and_the_frame_kept(tmp_path, tiny_backe
     assert summary.grasp_missing['no_depth'] == 1
     point_times = [time_ns for time_ns, _ in read_topic(output, '/affordance/grasp_point')]
     assert START_NS + FRAME_PERIOD_NS not in point_times
+    # That frame's markers delete the previous frame's point, label and pose (as the node does).
+    markers = dict(read_topic(output, '/affordance/markers'))
+    assert len(markers) == 3
+    assert [(m.id, m.action) for m in markers[START_NS + FRAME_PERIOD_NS].markers] == [
+        (marker_id, 2) for marker_id in range(4)]  # visualization_msgs/Marker.DELETE
+    assert markers[START_NS].markers[0].action == 0  # ADD
     text = summary.describe(output, with_3d=True)
     assert f'unreadable messages (ignored): {DEPTH_TOPIC} 1' in text

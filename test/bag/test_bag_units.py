@@ -6,6 +6,7 @@ from affordance_grounding.bag import messages
 from affordance_grounding.bag.batching import ActionParser
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.processing import estimate_rate_hz
+from affordance_grounding.perception.frame_processor import Outputs3D
 from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
 from affordance_grounding.perception.settings import OutputSettings
@@ -127,12 +128,13 @@ def test_bag_messages_equal_the_nodes_messages():
          messages.to_pose_stamped(TYPESTORE, bag_header, pose)),
         (messages.POINT_CLOUD2, node_messages.to_point_cloud(header, xyzi),
          messages.to_point_cloud(TYPESTORE, bag_header, xyzi))]
-    marker_array = TYPESTORE.types[messages.MARKER_ARRAY]
-    for with_pose in (pose, None):
-        bag_markers = messages.to_grasp_pose_markers(TYPESTORE, bag_header, with_pose)
+    # A frame's whole marker array: with point and pose, point only, nothing (all deleted).
+    point = (0.1, -0.2, 1.3)
+    for outputs in (Outputs3D(point, xyzi, pose), Outputs3D(point, None, None),
+                    Outputs3D(None, None, None)):
         pairs.append((messages.MARKER_ARRAY,
-                      node_messages.to_grasp_pose_markers(header, with_pose),
-                      marker_array(markers=bag_markers)))
+                      node_messages.to_frame_markers(header, outputs, 'hold'),
+                      messages.to_frame_markers(TYPESTORE, bag_header, outputs, 'hold')))
     for msgtype, node_msg, bag_msg in pairs:
         # rclpy leaves CDR padding bytes undefined: compare after one rosbags round trip
         node_bytes = TYPESTORE.serialize_cdr(

@@ -25,9 +25,10 @@ def start_node(tmp_path):
 
     started = []
 
-    def start(module: str = NODE_MODULE, env=None, **parameters) -> NodeProcess:
+    def start(module: str = NODE_MODULE, env=None, preexec_fn=None,
+              **parameters) -> NodeProcess:
         node = NodeProcess(tmp_path / f'node{len(started)}.log', parameters, module=module,
-                           env=env)
+                           env=env, preexec_fn=preexec_fn)
         started.append(node)
         return node
     yield start

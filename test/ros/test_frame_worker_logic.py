@@ -113,6 +113,15 @@ def test_worker_runs_cameras_as_one_batch_each_with_its_own_message(pipeline):
     assert worker.channels['wrist'].health.output_rate.total == 1
 
 
+def test_frames_per_inference_is_reported_with_named_cameras_only(pipeline):
+    named, _ = make_worker(pipeline, cameras=('head',))
+    named.process_batch({'head': image()})
+    assert named.health.snapshot().batch_size == (1.0, 1.0)
+    single, _ = make_worker(pipeline)
+    single.process(image())
+    assert single.health.snapshot().batch_size is None  # the default: no such key
+
+
 def test_worker_skips_idle_stale_and_undecodable_frames_and_says_why(pipeline):
     worker, recorder = make_worker(pipeline, max_image_age_s=0.5)
     worker.process(image(age_s=2.0))

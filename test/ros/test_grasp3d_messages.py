@@ -1,8 +1,9 @@
 """Region cloud, grasp pose and their markers as ROS messages (no graph needed)."""
 
 from affordance_grounding.geometry.grasp_pose import estimate_grasp_pose
+from affordance_grounding.perception.frame_processor import Outputs3D
 from affordance_grounding.ros.messages import (
-    CLOUD_DTYPE, to_grasp_pose_markers, to_point_cloud, to_pose_stamped)
+    CLOUD_DTYPE, to_frame_markers, to_grasp_pose_markers, to_point_cloud, to_pose_stamped)
 import numpy as np
 import pytest
 from std_msgs.msg import Header
@@ -56,6 +57,18 @@ def test_pose_markers_arrow_ends_at_the_pose_and_patch_spans_the_region():
     assert patch.scale.y == pytest.approx(0.095 * 0.9, rel=0.1)
 
 
-def test_no_pose_deletes_the_previous_pose_markers():
-    markers = to_grasp_pose_markers(header(), None).markers
-    assert [(m.id, m.action) for m in markers] == [(2, Marker.DELETE), (3, Marker.DELETE)]
+def frame_marker_actions(point, pose):
+    markers = to_frame_markers(header(), Outputs3D(point, None, pose), 'hold').markers
+    assert all(m.ns == 'affordance_grasp' and m.header.stamp.sec == 12 for m in markers)
+    return [(m.id, m.action) for m in markers]
+
+
+def test_frame_markers_draw_what_exists_and_delete_the_rest():
+    add, delete = Marker.ADD, Marker.DELETE
+    point = (0.1, -0.2, 1.0)
+    assert frame_marker_actions(point, flat_pose()) == [(0, add), (1, add), (2, add), (3, add)]
+    # No pose: the previous arrow and patch go.
+    assert frame_marker_actions(point, None) == [(0, add), (1, add), (2, delete), (3, delete)]
+    # No grasp point: the previous sphere, label and pose go too, whatever the pose says.
+    for pose in (None, flat_pose()):
+        assert frame_marker_actions(None, pose) == [(i, delete) for i in range(4)]

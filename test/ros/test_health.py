@@ -24,6 +24,25 @@ def test_rate_meter_counts_events_per_second_in_its_window():
     assert meter.rate_hz() == 0.0 and meter.total == 11
 
 
+def test_rate_meter_is_exact_before_its_window_fills_and_falls_when_events_stop():
+    clock = FakeClock()
+    meter = RateMeter(window_s=5.0, clock=clock)
+    for _ in range(4):  # 0.3 s of a 10 Hz stream: the rate is already right
+        meter.tick()
+        clock.now += 0.1
+    assert meter.rate_hz() == pytest.approx(10.0)
+    for _ in range(50):
+        meter.tick()
+        clock.now += 0.1
+    assert meter.rate_hz() == pytest.approx(10.0)
+    rates = []
+    for _ in range(6):  # the stream stopped: every second the rate must be lower
+        clock.now += 1.0
+        rates.append(meter.rate_hz())
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:5]))
+    assert 0.0 < rates[0] < 10.0 and rates[-1] == 0.0
+
+
 def test_problem_log_throttles_each_kind_separately():
     clock = FakeClock()
     problems = ProblemLog(period_s=5.0, clock=clock)
@@ -50,6 +69,34 @@ def test_node_health_snapshot_reports_stage_means_and_resets_the_period():
     values = dict(snapshot.to_key_values({'backend': 'x'}))
     assert values['inference mean (ms)'] == '20.00' and values['backend'] == 'x'
     assert health.snapshot().stage_ms == {}  # per-period statistics restarted
+
+
+def test_frame_age_grows_after_frames_stop():
+    clock = FakeClock()
+    health = NodeHealth(clock=clock)
+    assert health.snapshot().frame_age_s is None
+    health.note_frame_age(0.002, looks_recorded=False)
+    assert health.snapshot().frame_age_s == pytest.approx(0.002)
+    clock.now += 14.0
+    values = dict(health.snapshot().to_key_values())
+    assert values['newest frame age (s)'] == '14.002'
+
+
+def test_a_period_without_frames_says_so():
+    clock = FakeClock()
+    health = NodeHealth(clock=clock)
+    health.count_batch(2)  # named cameras report frames per inference
+    health.count_output({'inference': 0.010}, delay_s=0.030)
+    busy = dict(health.snapshot().to_key_values())
+    assert (busy['delay from stamp mean (ms)'], busy['frames per inference max']) == ('30.0', '2')
+    clock.now += 1.0
+    empty = dict(health.snapshot().to_key_values())
+    for key in ('delay from stamp mean (ms)', 'delay from stamp max (ms)',
+                'frames per inference mean', 'frames per inference max'):
+        assert empty[key] == 'none: no frames this period', key
+    assert 'inference mean (ms)' not in empty  # stages appear when they ran
+    single = dict(NodeHealth(clock=clock).snapshot().to_key_values())
+    assert 'frames per inference mean' not in single  # the default single camera
 
 
 @pytest.mark.parametrize('phase, failure, action, output_hz, expected', [

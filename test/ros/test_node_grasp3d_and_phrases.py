@@ -17,6 +17,7 @@ from harness.node_process import NodeProcess
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, PointField
+from visualization_msgs.msg import Marker
 
 pytestmark = pytest.mark.ros
 
@@ -160,6 +161,9 @@ def test_all_nan_depth_publishes_no_pose_and_counts_why(node, client):
     # The frame was fully processed before its problems were counted: nothing came for it.
     for topic in ('grasp_pose', 'affordance_cloud', 'grasp_point'):
         assert not [m for m in client.messages(topic) if same_stamp(header)(m)], topic
+    # The markers of that frame delete the previous frame's sphere, label and pose in RViz.
+    markers = client.wait_for('markers', lambda m: same_stamp(header)(m.markers[0]))
+    assert [(m.id, m.action) for m in markers.markers] == [(i, Marker.DELETE) for i in range(4)]
 
 
 def test_diagnostics_split_the_3d_stages(node, client):

@@ -29,6 +29,17 @@ def get_state(client_node) -> str:
                 GetState.Request()).current_state.label
 
 
+def set_parameter(client_node, name: str, value: str):
+    """Set one string parameter of the node over its service; return the SetParametersResult."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_STRING, string_value=value))])
+    return call(client_node, SetParameters, '/affordance/affordance_grounding/set_parameters',
+                request).results[0]
+
+
 def change_state(client_node, transition_id: int) -> bool:
     request = ChangeState.Request()
     request.transition.id = transition_id
@@ -42,6 +53,8 @@ def test_node_autostarts_and_walks_the_lifecycle(synthetic_onnx, start_node, mak
     client.wait_for_node()
     assert get_state(client) == 'active'
     assert client.wait_for('active_action').data == 'hold'  # default_action, latched
+    log = node.wait_for_log('out /diagnostics [DiagnosticArray]')  # the start-up topic list
+    assert 'out /affordance/heatmap [Image]' in log
     image = np.zeros((48, 64, 3), np.uint8)
     header = client.publish_image(image)
     client.wait_for('heatmap', lambda m: m.header.stamp == header.stamp)
@@ -51,7 +64,9 @@ def test_node_autostarts_and_walks_the_lifecycle(synthetic_onnx, start_node, mak
     # Inactive means unsubscribed: await that, then the node's next report, not a timeout.
     client.wait_until(lambda: client.image_pub.get_subscription_count() == 0, 20.0,
                       'the inactive node to unsubscribe from image')
-    received = int(wait_for_diagnostics(client, lambda v: True)['images received'])
+    # A report that counts the image sent while active (the newest may predate it).
+    received = int(wait_for_diagnostics(
+        client, lambda v: int(v['images received']) >= 1)['images received'])
     header = client.publish_image(image)
     reports = len(client.messages('/diagnostics'))
     client.wait_for('/diagnostics', skip=reports + 1)  # a full diagnostic period later
@@ -104,22 +119,34 @@ def test_node_rejects_invalid_parameters_at_configure(synthetic_onnx, start_node
 
 
 def test_node_changes_action_through_the_parameter(synthetic_onnx, start_node, make_client):
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
     start_node(model_path=str(synthetic_onnx), device='cpu')
     client = make_client()
     client.wait_for_node()
-
-    def set_parameter(name, value):
-        request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-            type=ParameterType.PARAMETER_STRING, string_value=value))])
-        return call(client, SetParameters, '/affordance/affordance_grounding/set_parameters',
-                    request).results[0]
-
-    assert set_parameter('default_action', 'pour').successful
+    assert set_parameter(client, 'default_action', 'pour').successful
     assert client.wait_for('active_action', lambda m: m.data == 'pour').data == 'pour'
-    result = set_parameter('default_action', 'fly')
+    result = set_parameter(client, 'default_action', 'fly')
     assert not result.successful and 'fly' in result.reason
-    result = set_parameter('backend', 'torch')
-    assert not result.successful and 'read-only' in result.reason
+    result = set_parameter(client, 'backend', 'torch')
+    assert not result.successful and 'deactivate it first' in result.reason
+
+
+def test_a_fixed_model_path_is_read_at_the_next_configure(
+        tmp_path, synthetic_onnx, start_node, make_client):
+    """The recovery path of the docs: set the parameter, configure, activate; no restart."""
+    node = start_node(model_path=str(tmp_path / 'missing.onnx'), device='cpu',
+                      default_action='hold')
+    node.wait_for_log('stays unconfigured')
+    client = make_client()
+    assert get_state(client) == 'unconfigured'
+    assert set_parameter(client, 'model_path', str(synthetic_onnx)).successful
+    assert change_state(client, Transition.TRANSITION_CONFIGURE), node.log()
+    assert change_state(client, Transition.TRANSITION_ACTIVATE), node.log()
+    client.wait_for_node()
+    header = client.publish_image(np.zeros((48, 64, 3), np.uint8))
+    client.wait_for('heatmap', lambda m: m.header.stamp == header.stamp)
+    result = set_parameter(client, 'model_path', str(tmp_path / 'other.onnx'))
+    assert not result.successful and 'deactivate it first' in result.reason
+    assert change_state(client, Transition.TRANSITION_DEACTIVATE)
+    assert set_parameter(client, 'model_path', str(tmp_path / 'other.onnx')).successful
+    assert 'model_path: takes effect at the next configure' in node.log()
+    assert node.stop() == 0, node.log()

@@ -5,6 +5,7 @@ sets up everything it needs.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -67,6 +68,23 @@ def test_recorded_stamps_are_explained_once(synthetic_onnx, start_node, make_cli
     publish_until_heatmap(client)  # live frames again: processed, warning cleared
     values = wait_for_diagnostics(client, lambda v: 'old' not in v['message'])
     assert float(values['newest frame age (s)']) < 5.0
+
+
+def test_diagnostics_after_the_images_stop(synthetic_onnx, start_node, make_client):
+    """Ages grow, rates fall to 0 and an empty period says so once the stream has ended."""
+    start_node(model_path=str(synthetic_onnx), device='cpu', default_action='hold',
+               diagnostic_period=0.5)
+    client = make_client(outputs=('heatmap', '/diagnostics'))
+    client.wait_for_node(timeout_s=60.0)
+    for _ in range(5):
+        publish_until_heatmap(client)
+    streaming = wait_for_diagnostics(client, lambda v: float(v['input rate (Hz)']) > 0)
+    # The rate meters' window is 5 s: by then every figure must say that nothing comes.
+    stopped = wait_for_diagnostics(
+        client, lambda v: v['input rate (Hz)'] == v['output rate (Hz)'] == '0.00'
+        and float(v['newest frame age (s)']) > 5.0, timeout_s=30.0)
+    assert float(stopped['newest frame age (s)']) > float(streaming['newest frame age (s)'])
+    assert stopped['delay from stamp mean (ms)'] == 'none: no frames this period'
 
 
 def test_clock_jumping_back_does_not_wedge_the_node(synthetic_onnx, start_node, make_client):
@@ -141,6 +159,19 @@ def test_sigint_stops_the_worker_before_the_context(synthetic_onnx, start_node, 
     log = node.log()
     assert 'context is invalid' not in log and 'processing_error' not in log, log
     assert 'Traceback' not in log, log
+
+
+def ignore_sigint() -> None:
+    """Start the child as a background shell would (``nohup``, ``&``): SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_sigint_stops_a_node_that_inherited_it_ignored(synthetic_onnx, start_node):
+    node = start_node(preexec_fn=ignore_sigint, model_path=str(synthetic_onnx), device='cpu')
+    node.wait_for_log('out /diagnostics')  # active: the handler is in place by then
+    node.process.send_signal(signal.SIGINT)
+    assert node.process.wait(timeout=30.0) == 0, node.log()
+    assert 'shut down: inference stopped, model freed' in node.log()  # lifecycle shutdown
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from affordance_grounding.ros.params import (
     declare_and_read, DESCRIPTIONS, NodeConfig, ParameterError, parse_default_action,
-    update_config)
+    READ_AT_CONFIGURE, update_config)
 from affordance_grounding.vocabulary import AGD20K_SEEN, HICO_IIF, parse_action_command
 import pytest
 import rclpy
@@ -93,20 +93,33 @@ def test_default_action_unknown_names_parameter_and_labels():
 
 def test_update_config_applies_coerced_runtime_changes():
     config = NodeConfig()
-    updated = update_config(config, {'mask_threshold': 0.7, 'max_rate_hz': 5,
-                                     'use_sim_time': True, 'backend': 'auto'})
+    updated, waiting = update_config(config, {'mask_threshold': 0.7, 'max_rate_hz': 5,
+                                              'use_sim_time': True, 'backend': 'auto'},
+                                     active=True)
     assert updated == dataclasses.replace(config, mask_threshold=0.7, max_rate_hz=5.0)
+    assert waiting == ()
     assert config.mask_threshold == 0.5
 
 
 @pytest.mark.parametrize('changes, match', [
-    ({'backend': 'torch'}, 'backend is read-only'),
+    ({'backend': 'torch'}, 'backend is read at configure and the node is active; deactivate'),
     ({'mask_threshold': 'high'}, "mask_threshold='high' has type str"),
     ({'overlay_alpha': 3.0}, 'overlay_alpha=3.0 is out of range'),
 ])
-def test_update_config_rejects_read_only_and_invalid_changes(changes, match):
+def test_update_config_rejects_configure_time_and_invalid_changes_while_active(changes, match):
     with pytest.raises(ParameterError, match=match):
-        update_config(NodeConfig(), changes)
+        update_config(NodeConfig(), changes, active=True)
+
+
+def test_update_config_keeps_configure_time_changes_for_the_next_configure():
+    config = NodeConfig(model_path='old.onnx')
+    changes = {'model_path': 'new.onnx', 'mask_threshold': 0.7}
+    updated, waiting = update_config(config, changes, active=False)  # inactive
+    assert waiting == ('model_path',)
+    assert updated == dataclasses.replace(config, mask_threshold=0.7)  # model at configure
+    assert update_config(None, changes, active=False) == (None, ('model_path',))  # unconfigured
+    with pytest.raises(ParameterError, match='model_path=3 has type int'):
+        update_config(None, {'model_path': 3}, active=False)
 
 
 @pytest.fixture
@@ -155,11 +168,18 @@ def test_declare_and_read_sets_descriptors(make_node):
     node = make_node()
     declare_and_read(node)
     backend, threshold = node.describe_parameters(['backend', 'mask_threshold'])
-    assert backend.read_only and 'tensorrt' in backend.description
-    assert not threshold.read_only and '[0, 1]' in threshold.description
-    result = node.set_parameters([Parameter('backend', value='torch')])[0]
-    assert not result.successful
-    assert node.set_parameters([Parameter('mask_threshold', value=0.7)])[0].successful
+    assert 'tensorrt' in backend.description and '[0, 1]' in threshold.description
+    assert not backend.read_only and 'read at configure' in backend.additional_constraints
+    assert threshold.additional_constraints == 'applies at once'
+    # Settable (the node's own callback decides when): configure reads the new value.
+    assert node.set_parameters([Parameter('backend', value='torch')])[0].successful
+    assert declare_and_read(node).backend == 'torch'
+
+
+def test_declare_and_read_rejects_a_wrong_type_with_the_parameter_name(make_node):
+    node = make_node([Parameter('mask_largest_component', value='yes')])
+    with pytest.raises(ParameterError, match="mask_largest_component='yes' has type str"):
+        declare_and_read(node)
 
 
 def test_declare_and_read_rejects_invalid_override(make_node):
@@ -199,3 +219,10 @@ def test_cameras_reject_a_list_of_numbers(make_node):
     node = make_node([Parameter('cameras', value=[1, 2])])
     with pytest.raises(ParameterError, match='must be a list of strings'):
         declare_and_read(node)
+
+
+def test_ros_interface_doc_marks_exactly_the_parameters_read_at_configure():
+    doc = (PARAMS_YAML.parents[1] / 'docs/ros_interface.md').read_text()
+    rows = [line.split('|') for line in doc.splitlines() if line.startswith('| `')]
+    marked = {cells[1].strip().strip('`') for cells in rows if cells[-2].strip() == 'at configure'}
+    assert marked == set(READ_AT_CONFIGURE)

@@ -90,3 +90,26 @@ def test_named_cameras_get_their_own_topics_and_remaps(ros_context):
         assert topics.outputs is None
     finally:
         node.destroy_node()
+
+
+def test_diagnostics_follow_qos_overrides_and_appear_in_the_topic_log(ros_context):
+    from affordance_grounding.ros.diagnostics import NodeDiagnostics
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    node = LifecycleNode('topics_diagnostics_test', namespace='affordance', context=ros_context,
+                         parameter_overrides=[
+                             Parameter('qos_overrides./diagnostics.publisher.reliability',
+                                       value='best_effort'),
+                             Parameter('qos_overrides./diagnostics.publisher.depth', value=3)])
+    try:
+        diagnostics = NodeDiagnostics(node)
+        profile = diagnostics.publisher.qos_profile
+        assert (profile.reliability, profile.depth) == (ReliabilityPolicy.BEST_EFFORT, 3)
+        topics = NodeTopics(node)
+        topics.create_publishers(NodeConfig())
+        lines = topics.describe(diagnostics.publisher)
+        assert 'out /diagnostics [DiagnosticArray] qos best_effort/volatile/keep_last(3)' in lines
+        topics.destroy_publishers()
+    finally:
+        node.destroy_node()
