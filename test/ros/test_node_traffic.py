@@ -56,7 +56,10 @@ def test_recorded_stamps_are_explained_once(synthetic_onnx, start_node, make_cli
     for index in range(8):
         client.publish_image(FRAME, stamp=stamp(hour_ago + index * 0.1))
         time.sleep(0.1)
-    values = wait_for_diagnostics(client, lambda v: int(v['stale frames dropped']) >= 8)
+    # Every image is accounted for: dropped as stale, or replaced by a newer one before the
+    # worker took it (latest-wins; on a loaded machine the worker can be late by a frame).
+    values = wait_for_diagnostics(client, lambda v: int(v['stale frames dropped']) + int(
+        v['frames dropped (newer frame arrived)']) >= 8 and int(v['stale frames dropped']) >= 1)
     assert 'frames are 3600 s old' in values['message'], values
     assert 'use_sim_time:=true' in values['message'] and values['level'] == '1'
     log = node.wait_for_log('[recorded_time]')
