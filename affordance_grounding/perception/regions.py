@@ -47,6 +47,8 @@ class Region:
         source_id: The detection's id ('' for a fixed ROI).
         label: The detector's class ('' when unknown).
         score: The detector's confidence (None when unknown).
+        detection_index: Position of the detection in its input message (None for an ROI),
+            so that an output can echo the detection it came from.
     """
 
     x: float
@@ -56,6 +58,7 @@ class Region:
     source_id: str = ''
     label: str = ''
     score: Optional[float] = None
+    detection_index: Optional[int] = None
 
     @classmethod
     def from_center(cls, center_x: float, center_y: float, width: float, height: float,

@@ -11,13 +11,14 @@ from typing import Dict
 from affordance_grounding.perception.frame_processor import FrameResult, Outputs3D
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers
 from affordance_grounding.ros.conversions import array_to_image_msg
+from affordance_grounding.ros.detection_messages import to_affordance_detections
 from affordance_grounding.ros.messages import (
     to_grasp_markers, to_grasp_pose_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 from visualization_msgs.msg import MarkerArray
 
 
-def publish_result(channel: CameraChannel, msg, result: FrameResult,
-                   label: str) -> Dict[str, float]:
+def publish_result(channel: CameraChannel, msg, result: FrameResult, label: str,
+                   detections=None) -> Dict[str, float]:
     """Publish one frame's images and, when 3D ran, its 3D outputs.
 
     Args:
@@ -25,12 +26,17 @@ def publish_result(channel: CameraChannel, msg, result: FrameResult,
         msg: The input image message (its header is copied into every output).
         result: The frame's results.
         label: The action, for the marker text.
+        detections: The paired input ``Detection2DArray`` (``roi_source: detections``);
+            ``affordance_detections`` is published from it.
 
     Returns:
         Seconds spent: ``publish`` (images) and, with 3D, ``publish_3d``.
     """
     start = time.perf_counter()
     publish_images(channel.publishers, msg.header, result)
+    if detections is not None and channel.publishers.affordance_detections is not None:
+        channel.publishers.affordance_detections.publish(
+            to_affordance_detections(msg.header, detections, result, label))
     timings = {'publish': time.perf_counter() - start}
     if result.grasp is not None and channel.publishers.grasp_point is not None:
         start = time.perf_counter()
