@@ -23,9 +23,9 @@ Saturated A/B of the worker's overlap (issue 20), variants interleaved and repea
     .venv/bin/python -m bench.multicam --cameras 2 --rate 30 --rounds 3 \
         --modes one_node,one_node_sequential,separate_nodes,separate_nodes_sequential
 
-``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, as before
-the overlap); the others with the default two threads. Each round runs every mode once, the
-order rotating from round to round; the verdict compares medians over the rounds.
+``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, the
+default); the others with ``worker_overlap: true`` (two threads). Each round runs every mode
+once, the order rotating from round to round; the verdict compares medians over the rounds.
 
     .venv/bin/python -m bench.multicam --pipeline-only [--backend torch --device cuda]
         [--batches 1,2,3] [--config ''] [--out outputs/bench/multicam_pipeline.json]
@@ -47,15 +47,13 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-from affordance_grounding.inference.backends import BackendOptions
-from affordance_grounding.inference.selection import create_backend
-from affordance_grounding.perception.frame_pipeline import FramePipeline
-from affordance_grounding.perception.settings import OutputSettings
 from affordance_grounding.ros import qos
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
-from bench.timing import load_average, median_seconds, write_report
+from bench.multicam_pipeline import (  # noqa: F401 - re-exported: --pipeline-only
+    format_pipeline_table, measure_pipeline_batches)
+from bench.timing import load_average, write_report
 from bench.transport import patched_environ, profile_environment
 from diagnostic_msgs.msg import DiagnosticArray
 from harness.node_process import NodeProcess
@@ -239,7 +237,7 @@ def run(camera_counts: Sequence[int], rate_hz: float, seconds: float, size: Sequ
                                       Path(log_dir), profile)
                         row['round'] = round_index
                         rows.append(row)
-                        print(f"  round {round_index}, {cameras} camera(s), {mode}: "
+                        print(f'  round {round_index}, {cameras} camera(s), {mode}: '
                               f"{row['heatmaps_per_s']:.1f} heatmaps/s, peak RSS "
                               f"{row['peak_rss_mib']:.0f} MiB, load "
                               f"{row['load_average_before']}", flush=True)
@@ -249,59 +247,6 @@ def run(camera_counts: Sequence[int], rate_hz: float, seconds: float, size: Sequ
             'targets': judge(rows), 'rate_hz': rate_hz, 'seconds': seconds,
             'frame_size': list(size), 'fastdds_profile': profile, 'rounds': rounds,
             'model': config_path or 'full-size architecture, random weights'}
-
-
-def measure_pipeline_batches(backend_name: str, device: str, batches: Sequence[int],
-                             size: Sequence[int], config_path: Optional[str], cache_dir: str,
-                             repeats: int) -> dict:
-    """Median ms of one ``run_batch`` of N frames vs N ``run`` calls, per N; JSON-ready."""
-    files = prepare_model_files(config_path, 0, cache_dir, need_onnx=backend_name != 'torch')
-    model_path = files['bundle' if backend_name == 'torch' else 'onnx']
-    backend = create_backend(backend_name, model_path, device,
-                             BackendOptions(cpu_spin_wait=False)).load()
-    pipeline = FramePipeline(backend)
-    width, height = size
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-              for _ in range(max(batches))]
-    settings = OutputSettings()
-    rows = []
-    load_before = load_average()
-    for count in batches:
-        frames, indices = images[:count], list(range(count))  # a different action per row
-        batch_s = median_seconds(lambda: pipeline.run_batch(frames, indices, settings),
-                                 repeats, warmup=2)
-        separate_s = median_seconds(
-            lambda: [pipeline.run(frame, index, settings)
-                     for frame, index in zip(frames, indices)], repeats, warmup=2)
-        stages = pipeline.run_batch(frames, indices, settings)[0].timings_s
-        rows.append({'batch': count, 'batch_ms': batch_s * 1e3,
-                     'separate_runs_ms': separate_s * 1e3,
-                     'batch_ms_per_frame': batch_s * 1e3 / count,
-                     'speedup_vs_separate_runs': separate_s / batch_s,
-                     'inference_ms_in_batch': stages['inference'] * 1e3})
-    description = backend.describe()
-    backend.close()
-    return {'machine': describe_machine(), 'backend': description, 'frame_size': list(size),
-            'model': config_path or 'full-size architecture, random weights',
-            'load_average_before': load_before, 'load_average_after': load_average(),
-            'repeats': repeats, 'rows': rows}
-
-
-def format_pipeline_table(report: dict) -> str:
-    """Return the pipeline-only report as a fixed-width table."""
-    width, height = report['frame_size']
-    lines = [f"FramePipeline.run_batch, {report['backend']}, {report['model']}, {width}x"
-             f"{height}; load {report['load_average_before']} -> "
-             f"{report['load_average_after']}",
-             f"{'batch':>5s} {'batch ms':>9s} {'ms/frame':>9s} {'N runs ms':>10s} "
-             f"{'speed-up':>8s} {'infer ms':>9s}"]
-    for row in report['rows']:
-        lines.append(f"{row['batch']:5d} {row['batch_ms']:9.1f} "
-                     f"{row['batch_ms_per_frame']:9.1f} {row['separate_runs_ms']:10.1f} "
-                     f"{row['speedup_vs_separate_runs']:7.2f}x "
-                     f"{row['inference_ms_in_batch']:9.1f}")
-    return '\n'.join(lines)
 
 
 def median_rows(rows: Sequence[dict]) -> Dict[tuple, dict]:
@@ -359,7 +304,8 @@ def format_table(report: dict) -> str:
              f"{width}x{height} rgb8 best effort, {report['seconds']:.0f} s per row, FastDDS "
              f"profile {'on both sides' if report['fastdds_profile'] else 'off'}; load after "
              f"{report['load_average_after']}",
-             f"{'rnd':>3s} {'cams':>4s} {'setup':25s} {'nodes':>5s} {'sent':>5s} {'heatmaps/s':>10s} "
+             f"{'rnd':>3s} {'cams':>4s} {'setup':25s} {'nodes':>5s} {'sent':>5s} "
+             f"{'heatmaps/s':>10s} "
              f"{'per camera Hz':>16s} {'p50 ms':>7s} {'p90 ms':>7s} {'peak RSS MiB':>12s} "
              f"{'CPU ms/map':>10s} {'cores':>5s} {'per inference':>13s} "
              f"{'load before':>16s}"]
@@ -367,7 +313,8 @@ def format_table(report: dict) -> str:
         per_camera = '/'.join(f'{hz:.1f}' for hz in row['per_camera_hz'])
         delay = row['delay_ms']
         lines.append(
-            f"{row.get('round', 0):3d} {row['cameras']:4d} {row['mode']:25s} {row['nodes']:5d} {row['sent']:5d} "
+            f"{row.get('round', 0):3d} {row['cameras']:4d} {row['mode']:25s} "
+            f"{row['nodes']:5d} {row['sent']:5d} "
             f"{row['heatmaps_per_s']:10.1f} {per_camera:>16s} "
             f"{delay['p50'] if delay['p50'] is not None else float('nan'):7.1f} "
             f"{delay['p90'] if delay['p90'] is not None else float('nan'):7.1f} "

@@ -7,7 +7,7 @@ cameras it takes the newest frame of every camera that has one and runs them as 
 never waiting for a slow camera; every output keeps its own input header. Per-frame problems
 are counted and logged (throttled per kind); nothing here raises into the thread's top level.
 
-With ``worker_overlap`` (the default) a second thread post-processes and publishes batch k
+With ``worker_overlap`` a second thread post-processes and publishes batch k
 while this one decodes, preprocesses and infers batch k+1 (the backend call releases the GIL).
 The hand-over holds ONE batch: the inferring thread waits for the publishing one rather than
 queue, so outputs are never more than one batch behind and the frames taken next are the
@@ -33,9 +33,9 @@ from affordance_grounding.perception.regions import BAD_ROI, clip_region
 from affordance_grounding.perception.stamps import NS_PER_S, stamp_to_ns
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
 from affordance_grounding.ros.health import NodeHealth
+from affordance_grounding.ros.pairing import PairedFrame
 from affordance_grounding.ros.params import (
     NodeConfig, to_output_settings, to_region_settings)
-from affordance_grounding.ros.pairing import PairedFrame
 
 # publish(channel, input message, result, label[, detections=msg]) -> {'publish': s, ...}
 Publish = Callable[..., Dict[str, float]]
@@ -148,7 +148,7 @@ class FrameWorker(threading.Thread):
                 self._stop_event.wait(max(0.0, 1.0 / rate_hz - (time.monotonic() - started)))
 
     def _finish_loop(self, handoff: queue.Queue) -> None:
-        """The second thread: post-process, 3D and publish each inferred batch."""
+        """Post-process, run 3D and publish each inferred batch (the second thread)."""
         while True:
             item = handoff.get()
             if item is None:
@@ -171,14 +171,14 @@ class FrameWorker(threading.Thread):
             self._publish_rows(rows, results)
 
     def _infer(self, frames: Mapping[str, object]):
-        """First half of a batch: (rows, inferred frames), or None when every frame is skipped."""
+        """Run the first half of a batch: (rows, inferred), or None when every frame is skipped."""
         rows = self._prepare_rows(frames)
         if not rows:
             return None
         return rows, self.processor.infer([row.frame for row in rows])
 
     def _finish(self, rows: Sequence[_Row], inferred: InferredFrames) -> None:
-        """Second half of a batch: post-process with the current parameters and publish."""
+        """Run the second half of a batch: post-process with the current parameters, publish."""
         results = self.processor.finish(inferred, to_output_settings(self.state.config))
         self._publish_rows(rows, results)
 
@@ -237,7 +237,7 @@ class FrameWorker(threading.Thread):
 
     def _boxes(self, channel: CameraChannel, msg, detections, image_hw, config: NodeConfig,
                where: str):
-        """The frame's regions: None = the whole frame, False = skip the frame (said why)."""
+        """Return the frame's regions: None = the whole frame, False = skip it (said why)."""
         if config.roi_source == 'roi':
             roi = channel.roi
             if roi is None:

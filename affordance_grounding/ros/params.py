@@ -74,7 +74,9 @@ class NodeConfig:
             (vision_msgs/Detection2DArray on ``detections``, paired by stamp).
         roi_margin: Fraction of a box's longer side added on each side of its crop.
         max_regions: Most regions run per frame, the largest first; the rest are counted.
-        worker_overlap: Post-process and publish one batch while the next one infers.
+        worker_overlap: Post-process and publish one batch in a second thread while the next
+            one infers. Off by default: on a CPU shared with other busy processes it measured
+            no gain (docs/benchmarks.md, "Overlapping the worker's stages").
     """
 
     backend: str = 'auto'
@@ -104,7 +106,7 @@ class NodeConfig:
     roi_source: str = 'none'
     roi_margin: float = DEFAULT_ROI_MARGIN
     max_regions: int = DEFAULT_MAX_REGIONS
-    worker_overlap: bool = True
+    worker_overlap: bool = False
 
     def validate(self) -> 'NodeConfig':
         """Check every value; return ``self`` so that calls chain.
@@ -204,7 +206,7 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'roi_margin': ("Fraction of a box's longer side added on each side of its crop", False),
     'max_regions': ('Most regions per frame, the largest first; the rest are counted', False),
     'worker_overlap': ('Post-process and publish one batch while the next infers (two '
-                       'threads); false = one thread', True),
+                       'threads); false (default) = one thread', True),
 }
 
 

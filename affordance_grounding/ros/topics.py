@@ -31,9 +31,10 @@ from visualization_msgs.msg import MarkerArray
 class InputCallbacks:
     """What the node does with each input, told which camera it came from.
 
-    ``image``, ``depth``, ``camera_info``, ``roi`` and ``detections`` get (msg, camera); ``action`` gets (msg, camera)
-    with camera None for the shared ``action`` topic; ``lost`` gets (count, camera), the
-    middleware's count of images lost in transport. camera is '' for the single camera.
+    ``image``, ``depth``, ``camera_info``, ``roi`` and ``detections`` get (msg, camera);
+    ``action`` gets (msg, camera) with camera None for the shared ``action`` topic; ``lost``
+    gets (count, camera), the middleware's count of images lost in transport. camera is ''
+    for the single camera.
     """
 
     image: Callable
@@ -135,7 +136,7 @@ class NodeTopics:
 
     @staticmethod
     def _region_inputs(config: NodeConfig, callbacks: InputCallbacks, camera: str) -> List:
-        """The ``roi`` or ``detections`` input of a camera (``roi_source``), if any."""
+        """Return the ``roi`` or ``detections`` input of a camera (``roi_source``), if any."""
         prefix = camera_prefix(camera)
         if config.roi_source == 'roi':
             return [(RegionOfInterest, prefix + 'roi',

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 from affordance_grounding.perception.frame_processor import FrameProcessor
 from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.regions import Region
 from affordance_grounding.perception.stamps import NS_PER_S
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
 from affordance_grounding.ros.frame_worker import FrameWorker
-from affordance_grounding.perception.regions import Region
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.pairing import PairedFrame
 from affordance_grounding.ros.params import NodeConfig, to_output_settings
@@ -215,7 +215,7 @@ def test_roi_mode_skips_a_frame_whose_roi_is_unusable_and_goes_on(pipeline, roi)
 
 
 def detections_msg(msg, boxes):
-    """A duck-typed vision_msgs 4 Detection2DArray with the image's header."""
+    """Return a duck-typed vision_msgs 4 Detection2DArray with the image's header."""
     return SimpleNamespace(header=msg.header, detections=[
         SimpleNamespace(header=msg.header, id=str(index), results=[], bbox=SimpleNamespace(
             center=SimpleNamespace(position=SimpleNamespace(x=x + w / 2, y=y + h / 2),

@@ -96,8 +96,8 @@ def test_roi_mode_skips_and_counts_bad_boxes_and_goes_on(client, box):
 
 
 @pytest.mark.skipif(HAS_VISION_MSGS, reason='vision_msgs is installed: configure succeeds')
-def test_detections_mode_without_vision_msgs_fails_configure_in_one_line(synthetic_onnx,
-                                                                          start_node):
+def test_detections_mode_without_vision_msgs_fails_configure_in_one_line(
+        synthetic_onnx, start_node):
     node = start_node(model_path=str(synthetic_onnx), device='cpu', roi_source='detections')
     log = node.wait_for_log('stays unconfigured', timeout_s=120.0)
     lines = [line for line in log.splitlines() if 'needs vision_msgs' in line]
