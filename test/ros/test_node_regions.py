@@ -11,7 +11,7 @@ import time
 
 from affordance_grounding.perception.image_codecs import image_msg_to_array
 from harness.graph_client import GraphClient, wait_for_diagnostics
-from harness.node_process import NodeProcess
+from harness.node_process import serve_node
 from harness.scene_frames import scene
 import numpy as np
 import pytest
@@ -26,13 +26,10 @@ SIZE = (240, 320)  # (height, width) of harness.scene_frames.scene
 @pytest.fixture(scope='module')
 def roi_node(synthetic_onnx, tmp_path_factory):
     """Yield a node in roi mode, ONNX Runtime on the CPU, acting on 'hold'."""
-    process = NodeProcess(tmp_path_factory.mktemp('roi') / 'node.log', {
+    yield from serve_node(tmp_path_factory.mktemp('roi') / 'node.log', {
         'model_path': str(synthetic_onnx), 'device': 'cpu', 'roi_source': 'roi',
         'roi_margin': 0.0, 'default_action': 'hold', 'max_rate_hz': 0.0,
         'max_image_age_s': 0.0, 'diagnostic_period': 0.5})
-    process.wait_for_log('out /affordance/active_action')
-    yield process
-    assert process.stop() == 0, process.log()
 
 
 @pytest.fixture(scope='module')
