@@ -20,9 +20,11 @@ from affordance_grounding.config import CALIBRATIONS, load_model_config, ModelCo
 from affordance_grounding.inference.backends import (
     InferenceBackend, MODEL_LOAD_ERRORS, untrained_backend)
 from affordance_grounding.inference.selection import BACKEND_NAMES, resolve_device
+from affordance_grounding.inference.text_encoder import open_text_fallback
 from affordance_grounding.perception.frame_processor import FrameInput, FrameProcessor
 from affordance_grounding.perception.settings import load_backend, ModelSettings, OutputSettings
-from affordance_grounding.vocabulary import parse_action_command
+from affordance_grounding.vocabulary import (
+    ActionCommand, DEFAULT_MIN_TEXT_MARGIN, parse_action_command)
 import cv2
 import numpy as np
 import torch
@@ -39,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument('--sample', choices=SAMPLE_PHOTOS,
                         help='a scikit-image sample photo (ships offline)')
     parser.add_argument('--action', required=True,
-                        help="affordance label, e.g. hold ('cut with' and Cut_With also work)")
+                        help="affordance label, e.g. hold ('cut with' and Cut_With also work), "
+                             'or a phrase, understood as the node does: synonyms (grasp), and '
+                             'with <model>.text.onnx next to the model the CLIP text fallback')
+    parser.add_argument('--action-min-text-margin', type=float, default=DEFAULT_MIN_TEXT_MARGIN,
+                        help="the node's action_min_text_margin: the text fallback's smallest "
+                             'lead of the nearest label over the runner-up')
     parser.add_argument('--out', required=True, help='overlay PNG to write')
     model = parser.add_mutually_exclusive_group()
     model.add_argument('--checkpoint', '--model', dest='checkpoint',
@@ -60,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 def read_rgb(args: argparse.Namespace) -> np.ndarray:
     """Read the input photo as (H, W, 3) uint8 RGB."""
     if args.sample:
-        import skimage.data
-
+        try:  # a development dependency (requirements/dev.txt): a robot install may lack it
+            import skimage.data
+        except ImportError as error:
+            raise ValueError(f'--sample needs scikit-image ({error}): pip install scikit-image, '
+                             'or pass a photo with --image FILE') from None
         return np.ascontiguousarray(getattr(skimage.data, args.sample)()[..., :3])
     if not Path(args.image).is_file():  # before OpenCV, which logs its own warning line
         raise ValueError(f'cannot read image {args.image}: no such file')
@@ -92,6 +102,17 @@ def load_model_backend(args: argparse.Namespace) -> Tuple[InferenceBackend, Opti
     return backend, 'RANDOM WEIGHTS' if random_backbones else 'UNTRAINED HEAD'
 
 
+def parse_action(args: argparse.Namespace, labels: Tuple[str, ...]) -> ActionCommand:
+    """Understand ``--action`` as the node would, with the model file's text fallback if any."""
+    matcher = None
+    if args.checkpoint:
+        fallback = open_text_fallback(args.checkpoint, labels)
+        if fallback.failed:
+            print(f'warning: {fallback.note}', file=sys.stderr)
+        matcher = fallback.matcher
+    return parse_action_command(args.action, labels, matcher, args.action_min_text_margin)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one prediction; returns a process exit code."""
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
@@ -100,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         rgb = read_rgb(args)
         backend, untrained = load_model_backend(args)
-        command = parse_action_command(args.action, backend.metadata.labels)
+        command = parse_action(args, backend.metadata.labels)
         label, class_index = command.key
         if class_index < 0:
             raise ValueError('--action is empty; give a label such as hold')

@@ -7,7 +7,7 @@ it must never be re-sorted.
 from dataclasses import dataclass
 import functools
 from importlib import resources
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import yaml
 
@@ -129,13 +129,25 @@ def resolve_label_index(labels: Tuple[str, ...], action: str) -> int:
 
 MAX_ACTION_CHARS = 64
 SYNONYMS_RESOURCE = 'data/action_synonyms.yaml'
-DEFAULT_MIN_TEXT_SIMILARITY = 0.8
+# The text fallback's smallest accepted margin of the best label over the runner-up (centred
+# cosines, inference.text_encoder.LabelTextMatcher). bench/action_phrases.py tuned 0.23 on the
+# synthetic CLIP (docs/bench/action_phrases.json); 0.25 leaves headroom for unseen nonsense.
+DEFAULT_MIN_TEXT_MARGIN = 0.25
 
 # How a command was understood (ActionCommand.match).
 IDLE, EXACT, SYNONYM, TEXT_SIMILARITY = 'idle', 'exact', 'synonym', 'text similarity'
 
-# phrase -> (best label, cosine similarity); e.g. inference.text_encoder.LabelTextMatcher.
-TextMatcher = Callable[[str], Tuple[str, float]]
+
+class TextMatch(NamedTuple):
+    """What the text fallback found for a phrase: the nearest label and how clearly."""
+
+    label: str
+    margin: float  # how far ``label`` is ahead of ``runner_up``
+    runner_up: str
+
+
+# phrase -> TextMatch; e.g. inference.text_encoder.LabelTextMatcher.
+TextMatcher = Callable[[str], TextMatch]
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,7 @@ class ActionCommand:
         label: The label it maps to; '' when idle.
         index: The label's classifier index; -1 when idle.
         match: ``idle``, ``exact``, ``synonym`` or ``text similarity``.
-        score: Cosine similarity for ``text similarity``, else 1.0.
+        score: The margin over the runner-up label for ``text similarity``, else 1.0.
     """
 
     text: str
@@ -165,13 +177,13 @@ class ActionCommand:
         """Say what ``active_action`` and the log show: the label, and how a phrase mapped to it.
 
         ``hold`` (exact label), ``grasp -> hold (synonym)``, ``slice it -> cut_with (text
-        similarity 0.81)``; '' when idle.
+        similarity, margin 0.31)``; '' when idle.
         """
         if self.match in (IDLE, EXACT):
             return self.label
         if self.match == SYNONYM:
             return f'{self.text} -> {self.label} (synonym)'
-        return f'{self.text} -> {self.label} (text similarity {self.score:.2f})'
+        return f'{self.text} -> {self.label} (text similarity, margin {self.score:.2f})'
 
 
 def normalise_phrase(text: str) -> str:
@@ -203,19 +215,21 @@ def load_synonyms() -> Dict[str, str]:
 
 def parse_action_command(text: str, labels: Tuple[str, ...],
                          text_matcher: Optional[TextMatcher] = None,
-                         min_similarity: float = DEFAULT_MIN_TEXT_SIMILARITY) -> ActionCommand:
+                         min_margin: float = DEFAULT_MIN_TEXT_MARGIN) -> ActionCommand:
     """Understand an operator's or planner's action command; empty text = idle.
 
-    In order: the label itself (case, surrounding whitespace, spaces or dashes for
-    underscores do not matter: ``"Cut with"`` -> ``cut_with``), a phrase of the synonym table
-    (``grab`` -> ``hold``), then, when a ``text_matcher`` is given (the CLIP text tower), the
-    label nearest in text-embedding cosine if at least ``min_similarity``.
+    The one action policy of the project: the action topic, ``default_action``, the bag tool
+    and ``affordance_predict`` all parse through here. In order: the label itself (case,
+    surrounding whitespace, spaces or dashes for underscores do not matter: ``"Cut with"`` ->
+    ``cut_with``), a phrase of the synonym table (``grab`` -> ``hold``), then, when a
+    ``text_matcher`` is given (the CLIP text tower), the nearest label if it is ahead of the
+    runner-up by at least ``min_margin``.
 
     Args:
         text: The command, e.g. the ``data`` of a ``std_msgs/String``.
         labels: The model's label list.
-        text_matcher: Optional phrase -> (nearest label, cosine); called at most once here.
-        min_similarity: Smallest accepted cosine of the text fallback.
+        text_matcher: Optional phrase -> TextMatch; called at most once here.
+        min_margin: Smallest accepted margin of the text fallback.
 
     Returns:
         The understood command (label, index, how, score).
@@ -240,10 +254,12 @@ def parse_action_command(text: str, labels: Tuple[str, ...],
     if synonym is not None:
         notes.append(f'{phrase!r} means {synonym!r}, which this model does not know')
     if text_matcher is not None:
-        label, score = text_matcher(key.replace('_', ' '))
-        if score >= min_similarity and label in labels:
-            return ActionCommand(phrase, label, labels.index(label), TEXT_SIMILARITY, score)
-        notes.append(f'nearest by text similarity: {label!r} at {score:.2f} < {min_similarity}')
+        match = text_matcher(key.replace('_', ' '))
+        if match.margin >= min_margin and match.label in labels:
+            return ActionCommand(phrase, match.label, labels.index(match.label), TEXT_SIMILARITY,
+                                 match.margin)
+        notes.append(f'nearest by text similarity: {match.label!r}, only {match.margin:.2f} '
+                     f'ahead of {match.runner_up!r} (needs {min_margin})')
     note = f' ({"; ".join(notes)})' if notes else ''
     raise ValueError(f'unknown action {phrase!r}{note}; this model knows {len(labels)} labels: '
                      f'{", ".join(labels)}')

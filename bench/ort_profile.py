@@ -1,7 +1,7 @@
 """Where an ONNX graph's time goes in ONNX Runtime on the CPU: kernel time per operator type.
 
     .venv/bin/python -m bench.ort_profile MODEL.onnx [MODEL2.onnx ...] [--frames 4]
-        [--threads 1] [--out outputs/bench/ort_profile.json]
+        [--threads 1] [--no-spinning] [--out outputs/bench/ort_profile.json]
 
 Runs each file through ONNX Runtime's own profiler (``SessionOptions.enable_profiling``) at
 batch 1 and sums the kernel durations per operator type (the first, warm-up frame is dropped).
@@ -21,13 +21,19 @@ from bench.timing import load_average, write_report
 import numpy as np
 
 
-def profile_file(path: str, frames: int = 4, threads: Optional[int] = None) -> Dict:
-    """Return {'total_ms_per_frame', 'by_op': {op: ms per frame}} for one ONNX file."""
+def profile_file(path: str, frames: int = 4, threads: Optional[int] = None,
+                 spinning: bool = True) -> Dict:
+    """Return {'total_ms_per_frame', 'by_op': {op: ms per frame}} for one ONNX file.
+
+    ``spinning=False`` is the node's setting: idle pool threads sleep instead of spinning.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0
+    if not spinning:
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = os.path.join(folder, 'profile')
@@ -56,11 +62,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('models', nargs='+')
     parser.add_argument('--frames', type=int, default=4)
     parser.add_argument('--threads', type=int)
+    parser.add_argument('--no-spinning', action='store_true',
+                        help="idle pool threads sleep (the node's setting)")
     parser.add_argument('--out', default='outputs/bench/ort_profile.json')
     args = parser.parse_args(argv)
     start = load_average()
-    report = {'threads': args.threads, 'frames': args.frames, 'load_average_start': start,
-              'models': {path: profile_file(path, args.frames, args.threads)
+    report = {'threads': args.threads, 'frames': args.frames, 'spinning': not args.no_spinning,
+              'load_average_start': start,
+              'models': {path: profile_file(path, args.frames, args.threads, not args.no_spinning)
                          for path in args.models}}
     report['load_average_end'] = load_average()
     for path, profile in report['models'].items():

@@ -125,14 +125,17 @@ def run(args: argparse.Namespace) -> dict:
 def format_table(report: dict) -> str:
     """Fixed-width table: metrics and ranking per row and setting, costs, targets."""
     lines = [f"{'setting':7s} {'row':19s} {'KLD':>6s} {'SIM':>6s} {'NSS':>6s} {'heat in':>7s} "
-             f"{'rank acc':>8s}"]
+             f"{'weighted':>8s} {'rank acc':>8s}"]
     for name, result in report['settings'].items():
         for row in ROWS + (UNIFORM,):
             values = result['rows'][row]
             accuracy = values.get('ranking_accuracy')
             shown = '' if accuracy is None else f'{accuracy:.3f}'
+            share = values.get('heat_share_weighted')
+            dimmed = '' if share is None else f'{share:.1%}'
             lines.append(f"{name:7s} {row:19s} {values['kld']:6.3f} {values['sim']:6.3f} "
-                         f"{values['nss']:6.3f} {values['heat_share']:7.1%} {shown:>8s}")
+                         f"{values['nss']:6.3f} {values['heat_share']:7.1%} {dimmed:>8s} "
+                         f'{shown:>8s}')
     timing = report['timing']
     lines.append(f"cost per frame ({report['backend']}, {timing['frames']} frames x "
                  f"{timing['rounds']} rounds, interleaved):")

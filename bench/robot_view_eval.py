@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from affordance_grounding.perception.regions import (
-    affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region)
 from affordance_grounding.inference.backends import InferenceBackend
 from affordance_grounding.inference.thread_policy import apply_worker_thread_policy
 from affordance_grounding.perception.frame_pipeline import FramePipeline
 from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.postprocess import render_overlay, resize_to_input
+from affordance_grounding.perception.regions import (
+    affordance_scores, choose_regions, cut_regions, paste_heatmaps, rank_by_score, Region,
+    relative_scores)
 from affordance_grounding.perception.settings import load_backend, ModelSettings
 from bench.robot_view_scenes import RobotFrame
 import cv2
@@ -88,10 +89,10 @@ def whole_frame_heatmap(runner: MapRunner, rgb: np.ndarray, class_index: int
 
 def region_heatmap(runner: MapRunner, rgb: np.ndarray, regions: Sequence[Region],
                    class_index: int, margin: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Regions cut out, run as one batch, pasted back: (H, W) heatmap, (N, K, G, G) CAMs."""
+    """Cut out the regions, run them as one batch, paste back: (H, W) heatmap, (N,) scores."""
     crops, windows = cut_regions(rgb, regions, margin)
     maps, cam = runner(crops, class_index)
-    return paste_heatmaps(maps, windows, rgb.shape[:2]), cam
+    return paste_heatmaps(maps, windows, rgb.shape[:2]), affordance_scores(cam, class_index)
 
 
 def box_cells(cam: np.ndarray, box: Region, image_hw: Tuple[int, int]) -> np.ndarray:
@@ -115,15 +116,15 @@ def box_metrics(heatmap: np.ndarray, gt: np.ndarray, box: Region) -> Dict[str, f
     size = (METRIC_SIZE, METRIC_SIZE)
     prediction = cv2.resize(np.ascontiguousarray(heatmap[window], np.float32), size,
                             interpolation=cv2.INTER_LINEAR)  # (224, 224) in [0, 1]
-    metrics = compute_metrics(prediction, load_gt_map(np.ascontiguousarray(gt[window]),
-                                                       METRIC_SIZE))
+    truth = load_gt_map(np.ascontiguousarray(gt[window]), METRIC_SIZE)  # (224, 224) float64
+    metrics = compute_metrics(prediction, truth)
     metrics['heat_share'] = float(heatmap[window].sum() / max(float(heatmap.sum()), 1e-12))
     return metrics
 
 
 def frame_job(runner: MapRunner, rgb: np.ndarray, class_index: int,
               regions: Optional[Sequence[Region]], margin: float) -> np.ndarray:
-    """What a node does per frame: heatmap (whole frame or regions), grasp mask, overlay."""
+    """Run what a node does per frame: heatmap (whole frame or regions), grasp mask, overlay."""
     if regions is None:
         heatmap = whole_frame_heatmap(runner, rgb, class_index)[0]
     else:
@@ -149,14 +150,22 @@ def score_objects(cams: Sequence[np.ndarray], class_index: int) -> Dict[str, Lis
 
 
 def run_regions(runner: MapRunner, frame: RobotFrame, boxes: Sequence[Region],
-                class_index: int, margin: float) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """Return the heatmap of a frame's regions and each object's CAM (in box order)."""
+                class_index: int, margin: float
+                ) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+    """Return a frame's region heatmap, the same weighted by score, each object's CAM.
+
+    The CAMs come back in box order (choosing the regions sorts them by size).
+    """
     tagged = [Region(box.x, box.y, box.width, box.height, source_id=str(index))
               for index, box in enumerate(boxes)]
     choice = choose_regions(tagged, frame.rgb.shape[:2], max_regions=len(tagged))
-    heatmap, cam = region_heatmap(runner, frame.rgb, choice.regions, class_index, margin)
+    crops, windows = cut_regions(frame.rgb, choice.regions, margin)
+    maps, cam = runner(crops, class_index)
+    weights = relative_scores(affordance_scores(cam, class_index))
+    hw = frame.rgb.shape[:2]
     order = [int(region.source_id) for region in choice.regions]
-    return heatmap, [cam[order.index(index)] for index in range(len(boxes))]
+    return (paste_heatmaps(maps, windows, hw), paste_heatmaps(maps, windows, hw, weights),
+            [cam[order.index(index)] for index in range(len(boxes))])
 
 
 def evaluate_frame(runner: MapRunner, frame: RobotFrame, margin: float,
@@ -168,10 +177,11 @@ def evaluate_frame(runner: MapRunner, frame: RobotFrame, margin: float,
     heatmaps, cams = {}, {}
     heatmaps['whole frame'], whole_cam = whole_frame_heatmap(runner, frame.rgb, index)
     cams['whole frame'] = [box_cells(whole_cam, item.box, hw) for item in frame.objects]
-    heatmaps['true boxes'], cams['true boxes'] = run_regions(
-        runner, frame, [item.box for item in frame.objects], index, margin)
-    heatmaps['jittered boxes'], cams['jittered boxes'] = run_regions(
-        runner, frame, frame.jittered, index, margin)
+    weighted = {}
+    for row, boxes in zip(DETECTOR_ROWS, ([item.box for item in frame.objects],
+                                          frame.jittered)):
+        heatmaps[row], weighted[row], cams[row] = run_regions(runner, frame, boxes, index,
+                                                              margin)
     maps, tile_cam = runner([item.tile_rgb for item in frame.objects], index)
     tile_heatmap = resize_to_input(maps[frame.target], target.tile_rgb.shape[:2])
     cams['object-centric'] = list(tile_cam)
@@ -179,6 +189,9 @@ def evaluate_frame(runner: MapRunner, frame: RobotFrame, margin: float,
                               score_objects(cams[row], index),
                               heatmaps[row] if keep_heatmaps else None)
                for row in ROWS[:-1]}
+    for row, heatmap in weighted.items():  # where the heat goes once scores dim the regions
+        results[row].metrics['heat_share_weighted'] = box_metrics(
+            heatmap, frame.frame_gt, target.box)['heat_share']
     results['object-centric'] = RowResult(
         box_metrics(tile_heatmap, frame.tile_gt, target.tile_box),
         score_objects(cams['object-centric'], index), tile_heatmap if keep_heatmaps else None)
@@ -197,15 +210,17 @@ def summarize_rows(evaluated: Sequence[Tuple[RobotFrame, Dict[str, RowResult]]])
     for row in names:
         accumulator = MetricAccumulator()
         hits = dict.fromkeys(SCORE_VARIANTS, 0)
-        shares = []
+        shares, weighted = [], []
         for frame, results in evaluated:
             accumulator.add(results[row].metrics, frame.action)
             shares.append(results[row].metrics.get('heat_share'))
+            weighted.append(results[row].metrics.get('heat_share_weighted'))
             for name, scores in results[row].scores.items():
                 hits[name] += rank_by_score(scores)[0] == frame.target
         summary = {key: round(value, 4) for key, value in accumulator.summary().mean.items()}
-        if None not in shares:
-            summary['heat_share'] = round(float(np.mean(shares)), 4)
+        for key, values in (('heat_share', shares), ('heat_share_weighted', weighted)):
+            if None not in values:
+                summary[key] = round(float(np.mean(values)), 4)
         if results[row].scores:
             accuracy = {name: round(count / len(evaluated), 4) for name, count in hits.items()}
             summary['ranking_accuracy'] = accuracy[CHOSEN_SCORE]

@@ -5,8 +5,9 @@ from pathlib import Path
 from affordance_grounding.inference.text_encoder import (
     LabelTextMatcher, load_label_matcher, OnnxTextEncoder, text_model_path)
 from affordance_grounding.vocabulary import (
-    AGD20K_SEEN, AGD20K_UNSEEN, EXACT, HICO_IIF, IDLE, LABEL_SETS, load_synonyms,
-    normalise_phrase, parse_action_command, SYNONYM, SYNONYMS_RESOURCE, TEXT_SIMILARITY)
+    AGD20K_SEEN, AGD20K_UNSEEN, DEFAULT_MIN_TEXT_MARGIN, EXACT, HICO_IIF, IDLE, LABEL_SETS,
+    load_synonyms, normalise_phrase, parse_action_command, SYNONYM, SYNONYMS_RESOURCE,
+    TEXT_SIMILARITY, TextMatch)
 import numpy as np
 import pytest
 import yaml
@@ -73,18 +74,46 @@ class CountingMatcher:
         return self.answer
 
 
-def test_text_fallback_applies_only_after_labels_and_synonyms_and_honours_the_threshold():
-    matcher = CountingMatcher(('cut_with', 0.81))
+def test_text_fallback_applies_only_after_labels_and_synonyms_and_honours_the_margin():
+    matcher = CountingMatcher(TextMatch('cut_with', 0.31, 'cut'))
     assert parse_action_command('hold', AGD20K_SEEN, matcher).match == EXACT
     assert parse_action_command('grab', AGD20K_SEEN, matcher).match == SYNONYM
     assert matcher.calls == []
-    command = parse_action_command('Slice it', AGD20K_SEEN, matcher, min_similarity=0.8)
+    command = parse_action_command('Slice it', AGD20K_SEEN, matcher, min_margin=0.3)
     assert matcher.calls == ['slice it']
     assert (command.label, command.match) == ('cut_with', TEXT_SIMILARITY)
-    assert command.describe() == 'Slice it -> cut_with (text similarity 0.81)'
-    with pytest.raises(ValueError, match=r"nearest by text similarity: 'cut_with' at 0.81 < "
-                                         r'0.9\); this model knows 36 labels'):
-        parse_action_command('slice it', AGD20K_SEEN, matcher, min_similarity=0.9)
+    assert command.describe() == 'Slice it -> cut_with (text similarity, margin 0.31)'
+    with pytest.raises(ValueError, match=r"nearest by text similarity: 'cut_with', only 0.31 "
+                                         r"ahead of 'cut' \(needs 0.4\)\); this model knows 36"):
+        parse_action_command('slice it', AGD20K_SEEN, matcher, min_margin=0.4)
+
+
+class FixedEncoder:
+    """Embeddings from a table: every text shares one dominant direction, as CLIP's do."""
+
+    def __init__(self, table):
+        self.table = {text: np.asarray(vector, np.float32) for text, vector in table.items()}
+
+    def encode(self, texts):
+        rows = np.stack([self.table[text] for text in texts])
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_margin_ignores_the_shared_direction_that_makes_raw_cosines_high():
+    encoder = FixedEncoder({'hold': [10, 1, 0, 0], 'pour': [10, 0, 1, 0],
+                            'cut with': [10, 0, 0, 1], 'nonsense': [10, 0.3, 0.3, 0.3],
+                            'grip': [10, 0.9, 0.1, 0]})  # shared direction: the first axis
+    matcher = LabelTextMatcher(encoder, ('hold', 'pour', 'cut_with'))
+    raw = encoder.encode(['nonsense', 'hold'])
+    assert raw[0] @ raw[1] > 0.99  # a bare cosine threshold would accept it
+    nonsense, grip = matcher('nonsense'), matcher('grip')
+    assert nonsense.margin == pytest.approx(0.0, abs=1e-6)
+    assert grip.label == 'hold' and grip.runner_up == 'pour' and grip.margin > 0.5
+    with pytest.raises(ValueError, match='nearest by text similarity'):
+        parse_action_command('nonsense', ('hold', 'pour', 'cut_with'), matcher)
+    assert parse_action_command('grip', ('hold', 'pour', 'cut_with'), matcher).label == 'hold'
+    with pytest.raises(ValueError, match='at least two labels'):
+        LabelTextMatcher(encoder, ('hold',))
 
 
 @pytest.fixture(scope='module')
@@ -101,8 +130,9 @@ def test_text_tower_export_runs_and_maps_each_label_to_itself(synthetic_text_mod
     matcher = load_label_matcher(str(synthetic_text_model), AGD20K_SEEN)
     assert isinstance(matcher, LabelTextMatcher)
     for label in ('hold', 'cut_with', 'pour', 'take_photo'):
-        nearest, score = matcher(label.replace('_', ' '))
-        assert nearest == label and score == pytest.approx(1.0, abs=1e-5)
+        match = matcher(label.replace('_', ' '))
+        assert match.label == label and match.margin > 0.0
+        assert matcher.similarities(label.replace('_', ' '))[label] == pytest.approx(1.0, abs=1e-5)
     embeddings = matcher.encoder.encode(['grab the mug', 'x'])
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
@@ -110,14 +140,29 @@ def test_text_tower_export_runs_and_maps_each_label_to_itself(synthetic_text_mod
 def test_text_fallback_encodes_each_new_phrase_once(synthetic_text_model):
     matcher = load_label_matcher(str(synthetic_text_model), HICO_IIF)
     scores = matcher.similarities('slice it')
-    best = max(scores, key=scores.get)
+    best, second = sorted(scores, key=scores.get, reverse=True)[:2]
     for _ in range(3):
-        command = parse_action_command('slice it', HICO_IIF, matcher, min_similarity=-1.0)
+        command = parse_action_command('slice it', HICO_IIF, matcher, min_margin=-2.0)
         assert (command.label, command.match) == (best, TEXT_SIMILARITY)
-        assert command.score == pytest.approx(scores[best], abs=1e-6)
+        assert command.score == pytest.approx(scores[best] - scores[second], abs=1e-6)
     assert matcher.encoded_phrases == 1
     with pytest.raises(ValueError, match='nearest by text similarity'):
-        parse_action_command('slice it', HICO_IIF, matcher, min_similarity=1.01)
+        parse_action_command('slice it', HICO_IIF, matcher, min_margin=2.01)
+
+
+def test_default_margin_rejects_held_out_nonsense_the_cosine_rule_accepted(synthetic_text_model):
+    from bench.action_phrases import run
+
+    report = run(text_model_path(str(synthetic_text_model)), 'synthetic')
+    held_out = report['rules'][f'margin >= {DEFAULT_MIN_TEXT_MARGIN:.2f}']
+    assert report['held_out_nonsense'] >= 50
+    assert held_out['nonsense_rejected'] >= 0.95
+    assert held_out['synonyms']['wrong'] <= held_out['synonyms']['correct']
+    assert report['rules']['cosine >= 0.8']['nonsense_rejected'] < 0.5  # the old rule did not
+    matcher = load_label_matcher(str(synthetic_text_model), AGD20K_SEEN)
+    for phrase in ('flyaway', 'grasp the mug', 'pour water'):  # issue 21's examples
+        with pytest.raises(ValueError, match='nearest by text similarity'):
+            parse_action_command(phrase, AGD20K_SEEN, matcher)
 
 
 def test_no_text_model_means_no_fallback(tmp_path):

@@ -19,7 +19,8 @@ from affordance_grounding.inference.thread_policy import apply_worker_thread_pol
 from affordance_grounding.perception.frame_processor import (
     DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
 from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
-from affordance_grounding.vocabulary import parse_action_command
+from affordance_grounding.vocabulary import (
+    DEFAULT_MIN_TEXT_MARGIN, parse_action_command, TextMatcher)
 
 
 def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
@@ -30,6 +31,35 @@ def start_inference_thread(backend: InferenceBackend) -> ThreadPoolExecutor:
     """
     return ThreadPoolExecutor(1, thread_name_prefix='affordance_bag_inference',
                               initializer=apply_worker_thread_policy, initargs=(backend,))
+
+
+class ActionParser:
+    """Action commands -> (label, index) by the node's policy; each distinct text parsed once.
+
+    The same parser as the node's ``action`` topic (labels, synonyms, the model's optional
+    text fallback with the same margin). A command that does not parse is warned about once
+    and reported as None: the caller keeps the previous action, as the node does.
+    """
+
+    def __init__(self, labels: Tuple[str, ...], log: Callable[[str], object],
+                 text_matcher: Optional[TextMatcher] = None,
+                 min_margin: float = DEFAULT_MIN_TEXT_MARGIN):
+        """Parse for ``labels``; warnings go to ``log``."""
+        self.labels, self.log = labels, log
+        self.text_matcher, self.min_margin = text_matcher, min_margin
+        self._known: Dict[str, Optional[Tuple[str, int]]] = {}
+
+    def __call__(self, text: str) -> Optional[Tuple[str, int]]:
+        """Return (label, index) (('', -1) = idle), or None when the command is rejected."""
+        if text not in self._known:
+            try:
+                self._known[text] = parse_action_command(
+                    text, self.labels, self.text_matcher, self.min_margin).key
+            except ValueError as error:
+                self.log(f'action command {text!r} ignored, the previous action stays (as in '
+                         f'the node): {error}')
+                self._known[text] = None
+        return self._known[text]
 
 
 class ResultWriter:
@@ -79,7 +109,8 @@ class FrameBatcher:
     """Decodes released frames, runs them in batches and writes their results."""
 
     def __init__(self, processor: FrameProcessor, job: BagJob, writer: ResultWriter,
-                 summary: BagSummary, log, executor: ThreadPoolExecutor):
+                 summary: BagSummary, log, executor: ThreadPoolExecutor,
+                 actions: ActionParser):
         """Batch up to ``job.batch_size`` frames per backend call, run on ``executor``.
 
         With ``job.overlap`` a batch runs while this thread reads, decodes and writes (the
@@ -92,7 +123,7 @@ class FrameBatcher:
         self._executor = executor
         self._batch: List[Tuple[Frame, FrameInput]] = []
         self._inflight: Deque[Tuple[list, Future]] = deque()
-        self._actions: Dict[str, Tuple[str, int]] = {}
+        self._actions = actions
 
     @property
     def oldest_pending_ns(self) -> Optional[int]:
@@ -138,9 +169,9 @@ class FrameBatcher:
         self.on_done(len(batch))
 
     def _prepare(self, frame: Frame) -> Optional[Tuple[Frame, FrameInput]]:
-        label, index = self._parse_action(frame.action)
+        label, index = self._actions(frame.action)  # the assembler keeps only accepted ones
         if index < 0:
-            self.summary.skipped['no_action' if not label else 'unknown_action'] += 1
+            self.summary.skipped['no_action'] += 1
             return None
         try:
             rgb = colour_msg_to_rgb(frame.msg)
@@ -156,16 +187,6 @@ class FrameBatcher:
             depth = DepthInput(frame.depth, None if info is None else list(info.k),
                                self.job.sync_slop_s)
         return frame, FrameInput(rgb, label, index, overlay=True, depth=depth)
-
-    def _parse_action(self, text: str) -> Tuple[str, int]:
-        """(label, index); (text, -1) for an unknown action, warned about once."""
-        if text not in self._actions:
-            try:
-                self._actions[text] = parse_action_command(text, self.processor.labels).key
-            except ValueError as error:
-                self.log(f'action command {text!r} ignored: {error}')
-                self._actions[text] = (text or '?', -1)
-        return self._actions[text]
 
     def _write_3d(self, frame: Frame, result: FrameResult, label: str) -> None:
         """Count the frame's grasp point (or why it has none) and write its 3D outputs."""

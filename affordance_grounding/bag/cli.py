@@ -7,8 +7,11 @@
 
 Writes a new bag (default ``<INPUT_BAG>_affordance``) with the inputs and the node's outputs
 (heatmap, grasp_mask, overlay, and with depth grasp_point and markers) under the node's
-topic names, each carrying its input image's header. No ROS installation is needed. User
-errors print one line and exit with status 2.
+topic names, each carrying its input image's header. No ROS installation is needed.
+
+Exit status: 0 frames were written; 2 a user error (one line: bag, topic, model, output,
+``--action``); 3 the run finished but wrote no frame (the line after the summary says what to
+pass, e.g. ``--action``); 1 an internal error; 130 interrupted (nothing written).
 """
 
 import argparse
@@ -23,16 +26,19 @@ from affordance_grounding.bag.reading import BagInputError, InputTopics
 from affordance_grounding.inference.backends import MODEL_LOAD_ERRORS
 from affordance_grounding.perception.allocator import keep_large_buffers
 from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.vocabulary import DEFAULT_MIN_TEXT_MARGIN
 
 PROG = 'affordance_bag'
 USER_ERRORS = (BagInputError, BagOutputError) + MODEL_LOAD_ERRORS
 EXIT_USER_ERROR = 2
+EXIT_NOTHING_WRITTEN = 3
 EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0].replace('``', '')  # reST quotes, not for a terminal
+    parser = argparse.ArgumentParser(prog=PROG, description=description)
     parser.add_argument('input', type=Path, help='rosbag2 folder or a .mcap/.db3 file')
     parser.add_argument('--out', type=Path, help='output bag (default: INPUT_affordance)')
     parser.add_argument('--model', required=True,
@@ -41,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument('--image-topic', help='sensor_msgs/Image or CompressedImage '
                         "(default: the bag's only image topic)")
     topics.add_argument('--action', default='',
-                        help='action until the first action message, e.g. hold or "cut with"')
+                        help='action until the first action message, e.g. hold, "cut with" '
+                             "or grab (parsed as the node's action topic does)")
+    topics.add_argument('--action-min-text-margin', type=float, default=DEFAULT_MIN_TEXT_MARGIN,
+                        help="the node's action_min_text_margin, for phrases mapped by "
+                             '<model>.text.onnx (default %(default)s)')
     topics.add_argument('--action-topic', help='std_msgs/String actions, applied in time '
                         'order (default: /affordance/action when the bag has it)')
     topics.add_argument('--depth-topic', help='colour-aligned depth (16UC1 mm or 32FC1 m)')
@@ -88,7 +98,8 @@ def to_job(args: argparse.Namespace) -> BagJob:
                   copy_inputs=args.inputs, settings=settings, sync_slop_s=args.sync_slop,
                   png_dir=args.png_dir, video_path=args.video, video_fps=args.video_fps,
                   overwrite=args.overwrite, progress=not args.no_progress,
-                  overlap=not args.no_overlap)
+                  overlap=not args.no_overlap,
+                  action_min_text_margin=args.action_min_text_margin)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -113,6 +124,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               '(--verbose shows the traceback)', file=sys.stderr)
         return 1
     print(summary.describe(job.output_path, with_3d=job.topics.depth is not None))
+    if summary.frames_out == 0:
+        print(f'{PROG}: error: no frame was written: {summary.explain_nothing_written()}',
+              file=sys.stderr)
+        return EXIT_NOTHING_WRITTEN
     return 0
 
 

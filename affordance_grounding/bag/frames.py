@@ -1,7 +1,8 @@
 """Turn a bag's message stream into frames: image, active action, paired depth and intrinsics.
 
-Messages come in bag (receive) time order. The action of a frame is the last action message
-received before it, as the live node would have seen it. Depth is paired by header stamp
+Messages come in bag (receive) time order. The action of a frame is the last accepted action
+message received before it, as the live node would have applied it: a command the node would
+reject leaves the previous action in force. Depth is paired by header stamp
 like the node does (closest within the slop), but offline a depth image recorded shortly
 *after* its colour frame counts too: a frame is released only once the bag has moved
 :data:`LOOKAHEAD_NS` past it, so no later message could still change its pairing.
@@ -9,7 +10,7 @@ like the node does (closest within the slop), but offline a depth image recorded
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, List, Optional, Tuple
+from typing import Callable, Deque, List, Optional, Tuple
 
 from affordance_grounding.perception.stamps import stamp_to_ns
 
@@ -41,9 +42,14 @@ class FrameAssembler:
     """Collects the input topics in bag order and releases frames with depth paired."""
 
     def __init__(self, initial_action: str = '', slop_ns: int = 50_000_000,
-                 lookahead_ns: int = LOOKAHEAD_NS):
-        """Start with ``initial_action`` active (the ``--action`` of the command line)."""
+                 lookahead_ns: int = LOOKAHEAD_NS,
+                 parse: Callable[[str], Optional[object]] = lambda text: text):
+        """Start with ``initial_action`` active (the ``--action`` of the command line).
+
+        ``parse(text)`` is None for a command the node would reject (bag ActionParser).
+        """
         self.action = initial_action
+        self.parse = parse
         self.slop_ns = slop_ns
         self.lookahead_ns = max(lookahead_ns, slop_ns)
         self.camera_info = None
@@ -57,8 +63,9 @@ class FrameAssembler:
         return self._pending[0].time_ns if self._pending else None
 
     def add_action(self, text: str) -> None:
-        """Make an action command active for the images that follow."""
-        self.action = text
+        """Make an action command active for the images that follow, if it is accepted."""
+        if self.parse(text) is not None:
+            self.action = text
 
     def add_camera_info(self, msg) -> None:
         """Remember camera intrinsics (the newest one wins)."""

@@ -7,6 +7,7 @@ from typing import Dict, Optional
 
 from affordance_grounding.bag.reading import InputTopics
 from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.vocabulary import DEFAULT_MIN_TEXT_MARGIN
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class BagJob:
         overwrite: Replace existing outputs.
         progress: Show a tqdm progress bar.
         overlap: Run inference in a worker thread while the next batch is read and decoded.
+        action_min_text_margin: The node's parameter of that name, for action phrases mapped
+            by the model's text fallback (``<model>.text.onnx``).
     """
 
     input_path: Path
@@ -54,6 +57,7 @@ class BagJob:
     overwrite: bool = False
     progress: bool = True
     overlap: bool = True
+    action_min_text_margin: float = DEFAULT_MIN_TEXT_MARGIN
 
 
 @dataclass
@@ -74,6 +78,17 @@ class BagSummary:
     def frames_per_s(self) -> float:
         """Frames in per second of wall-clock time (reading to closing the output)."""
         return self.frames_in / self.seconds if self.seconds > 0 else 0.0
+
+    def explain_nothing_written(self) -> str:
+        """Say why no frame was written and what to pass, for a run with ``frames_out == 0``."""
+        if self.frames_in == 0:
+            return ('the image topic has no messages; check --image-topic against the bag '
+                    '(ros2 bag info)')
+        if self.skipped['no_action']:
+            return (f'{self.skipped["no_action"]} of {self.frames_in} frames had no action: '
+                    'pass one with --action (e.g. --action hold), or name the topic that '
+                    'carries them with --action-topic')
+        return f'all {self.frames_in} frames were skipped (reasons above)'
 
     def describe(self, output: Path, with_3d: bool) -> str:
         """Return a few lines for the terminal."""

@@ -13,7 +13,8 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from affordance_grounding.bag import messages
-from affordance_grounding.bag.batching import FrameBatcher, ResultWriter, start_inference_thread
+from affordance_grounding.bag.batching import (
+    ActionParser, FrameBatcher, ResultWriter, start_inference_thread)
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.job import BagJob, BagSummary
 from affordance_grounding.bag.media import OverlayMedia
@@ -21,6 +22,7 @@ from affordance_grounding.bag.output import OutputBag
 from affordance_grounding.bag.reading import (
     BagInputError, InputTopics, open_bag, read_messages, resolve_topics)
 from affordance_grounding.inference.backends import InferenceBackend
+from affordance_grounding.inference.text_encoder import open_text_fallback
 from affordance_grounding.perception.frame_processor import FrameProcessor
 from affordance_grounding.perception.settings import (
     DEFAULT_MAX_BATCH, load_backend, ModelSettings)
@@ -91,26 +93,34 @@ def run_bag(job: BagJob, backend: Optional[InferenceBackend] = None,
         backend = backend or load_job_backend(job)
         processor = FrameProcessor(backend)
         job = replace(job, batch_size=choose_batch_size(job.batch_size, backend))
-        if job.action:
-            parse_or_raise(job.action, processor.labels)
+        actions = open_action_parser(job, processor.labels, log)
         summary = BagSummary(backend=backend.describe())
-        _process(reader, topics, processor, job, summary, log)
+        _process(reader, topics, processor, job, summary, log, actions)
     finally:
         reader.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def parse_or_raise(text: str, labels: Tuple[str, ...]) -> Tuple[str, int]:
-    """:func:`parse_action_command` with a user-error exception."""
-    try:
-        return parse_action_command(text, labels).key
-    except ValueError as error:
-        raise BagInputError(str(error)) from None
+def open_action_parser(job: BagJob, labels: Tuple[str, ...], log) -> ActionParser:
+    """Build the node's action parser for this model (text fallback included); check --action.
+
+    Raises:
+        BagInputError: If ``--action`` maps to no label (the parser's reason).
+    """
+    fallback = open_text_fallback(str(job.model_path), labels)
+    if fallback.failed:
+        log(fallback.note)
+    if job.action:
+        try:
+            parse_action_command(job.action, labels, fallback.matcher, job.action_min_text_margin)
+        except ValueError as error:
+            raise BagInputError(str(error)) from None
+    return ActionParser(labels, log, fallback.matcher, job.action_min_text_margin)
 
 
 def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob,
-             summary: BagSummary, log) -> None:
+             summary: BagSummary, log, actions: ActionParser) -> None:
     typestore = messages.load_typestore()
     used = {topics.image, topics.action, topics.depth, topics.camera_info} - {None}
     copied = [conn for conn in reader.connections
@@ -131,8 +141,8 @@ def _process(reader, topics: InputTopics, processor: FrameProcessor, job: BagJob
                        for name, topic in result_topics.items()
                        if topics.depth or name not in OUTPUTS_3D}
         batcher = FrameBatcher(processor, job, ResultWriter(out, connections, media, typestore),
-                               summary, log, executor)
-        assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9))
+                               summary, log, executor, actions)
+        assembler = FrameAssembler(job.action, int(job.sync_slop_s * 1e9), parse=actions)
         roles = {topics.image: 'image', topics.action: 'action', topics.depth: 'depth',
                  topics.camera_info: 'camera_info'}
         with tqdm(total=image_count, unit='frame', disable=not job.progress,

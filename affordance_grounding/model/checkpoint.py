@@ -28,6 +28,7 @@ import torch
 
 BUNDLE_FORMAT = 'affordance_grounding.bundle/1'
 REQUIRED_KEYS = ('format', 'config', 'labels', 'head', 'item_text')
+WEIGHT_KEYS = ('clip_weights', 'dino_weights')  # config entries that may name a local file
 
 # Key prefixes of the released SelectiveCL ``Net`` state dicts (docs/method.md, "Model").
 OFFICIAL_HEAD_PREFIXES = ('aff_proj.', 'aff_ego_proj.', 'aff_classifier.')
@@ -74,7 +75,7 @@ def save_bundle(path: str, grounder: AffordanceGrounder, *,
                      'dino': _cpu_state(grounder.dino.vit)}
     bundle = {
         'format': BUNDLE_FORMAT,
-        'config': grounder.config.to_dict(),
+        'config': record_weight_paths(grounder.config.to_dict()),
         'labels': list(grounder.labels),
         'head': _cpu_state(grounder.head),
         'item_text': grounder.item_text.detach().cpu().clone(),
@@ -84,6 +85,25 @@ def save_bundle(path: str, grounder: AffordanceGrounder, *,
         'metadata': dict(metadata or {}),
     }
     return write_atomically(bundle, Path(path))
+
+
+def record_weight_paths(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Make relative backbone weight paths absolute, resolved where the bundle is written.
+
+    A model config names its weight files relative to the directory it is used from (the
+    checkout), so a bundle that kept ``weights/synthetic/clip_synthetic.bin`` would only load
+    from there. Resolving at save time records the file the model was built from and lets the
+    bundle load from any directory of this machine. Embedding the backbones instead
+    (``include_backbones``) would add the full image towers to every ``best.pt`` and still
+    leave the CLIP text tower (``training.export --text-tower``) needing the file.
+    Pretrained tags (``openai``), absolute paths and null are kept as they are.
+    """
+    recorded = dict(config)
+    for key in WEIGHT_KEYS:
+        value = recorded.get(key)
+        if value and not Path(value).is_absolute() and Path(value).is_file():
+            recorded[key] = str(Path(value).resolve())
+    return recorded
 
 
 def write_atomically(payload: Any, destination: Path) -> Path:

@@ -8,10 +8,10 @@ is announced, latched, on ``active_action`` / ``<camera>/active_action``.
 import os
 from typing import Dict, Optional, Sequence
 
-from affordance_grounding.inference.text_encoder import load_label_matcher, text_model_path
+from affordance_grounding.inference.text_encoder import open_text_fallback
 from affordance_grounding.ros.channels import CameraChannel, SharedState
 from affordance_grounding.ros.health import NodeHealth
-from affordance_grounding.ros.params import NodeConfig
+from affordance_grounding.ros.params import NodeConfig, parse_default_action
 from affordance_grounding.vocabulary import ActionCommand, parse_action_command
 from std_msgs.msg import String
 
@@ -32,11 +32,11 @@ class ActionCommands:
         """Load the phrase fallback for a model; return its parsed ``default_action``.
 
         Raises:
-            ValueError: If ``default_action`` is not understood.
+            ParameterError: If ``default_action`` is not understood.
         """
         self._labels = tuple(labels)
         self._text_matcher = self._load_text_matcher(config)
-        command = self.parse(config.default_action, config)
+        command = self.parse_default(config)
         self.description = command.describe()
         return command
 
@@ -46,24 +46,19 @@ class ActionCommands:
 
     def _load_text_matcher(self, config: NodeConfig):
         """Load the CLIP text fallback for action phrases when ``<model>.text.onnx`` exists."""
-        model_path = os.path.expanduser(config.model_path)
-        path = text_model_path(model_path)
+        fallback = open_text_fallback(os.path.expanduser(config.model_path), self._labels)
         logger = self._node.get_logger()
-        try:
-            matcher = load_label_matcher(model_path, self._labels)
-        except Exception as error:  # noqa: B902 - optional feature: report, run without it
-            logger.warning(f'action phrases: cannot load {path} ({error}); only labels and '
-                           'synonyms are understood')
-            return None
-        logger.info('action phrases: labels, synonyms'
-                    + (f' and CLIP text similarity ({path})' if matcher else
-                       f' (no {path.name}: no text-similarity fallback)'))
-        return matcher
+        (logger.warning if fallback.failed else logger.info)(fallback.note)
+        return fallback.matcher
 
     def parse(self, text: str, config: NodeConfig) -> ActionCommand:
         """Parse a command as every entry point does (raises ``ValueError`` when unknown)."""
         return parse_action_command(text, self._labels, self._text_matcher,
-                                    config.action_min_text_similarity)
+                                    config.action_min_text_margin)
+
+    def parse_default(self, config: NodeConfig) -> ActionCommand:
+        """Parse ``default_action`` as the action topic would (``ParameterError`` if not)."""
+        return parse_default_action(config, self._labels, self._text_matcher)
 
     def on_message(self, text: str, state: SharedState, channels: Dict[str, CameraChannel],
                    camera: Optional[str] = None) -> None:

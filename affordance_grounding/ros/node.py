@@ -166,7 +166,7 @@ class AffordanceNode(LifecycleNode):
         changes = {parameter.name: parameter.value for parameter in parameters}
         try:
             config = update_config(self.state.config, changes)
-            command = self.actions.parse(config.default_action, config)
+            command = self.actions.parse_default(config)
         except (ParameterError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.state.config = config

@@ -9,14 +9,15 @@ converted instead of failing with a type error; :meth:`NodeConfig.validate` chec
 import dataclasses
 from dataclasses import dataclass
 import re
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
 from affordance_grounding.inference.selection import BACKEND_NAMES, DEVICE_PATTERN
 from affordance_grounding.perception.regions import DEFAULT_MAX_REGIONS, DEFAULT_ROI_MARGIN
 from affordance_grounding.perception.settings import (
     ModelSettings, OutputSettings, RegionSettings)
-from affordance_grounding.vocabulary import LABEL_SETS
+from affordance_grounding.vocabulary import (
+    ActionCommand, LABEL_SETS, parse_action_command, TextMatcher)
 import cv2
 
 BACKENDS: Tuple[str, ...] = ('auto',) + tuple(BACKEND_NAMES)
@@ -49,8 +50,9 @@ class NodeConfig:
         calibration: ``none``, ``clip`` or ``clip_local_mean``.
         labels: ``seen``, ``unseen``, ``hico_iif`` or empty for the model's own list.
         default_action: Action used until one arrives on ``action``; empty = idle.
-        action_min_text_similarity: Smallest CLIP text cosine at which an unknown action
-            phrase maps to its nearest label (needs ``<model>.text.onnx``).
+        action_min_text_margin: Smallest lead of the nearest label over the runner-up (centred
+            CLIP text cosines) at which an unknown action phrase maps to it (needs
+            ``<model>.text.onnx``); -2 accepts every phrase.
         heatmap_resolution: ``input`` (camera resolution) or ``model`` (network size).
         mask_threshold: Heatmap value in [0, 1] at which a pixel joins the grasp mask.
         mask_largest_component: Keep only the largest connected region of the mask.
@@ -87,7 +89,7 @@ class NodeConfig:
     calibration: str = 'clip'
     labels: str = 'seen'
     default_action: str = ''
-    action_min_text_similarity: float = 0.8
+    action_min_text_margin: float = 0.25
     heatmap_resolution: str = 'input'
     mask_threshold: float = 0.5
     mask_largest_component: bool = True
@@ -127,7 +129,7 @@ class NodeConfig:
             raise ParameterError(f'parameter device={self.device!r} is invalid; expected cuda, '
                                  'cuda:N (e.g. cuda:0), cpu or auto')
         for name, low, high in (('mask_threshold', 0.0, 1.0), ('overlay_alpha', 0.0, 1.0),
-                                ('action_min_text_similarity', -1.0, 1.0)):
+                                ('action_min_text_margin', -2.0, 2.0)):
             _check_range(name, getattr(self, name), low, high, '[{low}, {high}]')
         for name in ('max_rate_hz', 'max_image_age_s'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
@@ -145,10 +147,24 @@ class NodeConfig:
                                      "letter (it becomes a topic namespace, e.g. 'head')")
         if len(set(self.cameras)) != len(self.cameras):
             raise ParameterError(f'parameter cameras={list(self.cameras)} names a camera twice')
-        if self.default_action and self.labels:
-            _check_choice('default_action', self.default_action,
-                          ('',) + LABEL_SETS[self.labels], f' (labels={self.labels!r})')
+        # default_action is checked by parse_default_action once the model (its labels and
+        # text fallback) is loaded: the action topic's parser decides, not a list here.
         return self
+
+
+def parse_default_action(config: NodeConfig, labels: Tuple[str, ...],
+                         text_matcher: Optional[TextMatcher] = None) -> ActionCommand:
+    """Parse ``default_action`` exactly as the ``action`` topic parses a command.
+
+    Raises:
+        ParameterError: Naming the parameter, with the parser's reason and the known labels.
+    """
+    try:
+        return parse_action_command(config.default_action, labels, text_matcher,
+                                    config.action_min_text_margin)
+    except ValueError as error:
+        raise ParameterError(f'parameter default_action={config.default_action!r} is '
+                             f'invalid: {error}') from None
 
 
 def _check_choice(name: str, value: Any, allowed: Tuple[str, ...], context: str = '') -> None:
@@ -182,8 +198,9 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'labels': ('Label set: seen | unseen | hico_iif, or empty for the model list', True),
     'default_action': ('Action used until one arrives on the action topic; empty = idle',
                        False),
-    'action_min_text_similarity': ('Smallest CLIP text cosine mapping an unknown action phrase '
-                                   'to its nearest label (needs <model>.text.onnx)', False),
+    'action_min_text_margin': ('Smallest lead of the nearest label over the runner-up (centred '
+                               'CLIP text cosines) mapping an unknown action phrase to it '
+                               '(needs <model>.text.onnx)', False),
     'heatmap_resolution': ('Output resolution: input (camera) | model (network)', True),
     'mask_threshold': ('Heatmap value in [0, 1] at which a pixel joins the grasp mask', False),
     'mask_largest_component': ('Keep only the largest connected grasp region', False),

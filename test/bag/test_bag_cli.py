@@ -5,7 +5,7 @@ from pathlib import Path
 import subprocess
 import sys
 
-from affordance_grounding.bag.cli import main
+from affordance_grounding.bag.cli import EXIT_NOTHING_WRITTEN, main
 from bench.bag_recording import IMAGE_TOPIC, RecordingSpec, write_recording
 import cv2
 import pytest
@@ -21,7 +21,7 @@ class NoRos(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in {ROS_PACKAGES!r}:
             raise ImportError('ROS is not installed (test)')
 sys.meta_path.insert(0, NoRos())
-from affordance_grounding.bag.cli import main
+from affordance_grounding.bag.cli import EXIT_NOTHING_WRITTEN, main
 status = main(sys.argv[1:])
 assert not [name for name in sys.modules if name.split('.')[0] in {ROS_PACKAGES!r}]
 raise SystemExit(status)
@@ -164,3 +164,30 @@ def test_bag_cli_internal_error_is_one_line(tmp_path, capsys, monkeypatch, recor
     status, _, err = run_cli(capsys, recording, '--out', tmp_path / 'out', '--model', 'x.onnx')
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert "RuntimeError('device lost')" in err and '--verbose' in err
+
+
+def test_bag_cli_with_nothing_written_says_what_to_pass_and_exits_3(tmp_path, capsys, tiny_onnx):
+    no_actions, empty = tmp_path / 'no_actions', tmp_path / 'empty_bag'
+    write_recording(no_actions, RecordingSpec(frames=3, actions=()))
+    write_recording(empty, RecordingSpec(frames=0, actions=()))
+    for bag, hint in ((no_actions, '3 of 3 frames had no action: pass one with --action'),
+                      (empty, 'the image topic has no messages; check --image-topic')):
+        status, out, err = run_cli(capsys, bag, '--out', tmp_path / f'{bag.name}_out',
+                                   '--model', tiny_onnx, '--image-topic', IMAGE_TOPIC)
+        assert status == EXIT_NOTHING_WRITTEN == 3, err
+        assert 'frames out: 0' in out
+        errors = [line for line in err.splitlines() if 'error:' in line]
+        assert len(errors) == 1 and 'Traceback' not in err
+        assert errors[0].startswith('affordance_bag: error: no frame was written: ')
+        assert hint in errors[0]
+    status, out, _ = run_cli(capsys, no_actions, '--out', tmp_path / 'fixed', '--model',
+                             tiny_onnx, '--action', 'grab')  # the node's synonym, accepted
+    assert status == 0 and 'frames out: 3' in out
+
+
+def test_bag_cli_help_has_no_rest_markup(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(['--help'])
+    assert stop.value.code == 0
+    help_text = capsys.readouterr().out
+    assert 'affordance_bag: run the affordance model' in help_text and '``' not in help_text

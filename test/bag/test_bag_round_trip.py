@@ -133,8 +133,8 @@ def test_bag_compressed_images_match_the_raw_path(tmp_path, tiny_backend, known_
 
 
 def test_bag_counts_skipped_frames_by_reason(tmp_path, tiny_backend):
-    # frames 0-1 before any action, 2-3 an unknown action, 4 a bad image, 5 not even a
-    # message, 6-7 fine
+    # frames 0-1 before any action, 2-3 after an unknown action (still none valid), 4 a bad
+    # image, 5 not even a message, 6-7 fine
     actions = ((2, 'fly'), (4, 'hold'))
     spec = RecordingSpec(frames=8, actions=actions, bad_frames=(4,), garbled_frames=(5,),
                          storage='sqlite3')
@@ -144,13 +144,46 @@ def test_bag_counts_skipped_frames_by_reason(tmp_path, tiny_backend):
     summary = run_bag(BagJob(source, output, 'unused.onnx', progress=False, batch_size=2),
                       backend=tiny_backend, log=warnings.append)
     assert summary.frames_in == 8 and summary.frames_out == 2
-    assert dict(summary.skipped) == {'no_action': 2, 'unknown_action': 2, 'bad_image': 1,
-                                     'bad_message': 1}
+    assert dict(summary.skipped) == {'no_action': 4, 'bad_image': 1, 'bad_message': 1}
     assert [time_ns for time_ns, _ in read_topic(output, '/affordance/heatmap')] == [
         START_NS + index * FRAME_PERIOD_NS for index in (6, 7)]
     with AnyReader([output]) as reader:  # nothing lost: the inputs are copied whole
         assert reader.topics[IMAGE_TOPIC].msgcount == 8
-    assert any("'fly'" in line and 'hold' in line for line in warnings)
+    assert any("'fly' ignored, the previous action stays" in line and 'hold' in line
+               for line in warnings)
+
+
+# (frame index, command): an unknown command before any valid one, then between valid ones.
+REPLAYED_ACTIONS = ((2, 'fly'), (4, 'hold'), (5, 'fly'), (6, 'Pour'), (7, 'zzz'))
+# What the node's rule (keep the previous valid action) gives each of the 9 frames.
+NODE_RULE_LABELS = ('', '', '', '', 'hold', 'hold', 'pour', 'pour', 'pour')
+
+
+def replay_through_the_bag_tool(tmp_path, backend, known_answer, actions=REPLAYED_ACTIONS):
+    """Run the bag tool over 9 frames with ``actions``; return the label found for each frame.
+
+    A frame's label is the one whose known-answer heatmap equals the written one ('' when no
+    heatmap was written).
+    """
+    rgbs, summary, output = run_job(tmp_path, backend, RecordingSpec(frames=9, actions=actions),
+                                    batch_size=2)
+    written = {time_ns: image_msg_to_array(msg)[0]
+               for time_ns, msg in read_topic(output, '/affordance/heatmap')}
+    labels = []
+    for index, rgb in enumerate(rgbs):
+        heatmap = written.get(START_NS + index * FRAME_PERIOD_NS)
+        matches = [] if heatmap is None else [
+            label for label in ('hold', 'pour') if np.allclose(heatmap, known_answer.run(
+                rgb, known_answer.labels.index(label), SETTINGS).heatmap, atol=1e-6)]
+        labels.append(matches[0] if len(matches) == 1 else '' if heatmap is None else '?')
+    return tuple(labels), summary
+
+
+def test_bag_keeps_the_previous_action_after_an_unknown_command(tmp_path, tiny_backend,
+                                                                known_answer):
+    labels, summary = replay_through_the_bag_tool(tmp_path, tiny_backend, known_answer)
+    assert labels == NODE_RULE_LABELS  # test/ros/test_action_policy.py replays the node
+    assert dict(summary.skipped) == {'no_action': 4}
 
 
 def test_bag_fixed_action_and_copy_none(tmp_path, tiny_backend):

@@ -3,11 +3,13 @@
 from types import SimpleNamespace
 
 from affordance_grounding.bag import messages
+from affordance_grounding.bag.batching import ActionParser
 from affordance_grounding.bag.frames import FrameAssembler
 from affordance_grounding.bag.processing import estimate_rate_hz
 from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, image_msg_to_array, ImageConversionError)
 from affordance_grounding.perception.settings import OutputSettings
+from affordance_grounding.vocabulary import AGD20K_SEEN
 import cv2
 import numpy as np
 import pytest
@@ -44,6 +46,25 @@ def test_assembler_leaves_depth_outside_the_slop_unpaired_and_follows_actions():
     first, second = assembler.release()
     assert (first.depth, first.action, first.index) == (None, '', 0)
     assert (second.action, second.index) == ('open', 1)
+
+
+def test_assembler_keeps_the_previous_action_when_a_command_is_rejected():
+    rejected = []
+    actions = ActionParser(AGD20K_SEEN, rejected.append)
+    assembler = FrameAssembler('', parse=actions)
+    for time_ms, event in enumerate(('fly', 'frame', 'grab', 'frame', 'juggle', 'frame', '',
+                                     'frame')):
+        if event == 'frame':
+            assembler.add_image(time_ms * MS, stamped(time_ms * MS))
+        else:
+            assembler.add_action(event)
+    frames = assembler.release()
+    assert [actions(frame.action) for frame in frames] == [
+        ('', -1), ('hold', AGD20K_SEEN.index('hold')), ('hold', AGD20K_SEEN.index('hold')),
+        ('', -1)]  # an empty command is idle, as on the node's topic
+    assert len(rejected) == 2 and "'juggle' ignored" in rejected[1]
+    actions('juggle')
+    assert len(rejected) == 2  # each distinct command is parsed and warned about once
 
 
 def test_default_messages_round_trip_through_cdr():

@@ -1,7 +1,7 @@
-"""bench.int8_accuracy, bench.ort_profile and bench.bf16: the parts that run in seconds."""
+"""bench.int8_accuracy, ort_profile, bf16 and int8_threads: the parts that run in seconds."""
 
 from affordance_grounding.inference.backends import OnnxRuntimeBackend
-from bench import bf16, int8_accuracy, ort_profile
+from bench import bf16, int8_accuracy, int8_threads, ort_profile
 import numpy as np
 import pytest
 from training.metrics import normalize_map
@@ -31,8 +31,9 @@ def test_score_matches_a_perfect_and_a_wrong_prediction():
     assert wrong['none']['nss'] < perfect['none']['nss']
 
 
-def test_ort_profile_sums_kernel_time_per_operator(tiny_onnx):
-    profile = ort_profile.profile_file(str(tiny_onnx), frames=2, threads=1)
+@pytest.mark.parametrize('spinning', [True, False])
+def test_ort_profile_sums_kernel_time_per_operator(tiny_onnx, spinning):
+    profile = ort_profile.profile_file(str(tiny_onnx), frames=2, threads=2, spinning=spinning)
     assert profile['total_kernel_ms_per_frame'] > 0
     assert 'MatMul' in profile['by_op_ms'] or 'Gemm' in profile['by_op_ms']
     assert sum(profile['by_op_share'].values()) == pytest.approx(1.0, abs=0.01)
@@ -43,3 +44,33 @@ def test_bf16_probe_reports_whether_onnxruntime_has_a_kernel():
     assert set(probe) == {'available', 'reason'}
     assert probe['available'] or 'NOT_IMPLEMENTED' in probe['reason'] \
         or 'implementation' in probe['reason']
+
+
+def _fake_blocks(ms_by_graph_threads, rounds=3):
+    """Two blocks of samples: block 2 is 50% slower everywhere (load), ratios unchanged."""
+    settings = int8_threads.session_settings(None)
+    blocks = []
+    for factor in (1.0, 1.5):
+        samples = {int8_threads.variant_name(graph, setting, threads): [ms * factor / 1e3] * rounds
+                   for setting in settings for (graph, threads), ms in ms_by_graph_threads.items()}
+        blocks.append({'load_average_start': [1.0], 'load_average_end': [1.0],
+                       'samples_s': samples})
+    return blocks, settings
+
+
+def test_int8_threads_compares_int8_with_fp32_at_each_thread_count():
+    blocks, settings = _fake_blocks({('fp32', 1): 400.0, ('fp32', 2): 250.0,
+                                     ('int8', 1): 200.0, ('int8', 2): 150.0})
+    summary = int8_threads.summarize_blocks(blocks, settings)
+    overall = summary['overall'][int8_threads.SPINNING_OFF]
+    assert overall == {'int8_speedup_1t': 2.0, 'int8_speedup_2t': round(250 / 150, 3),
+                       'fp32_2t_scaling': 1.6, 'int8_2t_scaling': round(200 / 150, 3)}
+    assert [block[int8_threads.SPINNING_ON]['int8_speedup_1t']
+            for block in summary['per_block']] == [2.0, 2.0]
+    assert not int8_threads.meets_target(overall)  # 1.67x at 2 threads < 1.8x
+    assert int8_threads.meets_target({'int8_speedup_1t': 1.8, 'int8_speedup_2t': 2.5})
+    report = {'blocks': 2, 'rounds_per_block': 3, 'load_averages': [[1.0], [1.0]],
+              **summary, 'meets_target': dict.fromkeys(settings, False)}
+    table = int8_threads.format_table(report)
+    assert 'fp32 | spinning off (node, bag) | 2 threads' in table and '(target missed)' in table
+    assert 'dynamic_block_base=4' in ' '.join(int8_threads.session_settings(4))

@@ -71,6 +71,7 @@ def test_box_cells_cover_the_box_on_the_whole_frame_grid():
     assert box_cells(cam, Region(320, 240, 92, 35), FRAME_HW).shape == (2, 2, 3)
 
 
+@pytest.mark.slow  # an end-to-end run: make test runs it, make test-fast does not
 def test_a_tiny_run_writes_finite_metrics_costs_and_a_sheet(data_root, tiny_bundle, tmp_path):
     out, sheet = tmp_path / 'robot_view.json', tmp_path / 'robot_view.png'
     code = robot_view.main(['--checkpoint', str(tiny_bundle), '--data-root', str(data_root),

@@ -4,8 +4,8 @@ import math
 
 from affordance_grounding.perception.regions import (
     affordance_scores, BAD_ROI, choose_regions, clip_region, crop_window, CropWindow,
-    cut_regions, parse_box, paste_heatmaps, rank_by_score, Region, TOO_MANY_REGIONS,
-    whole_frame)
+    cut_regions, parse_box, paste_heatmaps, rank_by_score, Region, relative_scores,
+    TOO_MANY_REGIONS, whole_frame)
 import numpy as np
 import pytest
 
@@ -188,6 +188,22 @@ def test_overlapping_regions_take_the_max():
     assert canvas[10, 120] == pytest.approx(0.2)
     with pytest.raises(ValueError, match='2 heatmaps for 1 windows'):
         paste_heatmaps([low, high], [CropWindow(0, 0, 10, 10)], HW)
+
+
+def test_weights_dim_each_region_before_the_max():
+    hot = np.ones((224, 224), np.float32)
+    windows = [CropWindow(0, 0, 100, 100), CropWindow(50, 0, 150, 100)]
+    weights = relative_scores([0.2, 0.8])
+    assert weights == pytest.approx([0.25, 1.0])
+    canvas = paste_heatmaps([hot, hot], windows, HW, weights=weights)
+    assert canvas[10, 10] == pytest.approx(0.25) and canvas[10, 75] == 1.0
+    assert canvas[10, 120] == 1.0
+    assert np.array_equal(paste_heatmaps([hot], windows[:1], HW, [1.0]),
+                          paste_heatmaps([hot], windows[:1], HW))
+    with pytest.raises(ValueError, match='1 weights'):
+        paste_heatmaps([hot, hot], windows, HW, weights=[1.0])
+    assert relative_scores([0.0, 0.0]).tolist() == [0.0, 0.0]
+    assert relative_scores([]).size == 0
 
 
 # ------------------------------------------------------------------------------------ scores

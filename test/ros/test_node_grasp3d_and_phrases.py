@@ -43,7 +43,7 @@ def node(model_with_text_tower, tmp_path_factory):
     """Yield the node under test with 3D on; every phrase passes the text threshold."""
     process = NodeProcess(tmp_path_factory.mktemp('node3d') / 'node.log', {
         'model_path': str(model_with_text_tower), 'device': 'cpu', 'enable_3d': True,
-        'max_rate_hz': 0.0, 'diagnostic_period': 0.5, 'action_min_text_similarity': -1.0})
+        'max_rate_hz': 0.0, 'diagnostic_period': 0.5, 'action_min_text_margin': -2.0})
     process.wait_for_log('out /affordance/grasp_pose')
     yield process
     assert process.stop() == 0, process.log()
@@ -183,8 +183,8 @@ def test_other_phrases_map_by_clip_text_similarity(node, client, model_with_text
     from affordance_grounding.vocabulary import AGD20K_SEEN
 
     matcher = load_label_matcher(str(model_with_text_tower), AGD20K_SEEN)
-    label, score = matcher('slice it')  # the same text tower, in this process
+    label, margin, _ = matcher('slice it')  # the same text tower, in this process
     use_action(client, 'hold', 'hold')
-    use_action(client, 'slice it', f'slice it -> {label} (text similarity {score:.2f})')
+    use_action(client, 'slice it', f'slice it -> {label} (text similarity, margin {margin:.2f})')
     wait_for_diagnostics(client, lambda v: v['action'] == label)
     assert 'CLIP text similarity' in node.log()

@@ -5,7 +5,9 @@ import math
 from pathlib import Path
 
 from affordance_grounding.ros.params import (
-    declare_and_read, DESCRIPTIONS, NodeConfig, ParameterError, update_config)
+    declare_and_read, DESCRIPTIONS, NodeConfig, ParameterError, parse_default_action,
+    update_config)
+from affordance_grounding.vocabulary import AGD20K_SEEN, HICO_IIF, parse_action_command
 import pytest
 import rclpy
 from rclpy.node import Node
@@ -56,7 +58,6 @@ def test_node_config_defaults_are_valid_and_frozen():
     ({'diagnostic_period': -1.0}, ['diagnostic_period', '> 0']),
     ({'expected_rate_hz': 0.0}, ['expected_rate_hz', '> 0']),
     ({'expected_rate_hz': 'fast'}, ['expected_rate_hz', "'fast'", 'must be a number']),
-    ({'default_action': 'fly'}, ['default_action', "'fly'", "labels='seen'", 'cut_with']),
 ])
 def test_validate_names_parameter_value_and_allowed(changes, fragments):
     with pytest.raises(ParameterError) as error:
@@ -75,6 +76,24 @@ def test_validate_names_parameter_value_and_allowed(changes, fragments):
 def test_validate_accepts_edge_values(changes):
     config = dataclasses.replace(NodeConfig(), **changes)
     assert config.validate() is config
+
+
+@pytest.mark.parametrize('text, label', [('cut with', 'cut_with'), ('grab', 'hold'),
+                                         ('Pour', 'pour'), ('', '')])
+def test_default_action_goes_through_the_action_topic_parser(text, label):
+    config = dataclasses.replace(NodeConfig(), default_action=text).validate()
+    command = parse_default_action(config, AGD20K_SEEN)
+    assert command == parse_action_command(text, AGD20K_SEEN) and command.label == label
+
+
+def test_default_action_unknown_names_parameter_and_labels():
+    config = dataclasses.replace(NodeConfig(), default_action='fly').validate()
+    with pytest.raises(ParameterError) as error:
+        parse_default_action(config, AGD20K_SEEN)
+    for fragment in ('default_action', "'fly'", '36 labels', 'cut_with'):
+        assert fragment in str(error.value)
+    with pytest.raises(ParameterError, match="'scribble' means 'write'"):
+        parse_default_action(dataclasses.replace(config, default_action='scribble'), HICO_IIF)
 
 
 def test_update_config_applies_coerced_runtime_changes():
