@@ -2,8 +2,14 @@
 #   make demo   synthetic data -> train -> ONNX -> ROS node -> overlays, contact sheet
 #   make test   run the whole test suite (what CI runs); prints the 15 slowest tests
 #   make test-fast   everything but the `ros` and `slow` tests (about a minute on 2 cores)
+# Another interpreter gets its own environment, so the default .venv stays as it is:
+#   make test-fast PYTHON=python3.12        -> .venv-3.12
 PYTHON ?= python3
+ifeq ($(PYTHON),python3)
 VENV ?= .venv
+else
+VENV ?= .venv-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+endif
 VPY := $(VENV)/bin/python
 REQUIREMENTS := requirements/runtime.txt requirements/ros.txt requirements/dev.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
@@ -24,9 +30,12 @@ $(STAMP): $(REQUIREMENTS)
 # The package itself, editable, so that the README's console scripts (affordance_predict,
 # affordance_node, build_engine, ...) are in $(VENV)/bin and run the checkout's code.
 # Requirements are already there (--no-deps); the build uses the venv's setuptools.
+# --use-pep517: without it, the pip of Python 3.10's venv (23.0) takes the legacy
+# `setup.py develop` path, which puts the scripts where setup.cfg tells colcon to
+# (lib/affordance_grounding/), not into $(VENV)/bin.
 $(ENTRY_POINTS): $(STAMP) setup.py setup.cfg
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-		--editable .
+		--use-pep517 --editable .
 	touch $@
 
 test: setup
@@ -39,9 +48,10 @@ test-fast: setup
 lint: setup
 	$(VPY) -m pytest -m linter
 
-# The main job end to end (under 10 minutes on 2 cores after set-up): synthetic data ->
-# brief training -> ONNX -> affordance_node over real DDS topics -> overlays, masks,
-# contact sheet and latency summary in $(DEMO_OUT)/. Steps whose inputs did not change are reused.
+# The main job end to end: synthetic data -> brief training -> ONNX -> affordance_node over
+# real DDS topics -> overlays, masks, contact sheet and latency summary in $(DEMO_OUT)/ (16
+# minutes from scratch on 2 cores shared with other jobs, see the README). Steps whose inputs
+# did not change are reused.
 demo: setup
 	$(VPY) -m demo.run --out $(DEMO_OUT)
 

@@ -101,7 +101,9 @@ def _matmul_model(size: int, integer: bool):
         inputs = [helper.make_tensor_value_info('a', TensorProto.FLOAT, [size, size])]
         outputs = [helper.make_tensor_value_info('c', TensorProto.FLOAT, [size, size])]
     graph = helper.make_graph([node], 'gemm_probe', inputs, outputs, [weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    # make_model_gen_version: the IR version that goes with opset 17, not onnx's newest, which
+    # ONNX Runtime 1.23 (the last release for Python 3.10) cannot read.
+    model = helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid('', 17)])
     return model.SerializeToString()
 
 

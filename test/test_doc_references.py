@@ -1,5 +1,8 @@
 """Every document a .py or .md file cites must be in the repository.
 
+Every JSON file a document (README.md, docs/*.md) names as a path must be committed: figures
+name the JSON they came from, and git-ignored outputs/ is never a source.
+
 A citation is a path ending in ``.md`` (``docs/method.md``, ``README.md``, a Markdown link
 target) or any path under ``docs/`` (``docs/benchmarks.md``, ``docs/ablation_rows.png``).
 Relative Markdown links resolve from the citing file's folder; other paths from the
@@ -19,6 +22,11 @@ CITATION = re.compile(r'(?<![\w./-])((?:\.{1,2}/)?(?:[\w.-]+/)*[\w.-]+\.md|docs/
                       r'(?![\w/-])')
 MARKDOWN_LINK = re.compile(r'\]\(([^)#\s]+)(?:#[^)]*)?\)')
 EXTERNAL = ('http://', 'https://', 'mailto:')
+# A JSON file named with at least one folder (docs/bench/node.json); bare names such as
+# metrics.json name what a program writes, not a source.
+JSON_PATH = re.compile(r'(?<![\w./$-])((?:[\w.-]+/)+[\w.-]+\.json)(?![\w/-])')
+# Anything under outputs/ ending in .json, globs included (outputs/bench/run_*.json).
+OUTPUTS_JSON = re.compile(r'(?<![\w.-])outputs/[^\s`\'")]*\.json')
 
 
 def tracked_sources():
@@ -104,3 +112,52 @@ def test_an_existing_document_or_a_url_passes(text):
     citing = REPO / 'README.md'
     assert [cited for _, cited, is_link in find_citations(text)
             if not citation_exists(citing, cited, is_link)] == []
+
+
+def committed_files():
+    """Return the repository paths git tracks (the index, not the work tree)."""
+    listed = subprocess.run(['git', 'ls-files', '--cached'], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.split()
+    return set(listed)
+
+
+def uncommitted_json(text: str, document: str, committed: set):
+    """Return ``document:line: reason`` for every JSON ``text`` cites that git does not hold.
+
+    ``document`` is the citing file's repository path; a cited path resolves from the
+    repository root or from the document's folder.
+    """
+    folder = Path(document).parent
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for match in OUTPUTS_JSON.finditer(line):
+            problems.append(f'{document}:{number}: {match.group(0)} (outputs/ is git-ignored)')
+        for match in JSON_PATH.finditer(line):
+            cited = match.group(1)
+            if cited.startswith('outputs/'):
+                continue  # reported above
+            if not {cited, (folder / cited).as_posix()} & committed:
+                problems.append(f'{document}:{number}: {cited} (not in git)')
+    return problems
+
+
+def test_every_json_a_document_cites_is_committed():
+    committed = committed_files()
+    problems = []
+    for path in [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]:
+        problems += uncommitted_json(path.read_text(), path.relative_to(REPO).as_posix(),
+                                     committed)
+    assert problems == [], 'JSON cited but not committed:\n' + '\n'.join(problems)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('(`outputs/bench/node.json`)', ['outputs/bench/node.json (outputs/ is git-ignored)']),
+    ('JSON: `outputs/bench/transport_post720_*.json`.',
+     ['outputs/bench/transport_post720_*.json (outputs/ is git-ignored)']),
+    ('from docs/bench/missing.json', ['docs/bench/missing.json (not in git)']),
+    ('from docs/bench/node.json and bench/node.json', []),
+    ('writes metrics.json and $OUT/suite.json', []),
+])
+def test_json_citations_are_checked(text, expected):
+    found = uncommitted_json(text, 'docs/example.md', {'docs/bench/node.json'})
+    assert found == [f'docs/example.md:1: {reason}' for reason in expected]

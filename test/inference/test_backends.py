@@ -188,7 +188,10 @@ def test_onnxruntime_backend_rejects_onnx_without_our_metadata(tmp_path):
     graph = onnx.helper.make_graph([node], 'plain', [value('image', 1, [1, 3])],
                                    [value('affordance', 1, [1, 3])])
     path = tmp_path / 'plain.onnx'
-    onnx.save_model(onnx.helper.make_model(graph), str(path))
+    # The IR version that goes with opset 17: ONNX Runtime 1.23 (Python 3.10) reads IR <= 11.
+    model = onnx.helper.make_model_gen_version(
+        graph, opset_imports=[onnx.helper.make_opsetid('', 17)])
+    onnx.save_model(model, str(path))
     with pytest.raises(ModelFileError, match='no affordance_grounding metadata'):
         OnnxRuntimeBackend(str(path)).load()
 
