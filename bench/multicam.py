@@ -23,8 +23,8 @@ Saturated A/B of the worker's overlap (issue 20), variants interleaved and repea
     .venv/bin/python -m bench.multicam --cameras 2 --rate 30 --rounds 3 \
         --modes one_node,one_node_sequential,separate_nodes,separate_nodes_sequential
 
-``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, the
-default); the others with ``worker_overlap: true`` (two threads). Each round runs every mode
+``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, as
+before the overlap); the others with ``worker_overlap: true`` (two threads, the default). Each round runs every mode
 once, the order rotating from round to round; the verdict compares medians over the rounds.
 
     .venv/bin/python -m bench.multicam --pipeline-only [--backend torch --device cuda]

@@ -77,8 +77,7 @@ class NodeConfig:
         roi_margin: Fraction of a box's longer side added on each side of its crop.
         max_regions: Most regions run per frame, the largest first; the rest are counted.
         worker_overlap: Post-process and publish one batch in a second thread while the next
-            one infers. Off by default: on a CPU shared with other busy processes it measured
-            no gain (docs/benchmarks.md, "Overlapping the worker's stages").
+            one infers (docs/benchmarks.md, "Overlapping the worker's stages").
     """
 
     backend: str = 'auto'
@@ -108,7 +107,7 @@ class NodeConfig:
     roi_source: str = 'none'
     roi_margin: float = DEFAULT_ROI_MARGIN
     max_regions: int = DEFAULT_MAX_REGIONS
-    worker_overlap: bool = False
+    worker_overlap: bool = True
 
     def validate(self) -> 'NodeConfig':
         """Check every value; return ``self`` so that calls chain.
@@ -223,7 +222,7 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'roi_margin': ("Fraction of a box's longer side added on each side of its crop", False),
     'max_regions': ('Most regions per frame, the largest first; the rest are counted', False),
     'worker_overlap': ('Post-process and publish one batch while the next infers (two '
-                       'threads); false (default) = one thread', True),
+                       'threads); false = one thread', True),
 }
 
 
