@@ -24,8 +24,9 @@ Saturated A/B of the worker's overlap (issue 20), variants interleaved and repea
         --modes one_node,one_node_sequential,separate_nodes,separate_nodes_sequential
 
 ``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, as
-before the overlap); the others with ``worker_overlap: true`` (two threads, the default). Each round runs every mode
-once, the order rotating from round to round; the verdict compares medians over the rounds.
+before the overlap); the others with ``worker_overlap: true`` (two threads, the default).
+Each round runs every mode once, the order rotating from round to round; the verdict
+compares medians over the rounds.
 
     .venv/bin/python -m bench.multicam --pipeline-only [--backend torch --device cuda]
         [--batches 1,2,3] [--config ''] [--out outputs/bench/multicam_pipeline.json]
