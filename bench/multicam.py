@@ -18,6 +18,16 @@ frames per inference (its /diagnostics). The FastDDS profile
 nobody). Targets: RSS of one node with 3 cameras <= 1.3x one camera; one node's total
 throughput >= that of the separate nodes.
 
+Saturated A/B of the worker's overlap (issue 20), variants interleaved and repeated:
+
+    .venv/bin/python -m bench.multicam --cameras 2 --rate 30 --rounds 3 \
+        --modes one_node,one_node_sequential,separate_nodes,separate_nodes_sequential
+
+``*_sequential`` runs the node(s) with ``worker_overlap: false`` (one worker thread, as
+before the overlap); the others with ``worker_overlap: true`` (two threads, the default).
+Each round runs every mode once, the order rotating from round to round; the verdict
+compares medians over the rounds.
+
     .venv/bin/python -m bench.multicam --pipeline-only [--backend torch --device cuda]
         [--batches 1,2,3] [--config ''] [--out outputs/bench/multicam_pipeline.json]
 
@@ -38,16 +48,14 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
-from affordance_grounding.inference.backends import BackendOptions
-from affordance_grounding.inference.selection import create_backend
-from affordance_grounding.perception.frame_pipeline import FramePipeline
-from affordance_grounding.perception.settings import OutputSettings
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.health import NO_FRAMES
 from bench.camera import RESULT_PREFIX as CAMERA_RESULT
 from bench.machine import describe_machine
 from bench.memory import prepare_model_files
-from bench.timing import load_average, median_seconds, write_report
+from bench.multicam_pipeline import (  # noqa: F401 - re-exported: --pipeline-only
+    format_pipeline_table, measure_pipeline_batches)
+from bench.timing import load_average, write_report
 from bench.transport import patched_environ, profile_environment
 from diagnostic_msgs.msg import DiagnosticArray
 from harness.node_process import NodeProcess
@@ -141,9 +149,12 @@ def camera_result(process: subprocess.Popen, timeout_s: float) -> dict:
     raise RuntimeError(f'camera exited with {process.returncode}: {stderr.strip()[-500:]}')
 
 
+MODES = ('one_node', 'one_node_sequential', 'separate_nodes', 'separate_nodes_sequential')
+
+
 def layout(cameras: int, mode: str) -> List[dict]:
     """Nodes of one configuration: namespace, parameters, image and heatmap topics."""
-    if mode == 'one_node':
+    if mode.startswith('one_node'):
         names = [f'cam{index}' for index in range(cameras)]
         return [{'namespace': '/affordance', 'cameras': names,
                  'images': [f'/affordance/{name}/image' for name in names],
@@ -163,7 +174,8 @@ def measure(cameras: int, mode: str, model_path: str, size: Sequence[int], rate_
         for index, spec in enumerate(nodes_layout):
             parameters = {'model_path': model_path, 'backend': 'onnxruntime', 'device': 'cpu',
                           'default_action': 'hold', 'max_rate_hz': 0.0,
-                          'max_image_age_s': 0.0, 'diagnostic_period': 1.0}
+                          'max_image_age_s': 0.0, 'diagnostic_period': 1.0,
+                          'worker_overlap': not mode.endswith('_sequential')}
             if spec['cameras']:
                 parameters['cameras'] = spec['cameras']
             nodes.append(NodeProcess(log_dir / f'{mode}{cameras}_{index}.log', parameters,
@@ -208,86 +220,52 @@ def measure(cameras: int, mode: str, model_path: str, size: Sequence[int], rate_
 
 
 def run(camera_counts: Sequence[int], rate_hz: float, seconds: float, size: Sequence[int],
-        config_path: Optional[str], cache_dir: str, profile: bool) -> dict:
-    """Measure every configuration; returns the JSON-ready report."""
+        config_path: Optional[str], cache_dir: str, profile: bool,
+        modes: Sequence[str] = ('one_node', 'separate_nodes'), rounds: int = 1) -> dict:
+    """Measure every configuration, ``rounds`` times interleaved; the JSON-ready report."""
     files = prepare_model_files(config_path, 0, cache_dir, need_onnx=True)
     model_path = str(Path(files['onnx']).resolve())
     rows = []
     rclpy.init()
     try:
         with tempfile.TemporaryDirectory() as log_dir:
-            for cameras in camera_counts:
-                modes = ['one_node'] if cameras == 1 else ['one_node', 'separate_nodes']
-                for mode in modes:
-                    row = measure(cameras, mode, model_path, size, rate_hz, seconds,
-                                  Path(log_dir), profile)
-                    rows.append(row)
-                    print(f"  {cameras} camera(s), {mode}: {row['heatmaps_per_s']:.1f} "
-                          f"heatmaps/s, peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+            for round_index in range(rounds):
+                for cameras in camera_counts:
+                    chosen = [mode for mode in modes
+                              if cameras > 1 or mode.startswith('one_node')]
+                    shift = round_index % len(chosen)  # rotate the order between rounds
+                    for mode in chosen[shift:] + chosen[:shift]:
+                        row = measure(cameras, mode, model_path, size, rate_hz, seconds,
+                                      Path(log_dir), profile)
+                        row['round'] = round_index
+                        rows.append(row)
+                        print(f'  round {round_index}, {cameras} camera(s), {mode}: '
+                              f"{row['heatmaps_per_s']:.1f} heatmaps/s, peak RSS "
+                              f"{row['peak_rss_mib']:.0f} MiB, load "
+                              f"{row['load_average_before']}", flush=True)
     finally:
         rclpy.try_shutdown()
     return {'machine': describe_machine(), 'load_average_after': load_average(), 'rows': rows,
             'targets': judge(rows), 'rate_hz': rate_hz, 'seconds': seconds,
-            'frame_size': list(size), 'fastdds_profile': profile,
+            'frame_size': list(size), 'fastdds_profile': profile, 'rounds': rounds,
             'model': config_path or 'full-size architecture, random weights'}
 
 
-def measure_pipeline_batches(backend_name: str, device: str, batches: Sequence[int],
-                             size: Sequence[int], config_path: Optional[str], cache_dir: str,
-                             repeats: int) -> dict:
-    """Median ms of one ``run_batch`` of N frames vs N ``run`` calls, per N; JSON-ready."""
-    files = prepare_model_files(config_path, 0, cache_dir, need_onnx=backend_name != 'torch')
-    model_path = files['bundle' if backend_name == 'torch' else 'onnx']
-    backend = create_backend(backend_name, model_path, device,
-                             BackendOptions(cpu_spin_wait=False)).load()
-    pipeline = FramePipeline(backend)
-    width, height = size
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
-              for _ in range(max(batches))]
-    settings = OutputSettings()
-    rows = []
-    load_before = load_average()
-    for count in batches:
-        frames, indices = images[:count], list(range(count))  # a different action per row
-        batch_s = median_seconds(lambda: pipeline.run_batch(frames, indices, settings),
-                                 repeats, warmup=2)
-        separate_s = median_seconds(
-            lambda: [pipeline.run(frame, index, settings)
-                     for frame, index in zip(frames, indices)], repeats, warmup=2)
-        stages = pipeline.run_batch(frames, indices, settings)[0].timings_s
-        rows.append({'batch': count, 'batch_ms': batch_s * 1e3,
-                     'separate_runs_ms': separate_s * 1e3,
-                     'batch_ms_per_frame': batch_s * 1e3 / count,
-                     'speedup_vs_separate_runs': separate_s / batch_s,
-                     'inference_ms_in_batch': stages['inference'] * 1e3})
-    description = backend.describe()
-    backend.close()
-    return {'machine': describe_machine(), 'backend': description, 'frame_size': list(size),
-            'model': config_path or 'full-size architecture, random weights',
-            'load_average_before': load_before, 'load_average_after': load_average(),
-            'repeats': repeats, 'rows': rows}
-
-
-def format_pipeline_table(report: dict) -> str:
-    """Return the pipeline-only report as a fixed-width table."""
-    width, height = report['frame_size']
-    lines = [f"FramePipeline.run_batch, {report['backend']}, {report['model']}, {width}x"
-             f"{height}; load {report['load_average_before']} -> "
-             f"{report['load_average_after']}",
-             f"{'batch':>5s} {'batch ms':>9s} {'ms/frame':>9s} {'N runs ms':>10s} "
-             f"{'speed-up':>8s} {'infer ms':>9s}"]
-    for row in report['rows']:
-        lines.append(f"{row['batch']:5d} {row['batch_ms']:9.1f} "
-                     f"{row['batch_ms_per_frame']:9.1f} {row['separate_runs_ms']:10.1f} "
-                     f"{row['speedup_vs_separate_runs']:7.2f}x "
-                     f"{row['inference_ms_in_batch']:9.1f}")
-    return '\n'.join(lines)
+def median_rows(rows: Sequence[dict]) -> Dict[tuple, dict]:
+    """(cameras, mode) -> the row of median throughput over the rounds."""
+    groups: Dict[tuple, List[dict]] = {}
+    for row in rows:
+        groups.setdefault((row['cameras'], row['mode']), []).append(row)
+    return {key: sorted(group, key=lambda row: row['heatmaps_per_s'])[len(group) // 2]
+            for key, group in groups.items()}
 
 
 def judge(rows: Sequence[dict]) -> Dict[str, dict]:
-    """Compare against the targets: RSS ratio and throughput of one node vs separate nodes."""
-    by_key = {(row['cameras'], row['mode']): row for row in rows}
+    """Compare against the targets: RSS ratio and throughput of one node vs separate nodes.
+
+    With several rounds each (cameras, mode) is represented by its median-throughput row.
+    """
+    by_key = median_rows(rows)
     verdicts = {}
     single = by_key.get((1, 'one_node'))
     largest = max((row['cameras'] for row in rows), default=1)
@@ -308,6 +286,16 @@ def judge(rows: Sequence[dict]) -> Dict[str, dict]:
             # 0.1%: the streams' durations, measured by each camera process, differ by ms
             verdicts[f'throughput_{cameras}'] = {'one_vs_separate': ratio,
                                                  'met': ratio >= 1.0 - THROUGHPUT_TOLERANCE}
+        sequential = by_key.get((cameras, 'one_node_sequential'))
+        if one and sequential:
+            verdicts[f'overlap_{cameras}'] = {
+                'overlap_vs_sequential': one['heatmaps_per_s'] / max(
+                    sequential['heatmaps_per_s'], 1e-9)}
+        old_separate = by_key.get((cameras, 'separate_nodes_sequential'))
+        if one and old_separate:
+            verdicts[f'throughput_{cameras}_vs_sequential_nodes'] = {
+                'one_vs_separate': one['heatmaps_per_s'] / max(
+                    old_separate['heatmaps_per_s'], 1e-9)}
     return verdicts
 
 
@@ -318,7 +306,8 @@ def format_table(report: dict) -> str:
              f"{width}x{height} rgb8 best effort, {report['seconds']:.0f} s per row, FastDDS "
              f"profile {'on both sides' if report['fastdds_profile'] else 'off'}; load after "
              f"{report['load_average_after']}",
-             f"{'cams':>4s} {'setup':15s} {'nodes':>5s} {'sent':>5s} {'heatmaps/s':>10s} "
+             f"{'rnd':>3s} {'cams':>4s} {'setup':25s} {'nodes':>5s} {'sent':>5s} "
+             f"{'heatmaps/s':>10s} "
              f"{'per camera Hz':>16s} {'p50 ms':>7s} {'p90 ms':>7s} {'peak RSS MiB':>12s} "
              f"{'CPU ms/map':>10s} {'cores':>5s} {'per inference':>13s} "
              f"{'load before':>16s}"]
@@ -326,7 +315,8 @@ def format_table(report: dict) -> str:
         per_camera = '/'.join(f'{hz:.1f}' for hz in row['per_camera_hz'])
         delay = row['delay_ms']
         lines.append(
-            f"{row['cameras']:4d} {row['mode']:15s} {row['nodes']:5d} {row['sent']:5d} "
+            f"{row.get('round', 0):3d} {row['cameras']:4d} {row['mode']:25s} "
+            f"{row['nodes']:5d} {row['sent']:5d} "
             f"{row['heatmaps_per_s']:10.1f} {per_camera:>16s} "
             f"{delay['p50'] if delay['p50'] is not None else float('nan'):7.1f} "
             f"{delay['p90'] if delay['p90'] is not None else float('nan'):7.1f} "
@@ -350,6 +340,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--size', default='320x240', help='camera frame WIDTHxHEIGHT')
     parser.add_argument('--config', default='config/model_synthetic.yaml',
                         help='model config YAML (random weights where its files are missing)')
+    parser.add_argument('--modes', default='one_node,separate_nodes',
+                        help=f'comma-separated setups among {",".join(MODES)}')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='repeat every setup this often, interleaved')
     parser.add_argument('--no-profile', action='store_true',
                         help='no FastDDS profile for cameras and nodes')
     parser.add_argument('--cache-dir', default='outputs/bench/cache')
@@ -375,7 +369,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))  # apart from others
     report = run([int(count) for count in args.cameras.split(',')], args.rate, args.seconds,
-                 size, args.config or None, args.cache_dir, not args.no_profile)
+                 size, args.config or None, args.cache_dir, not args.no_profile,
+                 modes=[mode for mode in args.modes.split(',') if mode], rounds=args.rounds)
     print(format_table(report))
     write_report(report, args.out or 'outputs/bench/multicam.json')
     return 0

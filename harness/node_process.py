@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = CHECKOUT_ROOT / 'config' / 'params.yaml'
@@ -92,3 +92,11 @@ class NodeProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def serve_node(log_path: Path, parameters: Mapping[str, object]) -> Iterator[NodeProcess]:
+    """Yield a node once it is active (a module fixture's body); it must exit cleanly after."""
+    process = NodeProcess(log_path, parameters)
+    process.wait_for_log('out /affordance/active_action')
+    yield process
+    assert process.stop() == 0, process.log()

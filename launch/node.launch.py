@@ -26,6 +26,11 @@ LAUNCH_ARGUMENTS = (
     ('camera_info_topic', '/camera/color/camera_info', 'camera info of the color image'),
     ('depth_topic', '/camera/aligned_depth_to_color/image_raw', 'color-aligned depth topic'),
     ('action_topic', '/affordance/action', 'std_msgs/String action commands'),
+    ('roi_source', '', 'none | roi | detections: object regions (empty: the params file)'),
+    ('detections_topic', 'detections', "a detector's vision_msgs/Detection2DArray, e.g. "
+     '/detector/detections (with roi_source:=detections)'),
+    ('roi_topic', 'roi', 'sensor_msgs/RegionOfInterest of the colour image (with '
+     'roi_source:=roi)'),
     ('backend', '', 'auto | tensorrt | onnxruntime | torch (empty: the params file)'),
     ('model_path', '', 'engine, ONNX or checkpoint file (empty: the params file)'),
     ('device', '', 'inference device: cuda, cuda:N, cpu or auto (empty: the params file)'),
@@ -46,7 +51,8 @@ LAUNCH_ARGUMENTS = (
 )
 # Launch argument -> parameter type; an empty argument is "not given" and overrides nothing.
 PARAMETER_ARGUMENTS = {'backend': str, 'model_path': str, 'device': str, 'enable_3d': bool,
-                       'image_transport': str, 'cameras': list, 'use_sim_time': bool}
+                       'image_transport': str, 'cameras': list, 'use_sim_time': bool,
+                       'roi_source': str}
 PROFILE_ENV_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
 
@@ -105,6 +111,8 @@ def launch_setup(context, *args, **kwargs):
             ('camera_info', values['camera_info_topic']),
             ('depth', values['depth_topic']),
             ('action', values['action_topic']),
+            ('detections', values['detections_topic']),
+            ('roi', values['roi_topic']),
         ],
         arguments=['--ros-args', '--log-level', values['log_level']],
     )

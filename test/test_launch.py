@@ -22,7 +22,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'node.launch.py'
 INTERFACE_ARGUMENTS = ('namespace', 'params_file', 'image_topic', 'camera_info_topic',
-                       'depth_topic', 'action_topic', 'backend', 'model_path', 'device',
+                       'depth_topic', 'action_topic', 'roi_source', 'detections_topic',
+                       'roi_topic', 'backend', 'model_path', 'device',
                        'enable_3d', 'image_transport', 'cameras', 'rviz', 'use_sim_time',
                        'fastdds_profile', 'log_level')
 PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
@@ -108,7 +109,8 @@ def test_launch_starts_the_installed_executable_with_the_installed_params(
     assert kwargs['additional_env'] == dict.fromkeys(PROFILE_VARS, str(profile))
     assert dict(kwargs['remappings']) == {
         'image': '/camera/color/image_raw', 'camera_info': '/camera/color/camera_info',
-        'depth': '/camera/aligned_depth_to_color/image_raw', 'action': '/affordance/action'}
+        'depth': '/camera/aligned_depth_to_color/image_raw', 'action': '/affordance/action',
+        'detections': 'detections', 'roi': 'roi'}
     assert kwargs['arguments'] == ['--ros-args', '--log-level', 'info']
 
 

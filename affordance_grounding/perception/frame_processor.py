@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from affordance_grounding.geometry.grasp3d import compute_3d_outputs, Grasp3DOutputs
 from affordance_grounding.geometry.grasp_pose import GraspPose
 from affordance_grounding.inference.backends import InferenceBackend
-from affordance_grounding.perception.frame_pipeline import FramePipeline
+from affordance_grounding.perception.frame_pipeline import FramePipeline, InferredRows
 from affordance_grounding.perception.image_codecs import image_msg_to_array
 from affordance_grounding.perception.mask import compute_grasp_mask
 from affordance_grounding.perception.output_layout import POINT_MARKER_IDS, POSE_MARKER_IDS
@@ -168,6 +168,23 @@ class _Rows:
     windows: Tuple[CropWindow, ...] = ()
 
 
+@dataclass
+class InferredFrames:
+    """A batch between inference and post-processing (:meth:`FrameProcessor.infer`).
+
+    Attributes:
+        frames: The frames, in order.
+        layout: Where each frame's rows sit in the batch.
+        problems: Each frame's region problems so far.
+        inferred: The backend's rows; None when no frame had a row (every box unusable).
+    """
+
+    frames: Tuple[FrameInput, ...]
+    layout: List[_Rows]
+    problems: List[List[Tuple[str, str]]]
+    inferred: Optional[InferredRows]
+
+
 class FrameProcessor:
     """Runs batches of decoded frames through a loaded backend and the 3D chain."""
 
@@ -190,10 +207,21 @@ class FrameProcessor:
                 settings: OutputSettings) -> List[FrameResult]:
         """Run every frame, and every region of every frame, as one inference; then 3D.
 
+        The same as :meth:`finish` of :meth:`infer`; a caller that overlaps batches (the
+        node's worker) calls the two halves in different threads.
+
         Raises:
             ValueError: On an empty batch, a bad image or a class index out of range (the
                 callers check these before; region and 3D problems never raise, they are
                 reported in each result's ``problems``).
+        """
+        return self.finish(self.infer(frames), settings)
+
+    def infer(self, frames: Sequence[FrameInput]) -> 'InferredFrames':
+        """Choose and cut out regions, preprocess every row and run the backend once.
+
+        Raises:
+            ValueError: As :meth:`process`.
         """
         if not frames:
             raise ValueError('process needs at least one frame')
@@ -209,8 +237,13 @@ class FrameProcessor:
             layout.append(rows)
             problems.append(frame_problems)
         inferred = self.pipeline.infer_rows(images, indices) if images else None
+        return InferredFrames(tuple(frames), layout, problems, inferred)
+
+    def finish(self, batch: 'InferredFrames', settings: OutputSettings) -> List[FrameResult]:
+        """Post-process each frame of an inferred batch (heatmap, mask, overlay), then its 3D."""
+        inferred = batch.inferred
         results = []
-        for frame, rows, frame_problems in zip(frames, layout, problems):
+        for frame, rows, frame_problems in zip(batch.frames, batch.layout, batch.problems):
             start = time.perf_counter()
             result = self._frame_result(frame, rows, inferred, settings)
             result.problems[:0] = frame_problems

@@ -8,8 +8,9 @@ action (:class:`SharedState`), and per camera its publishers, statistics, own ac
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from affordance_grounding.perception.regions import Region
 from affordance_grounding.ros.health import NodeHealth
-from affordance_grounding.ros.pairing import StampedBuffer
+from affordance_grounding.ros.pairing import DetectionPairer, StampedBuffer
 from affordance_grounding.ros.params import NodeConfig
 
 
@@ -38,6 +39,7 @@ class OutputPublishers:
     markers: Optional[object] = None
     affordance_cloud: Optional[object] = None
     grasp_pose: Optional[object] = None
+    affordance_detections: Optional[object] = None  # with roi_source detections
     active_action: Optional[object] = None  # per named camera: the action it runs
 
 
@@ -53,6 +55,9 @@ class CameraChannel:
             follows the shared action.
         camera_info: Newest ``sensor_msgs/CameraInfo`` (3D only).
         depth: Recent depth images by stamp (3D only).
+        roi: Newest ROI from ``<camera>/roi`` (``roi_source: roi``); None before the first.
+        detections: Images and detections waiting for each other (``roi_source:
+            detections``); None in the other modes.
     """
 
     name: str
@@ -61,6 +66,8 @@ class CameraChannel:
     command: Optional[Tuple[str, int]] = None
     camera_info: Optional[object] = None
     depth: StampedBuffer = field(default_factory=StampedBuffer)
+    roi: Optional[Region] = None
+    detections: Optional[DetectionPairer] = None
 
     def action(self, state: SharedState) -> Tuple[str, int]:
         """(label, class index) this camera runs: its own action, else the shared one."""

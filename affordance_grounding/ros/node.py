@@ -9,7 +9,8 @@ at configure rather than activate so that a missing or corrupt file is reported 
 activation. Topics live in ``topics.py``, the inference loop in ``frame_worker.py``, actions in
 ``actions.py``, /diagnostics in ``diagnostics.py``. With the ``cameras`` parameter one node
 serves several cameras: one worker, one model, one batched inference of every camera's newest
-frame, and one diagnostics status per camera.
+frame, and one diagnostics status per camera. ``roi_source`` adds object regions: a fixed ROI
+or a detector's boxes (``region_inputs.py``), each run as its own crop by the frame job.
 """
 
 from typing import Dict, Optional
@@ -21,12 +22,15 @@ from affordance_grounding.perception.settings import load_backend
 from affordance_grounding.perception.stamps import stamp_to_ns
 from affordance_grounding.ros.actions import ActionCommands
 from affordance_grounding.ros.channels import CameraChannel, SharedState
+from affordance_grounding.ros.detection_messages import require_message_packages
 from affordance_grounding.ros.diagnostics import NODE_NAME, NodeDiagnostics
 from affordance_grounding.ros.frame_worker import FrameWorker
 from affordance_grounding.ros.health import NodeHealth
 from affordance_grounding.ros.params import (
-    declare_and_read, declare_parameters, ParameterError, to_model_settings, update_config)
+    declare_and_read, declare_parameters, ParameterError, to_model_settings,
+    to_region_settings, update_config)
 from affordance_grounding.ros.publishing import publish_result
+from affordance_grounding.ros.region_inputs import RegionInputs
 from affordance_grounding.ros.topics import InputCallbacks, NodeTopics
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -54,6 +58,7 @@ class AffordanceNode(LifecycleNode):
         self.topics = NodeTopics(self)
         self.actions = ActionCommands(self, self.health)
         self.diagnostics = NodeDiagnostics(self)
+        self.region_inputs = RegionInputs(self)  # roi_source: roi / detections
         self._worker: Optional[FrameWorker] = None
         declare_parameters(self)  # visible and settable before configure, which reads them
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -63,6 +68,7 @@ class AffordanceNode(LifecycleNode):
         try:
             config = declare_and_read(self)
             self.diagnostics.start(config.diagnostic_period)
+            require_message_packages(config)  # vision_msgs for detections, before the model
             self.backend = load_backend(to_model_settings(config))
             command = self.actions.load(config, self.backend.metadata.labels)
         except CONFIGURE_ERRORS as error:
@@ -74,6 +80,7 @@ class AffordanceNode(LifecycleNode):
         self.channels = {
             camera: CameraChannel(camera, outputs, self.health if not camera else NodeHealth())
             for camera, outputs in self.topics.create_publishers(config).items()}
+        self.region_inputs.attach(self.channels, config)
         self.failure, self.phase = '', 'inactive'
         self.get_logger().info(f'model {config.model_path}: {self.backend.describe()}, '
                                f'{len(self.backend.metadata.labels)} labels')
@@ -82,12 +89,14 @@ class AffordanceNode(LifecycleNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         """Start the worker and subscribe."""
         self.mailbox.reopen()
-        self._worker = FrameWorker(FrameProcessor(self.backend), self.mailbox, self.state,
-                                   self.channels, self.health, self, publish_result)
+        processor = FrameProcessor(self.backend, to_region_settings(self.state.config))
+        self._worker = FrameWorker(processor, self.mailbox, self.state, self.channels,
+                                   self.health, self, publish_result)
         self._worker.start()
         self.topics.subscribe(self.state.config, InputCallbacks(
             image=self._on_image, action=self._on_action, depth=self._on_depth,
-            camera_info=self._on_camera_info, lost=self._on_lost))
+            camera_info=self._on_camera_info, lost=self._on_lost,
+            roi=self.region_inputs.on_roi, detections=self.region_inputs.on_detections))
         result = super().on_activate(state)
         self.actions.publish_shared()
         self.actions.announce_cameras(self.state, self.channels, again=True)
@@ -137,7 +146,7 @@ class AffordanceNode(LifecycleNode):
     def _on_image(self, msg, camera: str = '') -> None:
         for health in self.channels[camera].healths(self.health):
             health.count_input()
-        self.mailbox.put(msg, camera)
+        self.region_inputs.put_image(msg, camera)  # or it waits for its detections
 
     def _on_lost(self, count: int, camera: str = '') -> None:
         for health in self.channels[camera].healths(self.health):

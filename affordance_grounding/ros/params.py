@@ -17,7 +17,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from affordance_grounding.config import CALIBRATIONS
 from affordance_grounding.inference.selection import BACKEND_NAMES, DEVICE_PATTERN
-from affordance_grounding.perception.settings import ModelSettings, OutputSettings
+from affordance_grounding.perception.regions import DEFAULT_MAX_REGIONS, DEFAULT_ROI_MARGIN
+from affordance_grounding.perception.settings import (
+    ModelSettings, OutputSettings, RegionSettings)
 from affordance_grounding.vocabulary import (
     ActionCommand, LABEL_SETS, parse_action_command, TextMatcher)
 import cv2
@@ -30,6 +32,7 @@ PRECISION_CHOICES: Tuple[str, ...] = ('auto', 'fp32', 'fp16')
 COLORMAPS: Dict[str, int] = {name[len('COLORMAP_'):].lower(): getattr(cv2, name)
                              for name in dir(cv2) if name.startswith('COLORMAP_')}
 CAMERA_NAME_PATTERN = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')  # one ROS name token
+ROI_SOURCES: Tuple[str, ...] = ('none', 'roi', 'detections')
 
 
 class ParameterError(ValueError):
@@ -72,6 +75,13 @@ class NodeConfig:
         cameras: Camera names; empty = one camera on today's topics. With names, every
             camera has its inputs and outputs under ``<camera>/`` and all cameras' newest
             frames run as one batch (docs/ros_interface.md).
+        roi_source: Where object regions come from: ``none`` (the whole frame), ``roi``
+            (sensor_msgs/RegionOfInterest on ``roi``) or ``detections``
+            (vision_msgs/Detection2DArray on ``detections``, paired by stamp).
+        roi_margin: Fraction of a box's longer side added on each side of its crop.
+        max_regions: Most regions run per frame, the largest first; the rest are counted.
+        worker_overlap: Post-process and publish one batch in a second thread while the next
+            one infers (docs/benchmarks.md, "Overlapping the worker's stages").
     """
 
     backend: str = 'auto'
@@ -98,6 +108,10 @@ class NodeConfig:
     diagnostic_period: float = 1.0
     expected_rate_hz: float = 10.0
     cameras: Tuple[str, ...] = ()
+    roi_source: str = 'none'
+    roi_margin: float = DEFAULT_ROI_MARGIN
+    max_regions: int = DEFAULT_MAX_REGIONS
+    worker_overlap: bool = True
 
     def validate(self) -> 'NodeConfig':
         """Check every value; return ``self`` so that calls chain.
@@ -111,6 +125,7 @@ class NodeConfig:
                               ('image_qos', IMAGE_QOS_PROFILES),
                               ('image_transport', IMAGE_TRANSPORTS),
                               ('labels', ('',) + tuple(LABEL_SETS)),
+                              ('roi_source', ROI_SOURCES),
                               ('colormap', tuple(sorted(COLORMAPS)))):
             _check_choice(name, getattr(self, name), allowed)
         if not DEVICE_PATTERN.match(self.device):
@@ -123,6 +138,11 @@ class NodeConfig:
             _check_range(name, getattr(self, name), 0.0, float('inf'), '>= 0 (0 disables)')
         for name in ('sync_slop_s', 'diagnostic_period', 'expected_rate_hz'):
             _check_range(name, getattr(self, name), 0.0, float('inf'), '> 0', open_low=True)
+        _check_range('roi_margin', self.roi_margin, 0.0, 10.0,
+                     '[{low}, {high}] (a fraction of the box, e.g. 0.25)')
+        if isinstance(self.max_regions, bool) or self.max_regions < 1:
+            raise ParameterError(f'parameter max_regions={self.max_regions!r} is out of range; '
+                                 'expected a whole number >= 1')
         for name in self.cameras:
             if not CAMERA_NAME_PATTERN.match(name):
                 raise ParameterError(f'parameter cameras: {name!r} is not a valid camera name; '
@@ -201,6 +221,12 @@ DESCRIPTIONS: Dict[str, Tuple[str, bool]] = {
     'expected_rate_hz': ('Output rate in Hz below which diagnostics warn', True),
     'cameras': ('Camera names, e.g. [head, wrist]: inputs and outputs under <camera>/, one '
                 'batched inference; empty = one camera on image, heatmap, ...', True),
+    'roi_source': ('Object regions: none (whole frame) | roi (RegionOfInterest on roi) | '
+                   'detections (Detection2DArray on detections, needs vision_msgs)', True),
+    'roi_margin': ("Fraction of a box's longer side added on each side of its crop", False),
+    'max_regions': ('Most regions per frame, the largest first; the rest are counted', False),
+    'worker_overlap': ('Post-process and publish one batch while the next infers (two '
+                       'threads); false = one thread', True),
 }
 
 
@@ -322,6 +348,11 @@ def to_model_settings(config: NodeConfig) -> ModelSettings:
                          calibration=config.calibration, labels=config.labels,
                          engine_cache_dir=config.engine_cache_dir,
                          cpu_spin_wait=False)  # the worker pre/post-processes between runs
+
+
+def to_region_settings(config: NodeConfig) -> RegionSettings:
+    """Return how regions are cut out and how many run (checked by ``validate``)."""
+    return RegionSettings(margin=config.roi_margin, max_regions=config.max_regions)
 
 
 def to_output_settings(config: NodeConfig) -> OutputSettings:

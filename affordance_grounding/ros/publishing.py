@@ -11,12 +11,13 @@ from typing import Dict
 from affordance_grounding.perception.frame_processor import FrameResult, Outputs3D
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers
 from affordance_grounding.ros.conversions import array_to_image_msg
+from affordance_grounding.ros.detection_messages import to_affordance_detections
 from affordance_grounding.ros.messages import (
     to_frame_markers, to_point_cloud, to_point_stamped, to_pose_stamped)
 
 
-def publish_result(channel: CameraChannel, msg, result: FrameResult,
-                   label: str) -> Dict[str, float]:
+def publish_result(channel: CameraChannel, msg, result: FrameResult, label: str,
+                   detections=None) -> Dict[str, float]:
     """Publish one frame's images and, with ``enable_3d``, its 3D outputs.
 
     Args:
@@ -24,12 +25,17 @@ def publish_result(channel: CameraChannel, msg, result: FrameResult,
         msg: The input image message (its header is copied into every output).
         result: The frame's results.
         label: The action, for the marker text.
+        detections: The paired input ``Detection2DArray`` (``roi_source: detections``);
+            ``affordance_detections`` is published from it.
 
     Returns:
         Seconds spent: ``publish`` (images) and, with ``enable_3d``, ``publish_3d``.
     """
     start = time.perf_counter()
     publish_images(channel.publishers, msg.header, result)
+    if detections is not None and channel.publishers.affordance_detections is not None:
+        channel.publishers.affordance_detections.publish(
+            to_affordance_detections(msg.header, detections, result, label))
     timings = {'publish': time.perf_counter() - start}
     if channel.publishers.grasp_point is not None:  # enable_3d: every frame, point or not
         start = time.perf_counter()

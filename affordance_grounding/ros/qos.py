@@ -15,6 +15,11 @@ RELIABLE = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
 COMMANDS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+# A detector's boxes: best effort matches reliable and best-effort detectors alike; depth 10
+# keeps a burst, since each is needed to pair with its image.
+DETECTIONS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                        reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
 # Late joiners (RViz, a planner started later) still get the current action.
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE,

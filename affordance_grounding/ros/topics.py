@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 from affordance_grounding.ros import qos
 from affordance_grounding.ros.channels import OutputPublishers
+from affordance_grounding.ros.detection_messages import import_vision_msgs
 from affordance_grounding.ros.params import NodeConfig
 from geometry_msgs.msg import PointStamped, PoseStamped
 try:  # Jazzy and newer
@@ -21,7 +22,7 @@ try:  # Jazzy and newer
 except ImportError:  # Humble (JetPack 6): the same class lives in rclpy.qos_event
     from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, RegionOfInterest
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
@@ -30,9 +31,10 @@ from visualization_msgs.msg import MarkerArray
 class InputCallbacks:
     """What the node does with each input, told which camera it came from.
 
-    ``image``, ``depth`` and ``camera_info`` get (msg, camera); ``action`` gets (msg, camera)
-    with camera None for the shared ``action`` topic; ``lost`` gets (count, camera), the
-    middleware's count of images lost in transport. camera is '' for the single camera.
+    ``image``, ``depth``, ``camera_info``, ``roi`` and ``detections`` get (msg, camera);
+    ``action`` gets (msg, camera) with camera None for the shared ``action`` topic; ``lost``
+    gets (count, camera), the middleware's count of images lost in transport. camera is ''
+    for the single camera.
     """
 
     image: Callable
@@ -40,6 +42,8 @@ class InputCallbacks:
     depth: Callable
     camera_info: Callable
     lost: Callable[[int, str], None]
+    roi: Optional[Callable] = None
+    detections: Optional[Callable] = None
 
 
 def camera_prefix(camera: str) -> str:
@@ -92,6 +96,9 @@ class NodeTopics:
                 outputs.markers = publisher(MarkerArray, prefix + 'markers')
                 outputs.affordance_cloud = publisher(PointCloud2, prefix + 'affordance_cloud')
                 outputs.grasp_pose = publisher(PoseStamped, prefix + 'grasp_pose')
+            if config.roi_source == 'detections':
+                outputs.affordance_detections = publisher(
+                    import_vision_msgs().Detection2DArray, prefix + 'affordance_detections')
             if camera:  # what this camera runs: its own action, else the shared one
                 outputs.active_action = publisher(String, prefix + 'active_action', qos.LATCHED)
             self.outputs_by_camera[camera] = outputs
@@ -121,12 +128,25 @@ class NodeTopics:
                             image_qos, None),
                            (CameraInfo, prefix + 'camera_info',
                             lambda msg, c=camera: callbacks.camera_info(msg, c), image_qos, None)]
+            topics += self._region_inputs(config, callbacks, camera)
         topics.insert(1, (String, 'action', lambda msg: callbacks.action(msg, None),
                           qos.COMMANDS, None))
         self.inputs = [self._node.create_subscription(msg_type, topic, callback, profile,
                                                       qos_overriding_options=overrides,
                                                       event_callbacks=events)
                        for msg_type, topic, callback, profile, events in topics]
+
+    @staticmethod
+    def _region_inputs(config: NodeConfig, callbacks: InputCallbacks, camera: str) -> List:
+        """Return the ``roi`` or ``detections`` input of a camera (``roi_source``), if any."""
+        prefix = camera_prefix(camera)
+        if config.roi_source == 'roi':
+            return [(RegionOfInterest, prefix + 'roi',
+                     lambda msg, c=camera: callbacks.roi(msg, c), qos.COMMANDS, None)]
+        if config.roi_source == 'detections':
+            return [(import_vision_msgs().Detection2DArray, prefix + 'detections',
+                     lambda msg, c=camera: callbacks.detections(msg, c), qos.DETECTIONS, None)]
+        return []
 
     def unsubscribe(self) -> None:
         """Destroy every subscription."""

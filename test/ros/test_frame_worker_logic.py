@@ -9,10 +9,12 @@ from types import SimpleNamespace
 
 from affordance_grounding.perception.frame_processor import FrameProcessor
 from affordance_grounding.perception.latest_frames import LatestFrames
+from affordance_grounding.perception.regions import Region
 from affordance_grounding.perception.stamps import NS_PER_S
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
 from affordance_grounding.ros.frame_worker import FrameWorker
 from affordance_grounding.ros.health import NodeHealth
+from affordance_grounding.ros.pairing import PairedFrame
 from affordance_grounding.ros.params import NodeConfig, to_output_settings
 import numpy as np
 import pytest
@@ -56,10 +58,11 @@ class Recorder:
     """Takes the place of ``publish_result``: remembers (camera, message, result, label)."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.detections = [], []
 
-    def __call__(self, channel, msg, result, label):
+    def __call__(self, channel, msg, result, label, detections=None):
         self.calls.append((channel.name, msg, result, label))
+        self.detections.append(detections)
         return {'publish': 0.0}
 
 
@@ -165,8 +168,10 @@ def test_worker_pairs_depth_by_stamp_and_reports_what_is_missing(pipeline, with_
         assert any(f'[{problem}] camera wrist: ' in line for line in worker._node.logged)
 
 
-def test_worker_thread_processes_only_the_newest_frame_and_stops(pipeline):
-    worker, recorder = make_worker(pipeline, max_rate_hz=0.0)
+@pytest.mark.parametrize('overlap', [True, False])
+def test_worker_thread_processes_only_the_newest_frame_and_stops(pipeline, overlap):
+    worker, recorder = make_worker(pipeline, max_rate_hz=0.0, max_image_age_s=0.0,
+                                   worker_overlap=overlap)
     for _ in range(3):
         worker.mailbox.put(image())
     newest = image(50)
@@ -178,5 +183,73 @@ def test_worker_thread_processes_only_the_newest_frame_and_stops(pipeline):
         time.sleep(0.01)
     worker.stop()
     assert not worker.is_alive()
-    assert [msg for _, msg, _, _ in recorder.calls] == [newest]
+    assert [msg for _, msg, _, _ in recorder.calls] == [newest], worker._node.logged
     assert worker.mailbox.dropped == 3
+
+
+def test_roi_mode_runs_the_whole_frame_until_the_first_roi_and_says_so(pipeline):
+    worker, recorder = make_worker(pipeline, roi_source='roi')
+    worker.process(image(90, height=48, width=64))
+    (_, _, result, _), = recorder.calls
+    assert result.regions == () and result.heatmap.shape == (48, 64)
+    assert worker.health.problems.counts == {'no_roi_yet': 1}
+    assert 'no ROI has arrived on roi yet' in worker._node.logged[0]
+
+
+def test_roi_mode_runs_the_newest_roi_and_pastes_it_back(pipeline):
+    worker, recorder = make_worker(pipeline, roi_source='roi', roi_margin=0.0)
+    worker.channels[''].roi = Region(8, 4, 16, 16)
+    worker.process(image(90, height=48, width=64))
+    worker.process(image(90, height=48, width=64))  # the ROI applies until another arrives
+    results = [result for _, _, result, _ in recorder.calls]
+    assert [result.regions for result in results] == [(Region(8, 4, 16, 16),)] * 2
+    assert results[0].heatmap[:, 30:].max() == 0.0 and results[0].problems == []
+    worker.channels[''].roi = Region(0, 0, 0, 0)  # width 0: the whole frame
+    worker.process(image(90, height=48, width=64))
+    assert recorder.calls[-1][2].regions == (Region(0, 0, 64, 48),)
+
+
+@pytest.mark.parametrize('roi', [Region(2 ** 32 - 5, 4, 16, 16), Region(500, 400, 20, 20),
+                                 Region(4, 4, 10, 2 ** 32 - 1)])
+def test_roi_mode_skips_a_frame_whose_roi_is_unusable_and_goes_on(pipeline, roi):
+    worker, recorder = make_worker(pipeline, roi_source='roi')
+    worker.channels[''].roi = roi
+    worker.process(image(90, height=48, width=64))
+    assert recorder.calls == []
+    assert worker.health.problems.counts == {'bad_roi': 1}
+    assert 'frame skipped: ROI' in worker._node.logged[0]
+    worker.channels[''].roi = Region(8, 4, 16, 16)
+    worker.process(image(90, height=48, width=64))
+    assert len(recorder.calls) == 1
+
+
+def detections_msg(msg, boxes):
+    """Return a duck-typed vision_msgs 4 Detection2DArray with the image's header."""
+    return SimpleNamespace(header=msg.header, detections=[
+        SimpleNamespace(header=msg.header, id=str(index), results=[], bbox=SimpleNamespace(
+            center=SimpleNamespace(position=SimpleNamespace(x=x + w / 2, y=y + h / 2),
+                                   theta=0.0), size_x=w, size_y=h))
+        for index, (x, y, w, h) in enumerate(boxes)])
+
+
+def test_detections_with_no_box_publish_a_zero_heatmap_and_say_why(pipeline):
+    worker, recorder = make_worker(pipeline, roi_source='detections')
+    msg = image(90, height=48, width=64)
+    boxes = detections_msg(msg, [])
+    worker.process(PairedFrame(msg, boxes))
+    (_, published, result, _), = recorder.calls
+    assert published is msg and recorder.detections == [boxes]
+    assert result.regions == () and result.heatmap.max() == 0.0 and result.mask.max() == 0
+    assert worker.health.problems.counts == {'empty_detections': 1}
+
+
+def test_hundreds_of_detections_run_the_largest_and_count_the_rest(pipeline):
+    worker, recorder = make_worker(pipeline, roi_source='detections', max_regions=3)
+    msg = image(90, height=48, width=64)
+    boxes = [(index % 50, index % 30, 4 + index % 9, 4 + index % 7) for index in range(200)]
+    boxes += [(-900, -900, 10, 10), (1e9, 5, 5, 5), (5, 5, float('nan'), 5)]
+    worker.process(PairedFrame(msg, detections_msg(msg, boxes)))
+    (_, _, result, _), = recorder.calls
+    assert len(result.regions) == 3 and len(result.region_scores) == 3
+    assert worker.health.problems.counts == {'too_many_regions': 1, 'bad_roi': 1}
+    assert '197 more region(s) than max_regions=3' in '\n'.join(worker._node.logged)

@@ -49,6 +49,10 @@ def test_node_config_defaults_are_valid_and_frozen():
     ({'mask_threshold': math.nan}, ['mask_threshold', 'nan', '[0.0, 1.0]']),
     ({'overlay_alpha': -0.1}, ['overlay_alpha', '-0.1', '[0.0, 1.0]']),
     ({'max_rate_hz': -1.0}, ['max_rate_hz', '-1.0', '>= 0']),
+    ({'roi_source': 'boxes'}, ['roi_source', "'boxes'", 'none', 'roi', 'detections']),
+    ({'roi_margin': -0.1}, ['roi_margin', '-0.1', '[0.0, 10.0]']),
+    ({'roi_margin': math.inf}, ['roi_margin', 'inf', 'fraction of the box']),
+    ({'max_regions': 0}, ['max_regions', '0', '>= 1']),
     ({'max_image_age_s': -0.5}, ['max_image_age_s', '-0.5', '>= 0']),
     ({'sync_slop_s': 0.0}, ['sync_slop_s', '0.0', '> 0']),
     ({'diagnostic_period': -1.0}, ['diagnostic_period', '> 0']),
@@ -67,6 +71,7 @@ def test_validate_names_parameter_value_and_allowed(changes, fragments):
     {'device': 'cuda:1'}, {'device': 'cpu'}, {'default_action': 'hold'},
     {'labels': 'hico_iif', 'default_action': 'pour'}, {'labels': '', 'default_action': 'x'},
     {'max_rate_hz': 0.0, 'max_image_age_s': 0.0}, {'mask_threshold': 1.0},
+    {'roi_source': 'detections', 'roi_margin': 0.0, 'max_regions': 1},
 ])
 def test_validate_accepts_edge_values(changes):
     config = dataclasses.replace(NodeConfig(), **changes)
@@ -105,6 +110,8 @@ def test_update_config_applies_coerced_runtime_changes():
     ({'backend': 'torch'}, 'backend is read at configure and the node is active; deactivate'),
     ({'mask_threshold': 'high'}, "mask_threshold='high' has type str"),
     ({'overlay_alpha': 3.0}, 'overlay_alpha=3.0 is out of range'),
+    ({'roi_source': 'roi'}, 'roi_source is read at configure and the node is active'),
+    ({'max_regions': 2.5}, 'max_regions=2.5 has type float'),
 ])
 def test_update_config_rejects_configure_time_and_invalid_changes_while_active(changes, match):
     with pytest.raises(ParameterError, match=match):
