@@ -92,6 +92,27 @@ def test_roi_mode_skips_and_counts_bad_boxes_and_goes_on(client, box):
     assert heatmap_for(client, client.publish_image(scene())).max() > 0.0
 
 
+def test_node_and_bag_tool_give_the_same_heatmap_for_the_same_frame_and_box(
+        client, synthetic_onnx, tmp_path):
+    """One frame job behind both adapters: the node over DDS, affordance_bag offline."""
+    from affordance_grounding.bag.processing import BagJob, run_bag
+    from affordance_grounding.perception.regions import Region
+    from affordance_grounding.perception.settings import RegionSettings
+    from bench.bag_recording import read_topic, RecordingSpec, write_recording
+
+    box = (150, 60, 100, 120)
+    rgbs = write_recording(tmp_path / 'recording', RecordingSpec(frames=1, size=SIZE[::-1]))
+    send_roi(client, *box)
+    node_heatmap = heatmap_for(client, client.publish_image(rgbs[0]))
+    run_bag(BagJob(tmp_path / 'recording', tmp_path / 'result', str(synthetic_onnx),
+                   device='cpu', progress=False, roi=Region(*box),
+                   regions=RegionSettings(margin=0.0)), log=lambda line: None)
+    (_, bag_msg), = read_topic(tmp_path / 'result', '/affordance/heatmap')
+    bag_heatmap = image_msg_to_array(bag_msg)[0]
+    assert node_heatmap[60:180, 150:250].max() > 0.0 and node_heatmap[:, :140].max() == 0.0
+    np.testing.assert_allclose(bag_heatmap, node_heatmap, atol=1e-6, rtol=0)
+
+
 @pytest.mark.skipif(HAS_VISION_MSGS, reason='vision_msgs is installed: configure succeeds')
 def test_detections_mode_without_vision_msgs_fails_configure_in_one_line(
         synthetic_onnx, start_node):
