@@ -1,4 +1,4 @@
-"""How big the synthetic world's acting parts are on the patch grid, and what they look like.
+r"""How big the synthetic world's acting parts are on the patch grid, and what they look like.
 
 Every map the method makes lives on the 14 x 14 patch grid of a 224-px input, and part
 discovery can only find a part that spans several patches. This module measures, per label,
@@ -7,7 +7,7 @@ is at least half the GT's peak), writes it with the world's object scale (and, w
 the backbone probes' results) to a JSON file, and draws a contact sheet of the world with its
 GT::
 
-    python -m training.synthetic_world --json docs/synthetic_world.json \\
+    python -m training.synthetic_world --json docs/synthetic_world.json \
         --sheet docs/synthetic_world.png --probes docs/synthetic_backbones.json
 """
 
@@ -22,7 +22,7 @@ from affordance_grounding.runtime.postprocess import render_overlay
 import cv2
 import numpy as np
 from training.synthetic import (
-    iter_item_specs, ItemSpec, pairs_of_test_set, render_item, SETTINGS, SyntheticConfig,
+    ItemSpec, iter_item_specs, pairs_of_test_set, render_item, SETTINGS, SyntheticConfig,
     WORLD_SCALES)
 
 INPUT_SIZE = 224  # network input side
