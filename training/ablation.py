@@ -28,6 +28,7 @@ interrupted ablation continues where it stopped.
 """
 
 import argparse
+from dataclasses import asdict
 import json
 from pathlib import Path
 import shutil
@@ -37,7 +38,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from training import train
-from training.synthetic import build_synthetic_dataset, META_FILE, SETTINGS, SyntheticConfig
+from training.synthetic import (
+    build_synthetic_dataset, META_FILE, SETTINGS, SyntheticConfig, WORLD_SCALES)
 
 TRAINING_CONFIGS: Dict[str, List[str]] = {
     'ce_only': ['use_proto_loss=false', 'use_pixel_loss=false'],
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--data-seed', type=int, default=0, help='synthetic data set seed')
     parser.add_argument('--train-per-object', type=int, default=16)
     parser.add_argument('--test-per-object', type=int, default=10)
+    parser.add_argument('--scale', choices=sorted(WORLD_SCALES), default='v3',
+                        help='object sizes of the synthetic world (v2: the old world)')
     parser.add_argument('--configs', nargs='+', default=list(TRAINING_CONFIGS),
                         choices=list(TRAINING_CONFIGS), help='training configurations to run')
     parser.add_argument('--json', help='write the table and every run here')
@@ -83,7 +87,8 @@ def ensure_dataset(root: Path, config: SyntheticConfig) -> None:
         meta_path = root / setting / META_FILE
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
-            if meta.get('config') == {**meta.get('config', {}), **config.__dict__}:
+            wanted = json.loads(json.dumps(asdict(config)))  # tuples as the meta's lists
+            if meta.get('config') == {**meta.get('config', {}), **wanted}:
                 continue
         build_synthetic_dataset(root, config, overwrite=True, setting=setting)
 
@@ -155,6 +160,31 @@ def summarise(runs: Dict[str, Dict[int, dict]],
     return table
 
 
+def compare_paired(runs: Dict[str, Dict[int, dict]], before: str, after: str,
+                   map_name: str = 'none') -> Dict[str, dict]:
+    """Paired comparison of two configurations over the seeds both have run.
+
+    The seed fixes the head initialisation and the data order, so the per-seed difference
+    removes the part of the seed noise both runs share; ``paired_t`` is its mean over its
+    standard error (sample sd / sqrt(n)).
+    """
+    seeds = sorted(set(runs.get(before, {})) & set(runs.get(after, {})))
+    result = {'seeds': seeds}
+    for metric in METRICS:
+        pair = np.array([[runs[name][seed]['metrics']['maps'][map_name]['mean'][metric]
+                          for name in (before, after)] for seed in seeds])  # (n, 2)
+        diff = pair[:, 1] - pair[:, 0]
+        sd = float(diff.std(ddof=1)) if len(seeds) > 1 else float('nan')
+        result[metric] = {'before_per_seed': pair[:, 0].tolist(),
+                          'after_per_seed': pair[:, 1].tolist(),
+                          'paired_diff_mean': float(diff.mean()) if len(seeds) else float('nan'),
+                          'paired_diff_std': sd,
+                          'paired_t': float(diff.mean() / (sd / len(seeds) ** 0.5))
+                          if len(seeds) > 1 and sd > 0 else float('nan'),
+                          'after_lower': int((diff < 0).sum())}
+    return result
+
+
 def format_rows(table: List[dict]) -> str:
     """Markdown table: one row per ablation row, mean +- std per metric."""
     lines = ['| row | KLD (lower better) | SIM | NSS |', '|---|---|---|---|']
@@ -170,9 +200,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Path(args.out)
     data_root = out / 'data'
     if not args.collect_only:
-        ensure_dataset(data_root, SyntheticConfig(seed=args.data_seed,
-                                                  train_per_object=args.train_per_object,
-                                                  test_per_object=args.test_per_object))
+        ensure_dataset(data_root, SyntheticConfig.at_scale(
+            args.scale, seed=args.data_seed, train_per_object=args.train_per_object,
+            test_per_object=args.test_per_object))
     common = ['data_root=' + str(data_root), 'split=Seen',
               'model_config=' + args.model_config, 'device=cpu', 'workers=0',
               *args.train_overrides]
@@ -198,6 +228,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('Seen\n' + format_rows(table))
     if unseen_table:
         print('Unseen\n' + format_rows(unseen_table))
+    for setting, setting_runs in (('Seen', runs), ('Unseen', unseen)):
+        paired = compare_paired(setting_runs, 'proto_object', 'proto_part')['kld']
+        if len(paired['before_per_seed']) > 1:
+            print(f"{setting} c -> f KLD, paired over {len(paired['before_per_seed'])} seeds: "
+                  f"{paired['paired_diff_mean']:+.3f} (t = {paired['paired_t']:.2f})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
@@ -205,6 +240,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             'table': table,
             'unseen_table': unseen_table,
             'by_config': summarise(runs, every_config_and_map()),
+            'paired_c_f': {'Seen': compare_paired(runs, 'proto_object', 'proto_part'),
+                           'Unseen': compare_paired(unseen, 'proto_object', 'proto_part')},
             'runs': {name: {str(seed): run for seed, run in seeds.items()}
                      for name, seeds in runs.items()},
             'unseen_runs': {name: {str(seed): run for seed, run in seeds.items()}

@@ -45,6 +45,13 @@ from training.synthetic_catalogue import (  # noqa: F401 (re-exported for caller
 from training.synthetic_render import draw_actor, draw_clutter, draw_object, render_gt
 
 SPLIT = 'Seen'  # the default setting
+# Object long side (egocentric and test, exocentric) as a fraction of the image side, per
+# version of the world. v2 drew every object at 0.44-0.64, where a bottle's cap covered about
+# one 16-px patch; v3 (the default) draws egocentric objects at AGD20K's object-centric scale.
+WORLD_SCALES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {
+    'v2': ((0.44, 0.64), (0.44, 0.64)),
+    'v3': ((0.80, 0.92), (0.56, 0.68)),
+}
 SPLIT_DIRS = ('trainset', 'testset')
 VIEWS = ('egocentric', 'exocentric')
 META_FILE = 'synthetic_meta.json'
@@ -61,6 +68,11 @@ class SyntheticConfig:
         image_size: Side of the square images in pixels.
         jpeg_quality: Fixed JPEG quality of the written images.
         gt_blur_sigma_frac: Gaussian sigma of the GT heat map as a fraction of image_size.
+        object_long_side: Range of the object's long side as a fraction of the image side in
+            egocentric and test images (AGD20K's are object-centric photos: the object fills
+            most of the frame, so its acting part spans several patches).
+        exo_long_side: The same range in exocentric images, which must leave room for the
+            actor (AGD20K's exocentric images show the person and a smaller object).
     """
 
     seed: int = 0
@@ -69,6 +81,8 @@ class SyntheticConfig:
     image_size: int = 256
     jpeg_quality: int = 90
     gt_blur_sigma_frac: float = 1.0 / 64.0
+    object_long_side: Tuple[float, float] = WORLD_SCALES['v3'][0]
+    exo_long_side: Tuple[float, float] = WORLD_SCALES['v3'][1]
 
     def __post_init__(self) -> None:
         """Reject values that cannot produce a usable data set."""
@@ -76,12 +90,24 @@ class SyntheticConfig:
                   'test_per_object': self.test_per_object >= 1,
                   'image_size': self.image_size >= 64,
                   'jpeg_quality': 1 <= self.jpeg_quality <= 100,
-                  'gt_blur_sigma_frac': 0.0 < self.gt_blur_sigma_frac < 0.5}
+                  'gt_blur_sigma_frac': 0.0 < self.gt_blur_sigma_frac < 0.5,
+                  'object_long_side': _is_long_side_range(self.object_long_side),
+                  'exo_long_side': _is_long_side_range(self.exo_long_side)}
         for name, is_valid in checks.items():
             if not is_valid:
                 raise ValueError(f'SyntheticConfig.{name}={getattr(self, name)!r} is out of range '
                                  f'(seed >= 0, counts >= 1, image_size >= 64, '
-                                 f'jpeg_quality 1..100, 0 < gt_blur_sigma_frac < 0.5)')
+                                 f'jpeg_quality 1..100, 0 < gt_blur_sigma_frac < 0.5, '
+                                 f'long sides (low, high) with 0.1 <= low <= high <= 1)')
+
+    @classmethod
+    def at_scale(cls, scale: str, **kwargs) -> 'SyntheticConfig':
+        """Build a config whose object sizes are the named world's (``WORLD_SCALES``)."""
+        if scale not in WORLD_SCALES:
+            raise ValueError(f'unknown world scale {scale!r}; expected one of '
+                             f'{sorted(WORLD_SCALES)}')
+        object_long_side, exo_long_side = WORLD_SCALES[scale]
+        return cls(object_long_side=object_long_side, exo_long_side=exo_long_side, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -210,7 +236,8 @@ def render_item(config: SyntheticConfig, spec: ItemSpec) -> RenderedItem:
     rng = np.random.default_rng(_seed_entropy(config.seed, spec))
     size = config.image_size
     image_bgr = draw_clutter(rng, size)
-    part_masks = draw_object(rng, image_bgr, find_object(spec.object_name))
+    long_side = config.exo_long_side if spec.view == 'exocentric' else config.object_long_side
+    part_masks = draw_object(rng, image_bgr, find_object(spec.object_name), long_side)
     if spec.view == 'exocentric':
         object_mask = np.logical_or.reduce(list(part_masks.values()))  # (S, S)
         contact = BODY_CONTACT.get(spec.affordance, 'hand')
@@ -271,13 +298,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--train-per-object', type=int, default=4)
     parser.add_argument('--test-per-object', type=int, default=2)
     parser.add_argument('--size', type=int, default=256, help='image side in pixels')
+    parser.add_argument('--scale', choices=sorted(WORLD_SCALES), default='v3',
+                        help='object sizes: v3 (default, object-centric) or v2 (the old world)')
     parser.add_argument('--settings', nargs='+', choices=SETTINGS, default=list(SETTINGS),
                         help='which settings to write (default: both)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace existing setting folders')
     args = parser.parse_args(argv)
-    config = SyntheticConfig(seed=args.seed, train_per_object=args.train_per_object,
-                             test_per_object=args.test_per_object, image_size=args.size)
+    config = SyntheticConfig.at_scale(args.scale, seed=args.seed,
+                                      train_per_object=args.train_per_object,
+                                      test_per_object=args.test_per_object, image_size=args.size)
     for setting in args.settings:
         start_s = time.perf_counter()
         try:
@@ -292,6 +322,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f'{elapsed_s:.2f} s ({counts}); labels: {", ".join(summary.labels)}; '
               f'objects: {", ".join(summary.objects)}')
     return 0
+
+
+def _is_long_side_range(long_side: Tuple[float, float]) -> bool:
+    """Whether ``long_side`` is a (low, high) pair inside [0.1, 1]."""
+    return len(long_side) == 2 and 0.1 <= long_side[0] <= long_side[1] <= 1.0
 
 
 def _seed_entropy(seed: int, spec: ItemSpec) -> List[int]:

@@ -72,10 +72,10 @@ OBJECTS: Dict[str, ObjectKind] = {
     ), max_rotation_deg=25.0, mirror=True),
     'bottle': ObjectKind(parts=(
         PartStyle('body', (60, 150, 40), 'noise', (
-            ('rect', -0.42, -0.25, 0.42, 1.0),
-            ('poly', ((-0.42, -0.24), (0.42, -0.24), (0.16, -0.55), (-0.16, -0.55))))),
-        PartStyle('neck', (120, 200, 120), 'stripes', (('rect', -0.15, -0.82, 0.15, -0.5),)),
-        PartStyle('cap', (30, 30, 210), 'stripes', (('rect', -0.2, -1.0, 0.2, -0.8),)),
+            ('rect', -0.46, -0.05, 0.46, 1.0),
+            ('poly', ((-0.46, -0.04), (0.46, -0.04), (0.24, -0.34), (-0.24, -0.34))))),
+        PartStyle('neck', (120, 200, 120), 'stripes', (('rect', -0.24, -0.76, 0.24, -0.3),)),
+        PartStyle('cap', (30, 30, 210), 'stripes', (('rect', -0.3, -1.0, 0.3, -0.72),)),
     ), max_rotation_deg=30.0, mirror=False),
     'chair': ObjectKind(parts=(
         PartStyle('legs', (30, 50, 80), 'solid', (
@@ -103,8 +103,8 @@ UNSEEN_OBJECTS: Dict[str, ObjectKind] = {
         PartStyle('body', (150, 60, 160), 'dots', (
             ('poly', ((-0.3, -0.35), (0.3, -0.35), (0.7, 0.2), (0.55, 1.0), (-0.55, 1.0),
                       (-0.7, 0.2))),)),
-        PartStyle('neck', (200, 150, 90), 'solid', (('rect', -0.2, -0.8, 0.2, -0.33),)),
-        PartStyle('cap', (0, 140, 255), 'dots', (('rect', -0.26, -1.0, 0.26, -0.78),)),
+        PartStyle('neck', (200, 150, 90), 'solid', (('rect', -0.24, -0.76, 0.24, -0.33),)),
+        PartStyle('cap', (0, 140, 255), 'dots', (('rect', -0.32, -1.0, 0.32, -0.72),)),
     ), max_rotation_deg=30.0, mirror=False),
     'stool': ObjectKind(parts=(
         PartStyle('legs', (90, 90, 40), 'stripes', (

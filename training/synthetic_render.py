@@ -12,6 +12,12 @@ import numpy as np
 from training.synthetic_catalogue import ObjectKind, PartStyle
 
 FIXED_POINT_SHIFT = 4  # sub-pixel bits for cv2.fillPoly
+# Object centre range around the image centre, as a fraction of the side: the v2 world's 0.12
+# for small objects, down to 0.03 for objects that fill the frame.
+MAX_CENTRE_JITTER = 0.12
+MIN_CENTRE_JITTER = 0.03
+HEAD_OFFSET = np.array([0.0, -24.0])  # actor's head centre from the shoulder, px at 256 px
+HEAD_RADIUS = 11.0  # px at 256 px
 
 
 def render_gt(part_mask: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -68,14 +74,24 @@ def _draw_random_shape(rng: np.random.Generator, image: np.ndarray, size: int) -
         cv2.fillPoly(image, [points.astype(np.int32)], colour, cv2.LINE_AA)
 
 
-def draw_object(rng: np.random.Generator, image: np.ndarray,
-                kind: ObjectKind) -> Dict[str, np.ndarray]:
-    """Draw a randomly posed object in place; return its visible part masks."""
+def draw_object(rng: np.random.Generator, image: np.ndarray, kind: ObjectKind,
+                long_side: Tuple[float, float]) -> Dict[str, np.ndarray]:
+    """Draw a randomly posed object in place; return its visible part masks.
+
+    Args:
+        rng: The item's generator.
+        image: ``(S, S, 3)`` uint8 image drawn into.
+        kind: What to draw.
+        long_side: Range of the object's long side (its [-1, 1] extent in object units) as a
+            fraction of the image side; the centre moves less the larger the object, so it
+            stays in the frame.
+    """
     size = image.shape[0]
-    scale_px = rng.uniform(0.22, 0.32) * size
+    scale_px = rng.uniform(long_side[0] / 2, long_side[1] / 2) * size  # object unit -> pixels
     angle = math.radians(rng.uniform(-kind.max_rotation_deg, kind.max_rotation_deg))
     mirror_x = -1.0 if kind.mirror and rng.random() < 0.5 else 1.0
-    centre = rng.uniform(0.38, 0.62, 2) * size  # (2,) x, y
+    jitter = min(MAX_CENTRE_JITTER, max(MIN_CENTRE_JITTER, (1.0 - long_side[1]) / 2))
+    centre = rng.uniform(0.5 - jitter, 0.5 + jitter, 2) * size  # (2,) x, y
     rotation = np.array([[math.cos(angle), -math.sin(angle)],
                          [math.sin(angle), math.cos(angle)]])
     linear = scale_px * rotation @ np.diag([mirror_x, 1.0])  # (2, 2) object units -> pixels
@@ -145,14 +161,26 @@ def draw_actor(rng: np.random.Generator, image: np.ndarray, part_mask: np.ndarra
         shoulder, hip, hand, legs = _plan_seated_pose(rng, touch, unit)
     else:
         shoulder, hip, hand, legs = _plan_reaching_pose(rng, touch, object_centre, unit)
+    shoulder = _keep_head_in_view(shoulder, image.shape[0], unit)
     elbow = (shoulder + hand) / 2 + rng.uniform(-12, 12, 2) * unit
     for start, end, width in legs + [(shoulder, hip, 26), (shoulder, elbow, 10)]:
         _draw_segment(image, start, end, width * unit, cloth)
     _draw_segment(image, elbow, hand, 8 * unit, skin)  # forearm
     _draw_segment(image, hand, hand, 10 * unit, skin)  # hand blob
-    head = shoulder + np.array([0.0, -24.0]) * unit
-    _draw_segment(image, head, head, 22 * unit, skin)
+    head = shoulder + HEAD_OFFSET * unit
+    _draw_segment(image, head, head, 2 * HEAD_RADIUS * unit, skin)
     return int(touch[0]), int(touch[1])
+
+
+def _keep_head_in_view(shoulder: np.ndarray, size: int, unit: float) -> np.ndarray:
+    """Move the shoulder just enough that the whole head lies inside the image.
+
+    A large object leaves little room around it, and an exocentric image must show who acts.
+    Poses whose head is already in view (every one of the v2 world) are unchanged.
+    """
+    head = shoulder + HEAD_OFFSET * unit
+    margin = HEAD_RADIUS * unit
+    return shoulder + np.clip(head, margin, size - 1 - margin) - head
 
 
 def _plan_reaching_pose(rng: np.random.Generator, touch: np.ndarray, object_centre: np.ndarray,

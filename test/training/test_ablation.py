@@ -70,3 +70,20 @@ def test_ensure_dataset_builds_both_settings_once(tmp_path):
     assert meta.stat().st_mtime_ns == before
     assert list((tmp_path / 'Unseen' / 'testset' / 'GT' / 'cut_with').iterdir())[0].name == (
         'cleaver')
+
+
+def test_compare_paired_differences_per_seed():
+    """The paired t is the mean per-seed difference over its standard error."""
+    runs = {'proto_object': {0: _run(2.0, 0.1, 1.0, 0), 1: _run(3.0, 0.1, 1.0, 0),
+                             2: _run(2.5, 0.1, 1.0, 0)},
+            'proto_part': {0: _run(1.9, 0.1, 1.0, 0), 1: _run(2.7, 0.1, 1.0, 0),
+                           2: _run(2.5, 0.1, 1.0, 0), 3: _run(0.0, 0.1, 1.0, 0)}}
+    paired = ablation.compare_paired(runs, 'proto_object', 'proto_part')
+    assert paired['seeds'] == [0, 1, 2]  # seed 3 has no partner
+    kld = paired['kld']
+    assert kld['paired_diff_mean'] == pytest.approx(-0.4 / 3)
+    diffs = [-0.1, -0.3, 0.0]
+    sd = (sum((d + 0.4 / 3) ** 2 for d in diffs) / 2) ** 0.5
+    assert kld['paired_diff_std'] == pytest.approx(sd)
+    assert kld['paired_t'] == pytest.approx((-0.4 / 3) / (sd / 3 ** 0.5))
+    assert kld['after_lower'] == 2

@@ -143,7 +143,8 @@ def _render_without_actor(config, spec):
     """Replay an item's random draws up to (not including) the actor."""
     rng = np.random.default_rng(synthetic._seed_entropy(config.seed, spec))
     image = synthetic_render.draw_clutter(rng, config.image_size)
-    synthetic_render.draw_object(rng, image, synthetic.OBJECTS[spec.object_name])
+    synthetic_render.draw_object(rng, image, synthetic.OBJECTS[spec.object_name],
+                                 config.exo_long_side)
     return image
 
 
