@@ -131,7 +131,8 @@ MAX_ACTION_CHARS = 64
 SYNONYMS_RESOURCE = 'data/action_synonyms.yaml'
 # The text fallback's smallest accepted margin of the best label over the runner-up (centred
 # cosines, inference.text_encoder.LabelTextMatcher). bench/action_phrases.py tuned 0.23 on the
-# synthetic CLIP (docs/bench/action_phrases.json); 0.25 leaves headroom for unseen nonsense.
+# v2 world's synthetic CLIP (docs/bench/action_phrases_v2world.json) and 0.24 on the v3 world's
+# (docs/bench/action_phrases.json); 0.25 leaves headroom for unseen nonsense.
 DEFAULT_MIN_TEXT_MARGIN = 0.25
 
 # How a command was understood (ActionCommand.match).

@@ -157,7 +157,11 @@ def test_default_margin_rejects_held_out_nonsense_the_cosine_rule_accepted(synth
     held_out = report['rules'][f'margin >= {DEFAULT_MIN_TEXT_MARGIN:.2f}']
     assert report['held_out_nonsense'] >= 50
     assert held_out['nonsense_rejected'] >= 0.95
-    assert held_out['synonyms']['wrong'] <= held_out['synonyms']['correct']
+    # A robot must not act on a wrong label: the margin rule rejects what this text tower
+    # cannot map (it never saw synonyms; see bench.action_phrases) instead of guessing, and
+    # maps at most 5% of held-out synonyms wrongly, a tenth of what the cosine rule did.
+    wrong_before = report['rules']['cosine >= 0.8']['synonyms']['wrong']
+    assert held_out['synonyms']['wrong'] <= min(0.05, wrong_before / 10)
     assert report['rules']['cosine >= 0.8']['nonsense_rejected'] < 0.5  # the old rule did not
     matcher = load_label_matcher(str(synthetic_text_model), AGD20K_SEEN)
     for phrase in ('flyaway', 'grasp the mug', 'pour water'):  # issue 21's examples

@@ -43,9 +43,11 @@ def test_frames_hold_three_small_separate_objects_one_affording_the_action(data_
                 assert not overlaps(boxes[first], boxes[second])
         hot_rows, hot_cols = np.nonzero(frame.frame_gt > 128)
         target = boxes[frame.target]
-        assert hot_rows.size and target.x <= hot_cols.min() and hot_cols.max() < target.x + \
-            target.width and target.y <= hot_rows.min() and hot_rows.max() < target.y + \
-            target.height
+        # The GT is warped with bilinear interpolation from a box corner at a fractional pixel:
+        # its footprint may reach one pixel past the object's box (seen on the v3 world).
+        assert hot_rows.size and target.x - 1 <= hot_cols.min() and hot_cols.max() < \
+            target.x + target.width + 1 and target.y - 1 <= hot_rows.min() and \
+            hot_rows.max() < target.y + target.height + 1
         for true, jittered in zip(boxes, frame.jittered):
             assert abs(jittered.width / true.width - 1) <= JITTER + 1e-9
             centre_shift = (jittered.x + jittered.width / 2) - (true.x + true.width / 2)
