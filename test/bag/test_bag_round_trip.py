@@ -11,6 +11,7 @@ from affordance_grounding.perception.stamps import stamp_to_ns
 from bench.bag_recording import (
     ACTION_TOPIC, COMPRESSED_TOPIC, depth_plane_mm, DEPTH_TOPIC, FRAME_PERIOD_NS, IMAGE_TOPIC,
     INFO_TOPIC, read_topic, RecordingSpec, START_NS, write_recording)
+from harness.action_sequences import NODE_RULE_LABELS, REPLAYED_ACTIONS
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
@@ -151,12 +152,6 @@ def test_bag_counts_skipped_frames_by_reason(tmp_path, tiny_backend):
         assert reader.topics[IMAGE_TOPIC].msgcount == 8
     assert any("'fly' ignored, the previous action stays" in line and 'hold' in line
                for line in warnings)
-
-
-# (frame index, command): an unknown command before any valid one, then between valid ones.
-REPLAYED_ACTIONS = ((2, 'fly'), (4, 'hold'), (5, 'fly'), (6, 'Pour'), (7, 'zzz'))
-# What the node's rule (keep the previous valid action) gives each of the 9 frames.
-NODE_RULE_LABELS = ('', '', '', '', 'hold', 'hold', 'pour', 'pour', 'pour')
 
 
 def replay_through_the_bag_tool(tmp_path, backend, known_answer, actions=REPLAYED_ACTIONS):

@@ -1,5 +1,6 @@
 """One action policy: the node and the bag tool follow the same command sequence alike."""
 
+from harness.action_sequences import NODE_RULE_LABELS, REPLAYED_ACTIONS
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -23,7 +24,6 @@ def configured_node(ros_context, tiny_onnx):
 
 def test_node_rule_gives_each_frame_what_the_bag_tool_gives_it(configured_node):
     from std_msgs.msg import String
-    from test.bag.test_bag_round_trip import NODE_RULE_LABELS, REPLAYED_ACTIONS
 
     commands = dict(REPLAYED_ACTIONS)
     labels = []
