@@ -49,8 +49,8 @@ lint: setup
 	$(VPY) -m pytest -m linter
 
 # The main job end to end: synthetic data -> brief training -> ONNX -> affordance_node over
-# real DDS topics -> overlays, masks, contact sheet and latency summary in $(DEMO_OUT)/ (16
-# minutes from scratch on 2 cores shared with other jobs, see the README). Steps whose inputs
+# real DDS topics -> overlays, masks, contact sheet and latency summary in $(DEMO_OUT)/ (about a
+# minute from scratch on 2 idle cores, 16 when they are shared; see the README). Steps whose inputs
 # did not change are reused.
 demo: setup
 	$(VPY) -m demo.run --out $(DEMO_OUT)
