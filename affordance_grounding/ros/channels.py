@@ -73,6 +73,11 @@ class CameraChannel:
         """(label, class index) this camera runs: its own action, else the shared one."""
         return self.command if self.command is not None else state.command
 
+    @property
+    def log_prefix(self) -> str:
+        """``'camera NAME: '`` in front of this camera's log lines; '' for the single camera."""
+        return f'camera {self.name}: ' if self.name else ''
+
     def healths(self, node_health: NodeHealth) -> List[NodeHealth]:
         """Return the statistics this camera's events count in: the node's and its own."""
         return [node_health] + ([self.health] if self.health is not node_health else [])

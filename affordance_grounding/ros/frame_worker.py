@@ -164,11 +164,9 @@ class FrameWorker(threading.Thread):
 
     def process_batch(self, frames: Mapping[str, object]) -> None:
         """Run the newest frame of each camera in ``frames`` (camera -> message) as one batch."""
-        rows = self._prepare_rows(frames)
-        if rows:
-            results = self.processor.process([row.frame for row in rows],
-                                             to_output_settings(self.state.config))
-            self._publish_rows(rows, results)
+        inferred = self._infer(frames)
+        if inferred is not None:
+            self._finish(*inferred)
 
     def _infer(self, frames: Mapping[str, object]):
         """Run the first half of a batch: (rows, inferred), or None when every frame is skipped."""
@@ -201,7 +199,7 @@ class FrameWorker(threading.Thread):
         detections = None
         if isinstance(msg, PairedFrame):  # roi_source detections: the image and its boxes
             msg, detections = msg.image, msg.detections
-        where = f'camera {channel.name}: ' if channel.name else ''
+        where = channel.log_prefix
         age_s = self._seconds_since(msg.header.stamp)
         self._check_recorded_time(age_s, config)
         action, class_index = channel.action(self.state)
@@ -272,7 +270,7 @@ class FrameWorker(threading.Thread):
 
     def _finish_row(self, row: _Row, result: FrameResult) -> None:
         """Publish one camera's results under its own input header; count and report them."""
-        where = f'camera {row.channel.name}: ' if row.channel.name else ''
+        where = row.channel.log_prefix
         timings = dict(result.timings_s, conversion=row.conversion_s)
         extra = {} if row.detections is None else {'detections': row.detections}
         timings.update(self._publish(row.channel, row.msg, result, row.frame.label, **extra))

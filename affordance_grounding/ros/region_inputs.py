@@ -43,7 +43,7 @@ class RegionInputs:
                       camera)
 
     def _deliver(self, paired, problems, camera: str) -> None:
-        where = f'camera {camera}: ' if camera else ''
+        where = self._node.channels[camera].log_prefix
         for kind, message in problems:
             if self._node.health.problems.report(kind, where + message):
                 self._node.get_logger().warning(f'[{kind}] {where}{message}')
