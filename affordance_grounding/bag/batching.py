@@ -22,7 +22,7 @@ from affordance_grounding.perception.detections import (
 from affordance_grounding.perception.frame_processor import (
     DepthInput, FrameInput, FrameProcessor, FrameResult, GRASP_POINT_PROBLEMS, Outputs3D)
 from affordance_grounding.perception.image_codecs import colour_msg_to_rgb, ImageConversionError
-from affordance_grounding.perception.regions import BAD_ROI, clip_region, PROBLEM_KINDS
+from affordance_grounding.perception.regions import BAD_ROI, PROBLEM_KINDS, roi_boxes
 from affordance_grounding.vocabulary import (
     DEFAULT_MIN_TEXT_MARGIN, parse_action_command, TextMatcher)
 
@@ -221,10 +221,11 @@ class FrameBatcher:
         a frame without detections within the slop is skipped in ``--detections-topic`` mode.
         """
         if self.job.roi is not None:
-            if clip_region(self.job.roi, image_hw, zero_size_is_whole_frame=True) is None:
+            boxes = roi_boxes(self.job.roi, image_hw)
+            if boxes is None:
                 self.summary.skipped[BAD_ROI] += 1
                 return SKIP_FRAME
-            return [self.job.roi]
+            return boxes
         if self.job.topics.detections is None:
             return None
         if frame.detections is None:

@@ -153,6 +153,15 @@ def clip_region(region: Region, image_hw: ImageHW,
     return replace(region, x=x0, y=y0, width=x1 - x0, height=y1 - y0)
 
 
+def roi_boxes(roi: Region, image_hw: ImageHW) -> Optional[List[Region]]:
+    """Return a fixed ROI as a frame's boxes; None when the frame is to be skipped (bad ROI).
+
+    The rule of the node's ``roi`` mode and ``affordance_bag --roi``: width or height 0 is the
+    whole frame, a box wholly outside the image (or wrapped, huge, non-finite) skips the frame.
+    """
+    return None if clip_region(roi, image_hw, zero_size_is_whole_frame=True) is None else [roi]
+
+
 def choose_regions(boxes: Iterable[Region], image_hw: ImageHW,
                    max_regions: int = DEFAULT_MAX_REGIONS,
                    zero_size_is_whole_frame: bool = False) -> RegionChoice:

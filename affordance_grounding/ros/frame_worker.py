@@ -29,7 +29,7 @@ from affordance_grounding.perception.frame_processor import (
 from affordance_grounding.perception.image_codecs import (
     colour_msg_to_rgb, CompressedImageError, ImageConversionError)
 from affordance_grounding.perception.latest_frames import LatestFrames
-from affordance_grounding.perception.regions import BAD_ROI, clip_region
+from affordance_grounding.perception.regions import BAD_ROI, roi_boxes
 from affordance_grounding.perception.stamps import NS_PER_S, stamp_to_ns
 from affordance_grounding.ros.channels import CameraChannel, OutputPublishers, SharedState
 from affordance_grounding.ros.health import NodeHealth
@@ -242,12 +242,13 @@ class FrameWorker(threading.Thread):
                 self._report('no_roi_yet', where + NO_ROI_YET.format(
                     topic=f'{channel.name}/roi' if channel.name else 'roi'))
                 return None
-            if clip_region(roi, image_hw, zero_size_is_whole_frame=True) is None:
+            boxes = roi_boxes(roi, image_hw)
+            if boxes is None:
                 self._report(BAD_ROI, f'{where}frame skipped: ROI {roi.x},{roi.y} '
                              f'{roi.width}x{roi.height} in a {image_hw[1]}x{image_hw[0]} '
                              'image; ' + region_problem_message(BAD_ROI, 1, config.max_regions))
                 return False
-            return [roi]
+            return boxes
         if detections is not None:
             boxes = detection_regions(detections)
             if not boxes:

@@ -5,7 +5,7 @@ import math
 from affordance_grounding.perception.regions import (
     affordance_scores, BAD_ROI, choose_regions, clip_region, crop_window, CropWindow,
     cut_regions, parse_box, paste_heatmaps, rank_by_score, Region, relative_scores,
-    TOO_MANY_REGIONS, whole_frame)
+    roi_boxes, TOO_MANY_REGIONS, whole_frame)
 import numpy as np
 import pytest
 
@@ -249,3 +249,10 @@ def test_parse_box_rejects_anything_else_with_one_line(text):
         parse_box(text)
     message = str(caught.value)
     assert '\n' not in message and repr(text) in message and 'x,y,w,h' in message
+
+
+def test_roi_boxes_is_the_fixed_roi_or_none_to_skip_the_frame():
+    assert roi_boxes(Region(10, 20, 30, 40), (240, 320)) == [Region(10, 20, 30, 40)]
+    assert roi_boxes(Region(0, 0, 0, 0), (240, 320)) == [Region(0, 0, 0, 0)]  # whole frame
+    assert roi_boxes(Region(500, 400, 40, 40), (240, 320)) is None  # wholly outside
+    assert roi_boxes(Region(2 ** 32 - 8, 8, 40, 40), (240, 320)) is None  # wrapped uint32
