@@ -29,8 +29,8 @@ from affordance_grounding.perception.detections import ranked_detections
 from affordance_grounding.perception.frame_processor import (
     FrameInput, FrameProcessor, FrameResult)
 from affordance_grounding.perception.regions import (
-    BOX_FORMAT_HELP, clip_region, DEFAULT_MAX_REGIONS, MAX_OFFSET_IN_IMAGE_SIDES, parse_box,
-    Region)
+    BOX_FORMAT_HELP, DEFAULT_MAX_REGIONS, MAX_OFFSET_IN_IMAGE_SIDES, parse_box, Region,
+    roi_boxes)
 from affordance_grounding.perception.settings import (
     load_backend, ModelSettings, OutputSettings, RegionSettings)
 from affordance_grounding.vocabulary import (
@@ -90,7 +90,7 @@ def read_boxes(texts: List[str], image_hw: Tuple[int, int]) -> Optional[List[Reg
             box = parse_box(text)
         except ValueError as error:
             raise ValueError(f'--box: {error}') from None
-        if clip_region(box, image_hw, zero_size_is_whole_frame=True) is None:
+        if roi_boxes(box, image_hw) is None:  # the node would skip the frame (bad_roi)
             raise ValueError(f'--box {text!r} is not inside the {image_hw[1]}x{image_hw[0]} '
                              f'photo (or reaches over {MAX_OFFSET_IN_IMAGE_SIDES:g} photo '
                              'sides away)')
